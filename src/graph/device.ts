@@ -1,0 +1,59 @@
+import { createRuntime, CreateDeviceOptions } from '../runtime/device.js';
+import { Runtime, DType } from '../runtime/runtime.js';
+import { fmtShape } from '../runtime/errors.js';
+import { Tensor } from './tensor.js';
+
+export interface TensorOptions {
+  requiresGrad?: boolean;
+}
+
+/** The engine's handle on a GPU: makes tensors; everything else is in `ops`. */
+export class Device {
+  constructor(readonly rt: Runtime) {}
+
+  /** A tensor from host data (Float32Array, or Int32Array for indices and labels). */
+  tensor(data: Float32Array | Int32Array | readonly number[], shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    const arr = Array.isArray(data) ? new Float32Array(data) : (data as Float32Array | Int32Array);
+    if (opts.requiresGrad && arr instanceof Int32Array) throw new Error(`tensor: an integer tensor ${fmtShape(shape)} cannot require gradients`);
+    return new Tensor(this.rt.upload(arr, shape), opts.requiresGrad ?? false);
+  }
+
+  /** A tensor filled with one value. */
+  full(shape: readonly number[], value: number, opts: TensorOptions & { dtype?: DType } = {}): Tensor {
+    const arr = this.rt.alloc(shape, opts.dtype ?? 'f32', 'full');
+    this.rt.fillValue(arr, value);
+    return new Tensor(arr, opts.requiresGrad ?? false);
+  }
+
+  zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    return this.full(shape, 0, opts);
+  }
+
+  ones(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    return this.full(shape, 1, opts);
+  }
+
+  get adapter() {
+    return this.rt.adapterInfo;
+  }
+  get limits(): GPUSupportedLimits {
+    return this.rt.limits;
+  }
+  get gpu(): GPUDevice {
+    return this.rt.device;
+  }
+
+  /** Wait for all submitted GPU work; throws errors the device reported (e.g. a kernel that failed to compile). */
+  sync(): Promise<void> {
+    return this.rt.sync();
+  }
+
+  destroy(): void {
+    this.rt.destroy();
+  }
+}
+
+/** Create a device: navigator.gpu in a browser, Dawn (the `webgpu` package) in Node, or your own GPUDevice. */
+export async function createDevice(opts: CreateDeviceOptions = {}): Promise<Device> {
+  return new Device(await createRuntime(opts));
+}

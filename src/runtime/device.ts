@@ -1,0 +1,88 @@
+import { Runtime } from './runtime.js';
+
+export interface CreateDeviceOptions {
+  /** Use this GPUDevice instead of requesting one. */
+  device?: GPUDevice;
+  powerPreference?: GPUPowerPreference;
+  /** Limits to request above the defaults (e.g. maxStorageBufferBindingSize). */
+  requiredLimits?: Record<string, number>;
+  /** Where the one-line notice about a software fallback goes (default: console.warn). */
+  log?: (line: string) => void;
+}
+
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+const INSTALL_HINT =
+  'No WebGPU adapter found. In Node, install the optional dependency `webgpu` (npm install webgpu); ' +
+  'without a GPU, install a Vulkan loader and SwiftShader from Debian: `apt-get install libvulkan1 chromium` ' +
+  '(webgpu-diffusion then uses /usr/lib/chromium/vk_swiftshader_icd.json). In a browser, use one with WebGPU enabled.';
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+async function nodeAdapter(opts: CreateDeviceOptions, log: (s: string) => void): Promise<{ adapter: GPUAdapter; keepAlive: unknown }> {
+  let dawn: DawnModule;
+  try {
+    const name = 'webgpu'; // kept out of bundlers' static graph: browsers never load it
+    dawn = (await import(/* @vite-ignore */ name)) as DawnModule;
+  } catch (e) {
+    throw new Error(`${INSTALL_HINT} (import of 'webgpu' failed: ${(e as Error).message})`);
+  }
+  Object.assign(globalThis, dawn.globals);
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+  const fs = await import('node:fs');
+  const tryCreate = async () => {
+    const gpu = dawn.create([]);
+    const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
+    return { gpu, adapter };
+  };
+  let { gpu, adapter } = await tryCreate();
+  if (!adapter && !env.VK_ICD_FILENAMES && fs.existsSync(SWIFTSHADER_ICD)) {
+    // The Vulkan loader reads VK_ICD_FILENAMES when Dawn creates its instance, so setting it now works.
+    env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    ({ gpu, adapter } = await tryCreate());
+    if (adapter) log(`webgpu-diffusion: no hardware GPU adapter; using SwiftShader from the system Chromium (${SWIFTSHADER_ICD}), CPU-emulated and slow`);
+  }
+  if (!adapter) throw new Error(INSTALL_HINT);
+  return { adapter, keepAlive: gpu };
+}
+
+/** Create the runtime: the browser's navigator.gpu, Dawn in Node, or a GPUDevice you pass. */
+export async function createRuntime(opts: CreateDeviceOptions = {}): Promise<Runtime> {
+  const log = opts.log ?? ((s: string) => console.warn(s));
+  if (opts.device) {
+    return new Runtime(opts.device, describe((opts.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo));
+  }
+  let adapter: GPUAdapter | null;
+  let keepAlive: unknown = null;
+  const navGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (navGpu) {
+    adapter = await navGpu.requestAdapter({ powerPreference: opts.powerPreference });
+    if (!adapter) throw new Error(INSTALL_HINT);
+  } else if ((globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node) {
+    ({ adapter, keepAlive } = await nodeAdapter(opts, log));
+  } else {
+    throw new Error(INSTALL_HINT);
+  }
+  const limits: Record<string, number> = {};
+  const lim = adapter.limits as unknown as Record<string, number>;
+  // Ask for what the adapter offers for the limits that bound tensor sizes.
+  for (const k of ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX']) {
+    if (lim[k] !== undefined) limits[k] = lim[k]!;
+  }
+  Object.assign(limits, opts.requiredLimits ?? {});
+  const features: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
+  return new Runtime(device, describe(adapter.info), keepAlive);
+}
+
+function describe(info?: GPUAdapterInfo) {
+  return {
+    vendor: info?.vendor ?? '',
+    architecture: info?.architecture ?? '',
+    device: info?.device ?? '',
+    description: info?.description ?? '',
+  };
+}

@@ -1,0 +1,140 @@
+import { describe, it } from 'vitest';
+import { ops } from '../src/index.js';
+import { UNARY, BINARY, unaryRef, unaryDerivRef, binaryRef, binaryDerivRef, UnaryOp } from '../kernels/elementwise.js';
+import { checkOp, randn, uniform, useDevice } from './helpers.js';
+
+const dev = useDevice();
+
+// Inputs in each op's domain, and away from kinks (relu at 0) that finite differences cannot cross.
+function domain(op: UnaryOp, n: number): Float64Array {
+  if (op === 'log' || op === 'sqrt') return uniform(n, 0.2, 3);
+  if (op === 'relu') return randn(n).map((v) => (Math.abs(v) < 0.01 ? v + 0.05 : v));
+  return randn(n);
+}
+
+describe('unary ops', () => {
+  for (const op of UNARY) {
+    if (op === 'identity' || op === 'recip') continue;
+    it(`${op}: forward and backward vs float64, reference vs finite differences`, async () => {
+      const shape = [3, 5, 7]; // 105 elements: not a multiple of the 256-wide workgroup
+      // f32 transcendental functions are accurate to a few ulp; 1e-5 relative plus 1e-6 absolute
+      // covers exp/log/tanh on inputs of magnitude <= 4 while catching any formula error.
+      await checkOp(dev(), {
+        name: op,
+        inputs: [{ shape, data: domain(op, 105) }],
+        run: ([x]) => (ops as unknown as Record<string, (t: typeof x) => typeof x>)[op]!(x!),
+        ref: ([x]) => x!.map((v) => unaryRef(op, v)),
+        refGrad: ([x], gy) => [x!.map((v, i) => unaryDerivRef(op, v) * gy[i]!)],
+        atol: 1e-5,
+        rtol: 1e-5,
+      });
+    });
+  }
+});
+
+describe('binary ops with broadcasting', () => {
+  const shapes: [number[], number[]][] = [
+    [[2, 3, 4], [2, 3, 4]],
+    [[2, 3, 4], [3, 1]],
+    [[1, 5], [4, 1]],
+    [[6], [2, 3, 6]],
+  ];
+  for (const op of BINARY) {
+    for (const [sa, sb] of shapes) {
+      it(`${op} ${JSON.stringify(sa)} with ${JSON.stringify(sb)}`, async () => {
+        const na = sa.reduce((a, b) => a * b, 1);
+        const nb = sb.reduce((a, b) => a * b, 1);
+        const a = op === 'pow' ? uniform(na, 0.5, 2) : randn(na);
+        const b = op === 'div' ? uniform(nb, 0.5, 2).map((v, i) => (i % 2 ? -v : v)) : op === 'pow' ? uniform(nb, -1.5, 1.5) : randn(nb);
+        const out = broadcastRef(sa, sb);
+        // One f32 rounding per element (pow: a few ulp of exp2/log2); gradients summed over at most
+        // 24 broadcast terms stay within 1e-5 relative.
+        await checkOp(dev(), {
+          name: op,
+          inputs: [{ shape: sa, data: a }, { shape: sb, data: b }],
+          run: ([x, y]) => (ops as unknown as Record<string, (p: typeof x, q: typeof y) => typeof x>)[op]!(x!, y!),
+          ref: ([x, y]) => out.idx.map(([i, j]) => binaryRef(op, x![i]!, y![j]!)).reduce((acc, v, k) => ((acc[k] = v), acc), new Float64Array(out.idx.length)),
+          refGrad: ([x, y], gy) => {
+            const ga = new Float64Array(na);
+            const gb = new Float64Array(nb);
+            out.idx.forEach(([i, j], k) => {
+              const [da, db] = binaryDerivRef(op, x![i]!, y![j]!);
+              ga[i] += da * gy[k]!;
+              gb[j] += db * gy[k]!;
+            });
+            return [ga, gb];
+          },
+          atol: 1e-5,
+          rtol: 1e-5,
+        });
+      });
+    }
+  }
+});
+
+/** Index pairs (into a, into b) for each element of the broadcast result. */
+function broadcastRef(sa: number[], sb: number[]) {
+  const r = Math.max(sa.length, sb.length);
+  const A = [...Array(r - sa.length).fill(1), ...sa];
+  const B = [...Array(r - sb.length).fill(1), ...sb];
+  const out = A.map((d, i) => Math.max(d, B[i]!));
+  const n = out.reduce((x, y) => x * y, 1);
+  const idx: [number, number][] = [];
+  for (let k = 0; k < n; k++) {
+    let rem = k;
+    let ia = 0, ib = 0, sA = 1, sB = 1;
+    for (let d = r - 1; d >= 0; d--) {
+      const c = rem % out[d]!;
+      rem = Math.floor(rem / out[d]!);
+      if (A[d]! > 1) ia += c * sA;
+      if (B[d]! > 1) ib += c * sB;
+      sA *= A[d]!;
+      sB *= B[d]!;
+    }
+    idx.push([ia, ib]);
+  }
+  return { shape: out, idx };
+}
+
+describe('reductions', () => {
+  const cases: [number[], number[] | undefined][] = [
+    [[4, 5, 6], undefined],
+    [[4, 5, 6], [1]],
+    [[4, 5, 6], [0, 2]],
+    [[3, 300], [1]], // reduced length above the 64-thread workgroup
+  ];
+  for (const [shape, axes] of cases) {
+    for (const kind of ['sum', 'mean'] as const) {
+      it(`${kind} of ${JSON.stringify(shape)} over ${JSON.stringify(axes ?? 'all')}`, async () => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const ax = axes ?? shape.map((_, i) => i);
+        const count = ax.reduce((a, i) => a * shape[i]!, 1);
+        const alpha = kind === 'mean' ? 1 / count : 1;
+        const outIndex = (k: number) => {
+          let rem = k, o = 0, m = 1;
+          for (let d = shape.length - 1; d >= 0; d--) {
+            const c = rem % shape[d]!;
+            rem = Math.floor(rem / shape[d]!);
+            if (!ax.includes(d)) { o += c * m; m *= shape[d]!; }
+          }
+          return o;
+        };
+        const nOut = n / count;
+        // Sums of up to 900 terms of magnitude ~1: f32 error grows ~sqrt(count)·eps·sum|x| < 1e-4.
+        await checkOp(dev(), {
+          name: kind,
+          inputs: [{ shape }],
+          run: ([x]) => ops[kind](x!, axes),
+          ref: ([x]) => {
+            const y = new Float64Array(nOut);
+            for (let k = 0; k < n; k++) y[outIndex(k)] += alpha * x![k]!;
+            return y;
+          },
+          refGrad: ([x], gy) => [x!.map((_, k) => alpha * gy[outIndex(k)]!)],
+          atol: 1e-4,
+          rtol: 1e-5,
+        });
+      });
+    }
+  }
+});
