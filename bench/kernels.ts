@@ -1,0 +1,240 @@
+// Kernel benchmarks: each kernel at shapes a small U-Net meets, side by side with tfjs's WebGPU backend
+// on the same adapter, plus the adapter's measured FMA peak. Outputs are checked against tfjs before
+// anything is timed. Usage: npm run bench [-- --json FILE] [--reps N] [--only NAME]
+import { writeFileSync } from 'node:fs';
+import { createDevice, ops, Device, Tensor } from '../src/index.js';
+import { Kernel } from '../src/runtime/kernel.js';
+import peakSource from './peak.wgsl';
+
+type TF = typeof import('@tensorflow/tfjs-core');
+
+interface Timing {
+  ms: number;
+  gflops: number;
+}
+export interface BenchResult {
+  kernel: string;
+  shape: string;
+  ours: Timing;
+  tfjs: Timing | null;
+  /** max |ours - tfjs| over the output, checked before timing */
+  maxAbsDiff: number | null;
+}
+
+const args = process.argv.slice(2);
+const opt = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const REPS = Number(opt('--reps') ?? 3);
+const ONLY = opt('--only');
+
+function randn(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 4294967296;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  return out;
+}
+
+/** Median wall time of `reps` runs, each ended by a full readback of its output (after one warm-up). */
+async function timeIt(run: () => Promise<void>, reps = REPS): Promise<number> {
+  await run();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await run();
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)]!;
+}
+
+async function measurePeak(dev: Device): Promise<number> {
+  const k = new Kernel('fma_peak', peakSource);
+  const threads = 64 * 256;
+  const out = dev.rt.alloc([threads]);
+  const iters = 2048;
+  const run = async () => {
+    dev.rt.dispatch(k, 'fma_peak', { bindings: { out }, uniforms: { iters, seed: 1 }, workgroups: [threads / 64] });
+    await dev.sync();
+  };
+  const ms = await timeIt(run, 3);
+  return (threads * iters * 8 * 4 * 2) / ms / 1e6;
+}
+
+async function loadTf(dev: Device): Promise<TF | null> {
+  try {
+    const g = globalThis as { navigator?: { gpu?: unknown } };
+    // In Node, hand tfjs the same Dawn instance (hence the same adapter) the engine uses.
+    if (!g.navigator?.gpu) Object.defineProperty(globalThis, 'navigator', { value: { gpu: dev.rt.keepAlive, userAgent: 'node' }, configurable: true });
+    const tf = await import('@tensorflow/tfjs-core');
+    await import('@tensorflow/tfjs-backend-webgpu');
+    if (!(await tf.setBackend('webgpu'))) return null;
+    await tf.ready();
+    return tf;
+  } catch (e) {
+    console.warn(`tfjs WebGPU backend unavailable: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+interface Case {
+  kernel: string;
+  shape: string;
+  flops: number;
+  ours: (dev: Device) => { run: () => Tensor; inputs: Tensor[] };
+  tfjs: ((tf: TF) => { run: () => import('@tensorflow/tfjs-core').Tensor }) | null;
+  /** maps ours' output to tfjs' layout for the check (e.g. NCHW -> NHWC) */
+  toTfLayout?: (y: Float32Array, tf: TF) => Float32Array;
+}
+
+const nchwToNhwc = (x: Float32Array, [n, c, h, w]: number[]) => {
+  const out = new Float32Array(x.length);
+  for (let a = 0; a < n!; a++) for (let b = 0; b < c!; b++) for (let i = 0; i < h! * w!; i++) out[(a * h! * w! + i) * c! + b] = x[(a * c! + b) * h! * w! + i]!;
+  return out;
+};
+
+function cases(): Case[] {
+  const list: Case[] = [];
+  {
+    const M = 512, K = 512, N = 512;
+    const a = randn(M * K, 1), b = randn(K * N, 2);
+    list.push({
+      kernel: 'matmul', shape: `${M}x${K} @ ${K}x${N}`, flops: 2 * M * N * K,
+      ours: (dev) => { const A = dev.tensor(a, [M, K]), B = dev.tensor(b, [K, N]); return { inputs: [A, B], run: () => ops.matmul(A, B) }; },
+      tfjs: (tf) => { const A = tf.tensor2d(a, [M, K]), B = tf.tensor2d(b, [K, N]); return { run: () => tf.matMul(A, B) }; },
+    });
+  }
+  {
+    const n = 8, c = 64, h = 32, w = 32, co = 64;
+    const x = randn(n * c * h * w, 3), wt = randn(co * c * 9, 4).map((v) => v * 0.05), bias = randn(co, 5);
+    // tfjs' WebGPU conv2d is NHWC with HWIO filters: same numbers, its native layout.
+    const xN = nchwToNhwc(x, [n, c, h, w]);
+    const wH = new Float32Array(co * c * 9);
+    for (let o = 0; o < co; o++) for (let i = 0; i < c; i++) for (let k = 0; k < 9; k++) wH[(k * c + i) * co + o] = wt[(o * c + i) * 9 + k]!;
+    list.push({
+      kernel: 'conv2d', shape: `3x3 ${c}->${co}, ${h}x${w}, batch ${n}, pad 1, bias`, flops: 2 * n * co * h * w * c * 9,
+      ours: (dev) => {
+        const X = dev.tensor(x, [n, c, h, w]), W = dev.tensor(wt, [co, c, 3, 3]), B = dev.tensor(bias, [co]);
+        return { inputs: [X, W, B], run: () => ops.conv2d(X, W, B, { padding: 1 }) };
+      },
+      tfjs: (tf) => {
+        const X = tf.tensor4d(xN, [n, h, w, c]), W = tf.tensor4d(wH, [3, 3, c, co]), B = tf.tensor1d(bias);
+        return { run: () => tf.add(tf.conv2d(X, W, 1, 'same'), B) };
+      },
+      toTfLayout: (y) => nchwToNhwc(y, [n, co, h, w]),
+    });
+  }
+  {
+    const n = 8, c = 64, h = 32, w = 32, g = 32;
+    const x = randn(n * c * h * w, 6), gamma = randn(c, 7), beta = randn(c, 8);
+    list.push({
+      kernel: 'groupNorm', shape: `[${n}, ${c}, ${h}, ${w}], ${g} groups`, flops: 8 * n * c * h * w,
+      ours: (dev) => {
+        const X = dev.tensor(x, [n, c, h, w]), G = dev.tensor(gamma, [c]), B = dev.tensor(beta, [c]);
+        return { inputs: [X, G, B], run: () => ops.groupNorm(X, g, G, B, { eps: 1e-5 }) };
+      },
+      tfjs: (tf) => {
+        const X = tf.tensor4d(x, [n, c, h, w]), G = tf.tensor4d(gamma, [1, c, 1, 1]), B = tf.tensor4d(beta, [1, c, 1, 1]);
+        return {
+          run: () => tf.tidy(() => {
+            const xg = tf.reshape(X, [n, g, (c / g) * h * w]);
+            const { mean, variance } = tf.moments(xg, 2, true);
+            const xn = tf.reshape(tf.div(tf.sub(xg, mean), tf.sqrt(tf.add(variance, 1e-5))), [n, c, h, w]);
+            return tf.add(tf.mul(xn, G), B);
+          }),
+        };
+      },
+    });
+  }
+  for (const [lq, lk] of [[256, 256], [256, 77]] as const) {
+    const b = 1, hd = 4, d = 64;
+    const q = randn(b * hd * lq * d, 9), k = randn(b * hd * lk * d, 10), v = randn(b * hd * lk * d, 11);
+    const scale = 1 / Math.sqrt(d);
+    list.push({
+      kernel: lq === lk ? 'attention' : 'cross-attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`, flops: 4 * b * hd * lq * lk * d,
+      ours: (dev) => {
+        const Q = dev.tensor(q, [b, hd, lq, d]), K = dev.tensor(k, [b, hd, lk, d]), V = dev.tensor(v, [b, hd, lk, d]);
+        return { inputs: [Q, K, V], run: () => ops.attention(Q, K, V, { scale }) };
+      },
+      tfjs: (tf) => {
+        const Q = tf.tensor3d(q, [b * hd, lq, d]), K = tf.tensor3d(k, [b * hd, lk, d]), V = tf.tensor3d(v, [b * hd, lk, d]);
+        return { run: () => tf.tidy(() => tf.matMul(tf.softmax(tf.mul(tf.matMul(Q, K, false, true), scale)), V)) };
+      },
+    });
+  }
+  {
+    const K = 1024, D = 4, hw = 64;
+    const z = randn(D * hw * hw, 12), cb = randn(K * D, 13);
+    // tfjs: distances through one matmul, argmin, gather (vectors as rows).
+    const zRows = nchwToNhwc(z, [1, D, hw, hw]);
+    list.push({
+      kernel: 'codebookLookup', shape: `K=${K} D=${D}, ${hw * hw} vectors`, flops: 3 * K * D * hw * hw,
+      ours: (dev) => {
+        const Z = dev.tensor(z, [1, D, hw, hw]), C = dev.tensor(cb, [K, D]);
+        return { inputs: [Z, C], run: () => ops.codebookLookup(Z, C, { beta: 0.25 }).zq };
+      },
+      tfjs: (tf) => {
+        const Z = tf.tensor2d(zRows, [hw * hw, D]), C = tf.tensor2d(cb, [K, D]);
+        const cn = tf.sum(tf.square(C), 1);
+        return { run: () => tf.tidy(() => tf.gather(C, tf.argMin(tf.sub(cn, tf.mul(tf.matMul(Z, C, false, true), 2)), 1))) };
+      },
+      toTfLayout: (y) => nchwToNhwc(y, [1, D, hw, hw]),
+    });
+  }
+  return list;
+}
+
+async function main() {
+  const dev = await createDevice();
+  const adapter = `${dev.adapter.vendor} ${dev.adapter.architecture} ${dev.adapter.description}`.trim();
+  console.log(`adapter: ${adapter}`);
+  const peak = await measurePeak(dev);
+  console.log(`measured f32 FMA peak: ${peak.toFixed(2)} GFLOP/s`);
+  const tf = await loadTf(dev);
+  const results: BenchResult[] = [];
+  for (const c of cases()) {
+    if (ONLY && c.kernel !== ONLY) continue;
+    const mine = c.ours(dev);
+    let y: Tensor = mine.run();
+    const ourOut = (await y.read()) as Float32Array;
+    const ourMs = await timeIt(async () => {
+      y.dispose();
+      y = mine.run();
+      await y.read();
+    });
+    let tfT: Timing | null = null;
+    let diff: number | null = null;
+    if (tf && c.tfjs) {
+      const theirs = c.tfjs(tf);
+      const ref = theirs.run();
+      const refData = (await ref.data()) as Float32Array;
+      ref.dispose();
+      const mineInTf = c.toTfLayout ? c.toTfLayout(ourOut, tf) : ourOut;
+      diff = 0;
+      for (let i = 0; i < refData.length; i++) diff = Math.max(diff, Math.abs(refData[i]! - mineInTf[i]!));
+      if (!(diff < 1e-2)) throw new Error(`${c.kernel}: our output differs from tfjs by ${diff}; not timing a wrong kernel`);
+      const tfMs = await timeIt(async () => {
+        const r = theirs.run();
+        await r.data();
+        r.dispose();
+      });
+      tfT = { ms: tfMs, gflops: c.flops / tfMs / 1e6 };
+    }
+    const r: BenchResult = { kernel: c.kernel, shape: c.shape, ours: { ms: ourMs, gflops: c.flops / ourMs / 1e6 }, tfjs: tfT, maxAbsDiff: diff };
+    results.push(r);
+    const ratio = tfT ? `${(tfT.ms / ourMs).toFixed(2)}x tfjs` : 'no tfjs';
+    console.log(`${c.kernel.padEnd(16)} ${c.shape.padEnd(40)} ours ${ourMs.toFixed(1).padStart(8)} ms ${r.ours.gflops.toFixed(3).padStart(7)} GFLOP/s (${((100 * r.ours.gflops) / peak).toFixed(1)}% of peak)  tfjs ${tfT ? tfT.ms.toFixed(1).padStart(8) + ' ms' : '      -'}  ${ratio}`);
+    for (const t of mine.inputs) t.dispose();
+    y.dispose();
+  }
+  const json = opt('--json');
+  if (json) {
+    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results }, null, 2));
+    console.log(`wrote ${json}`);
+  }
+  dev.destroy();
+}
+
+await main();

@@ -1,0 +1,31 @@
+// Runs a TypeScript entry point (bench, demo, examples): bundles it with esbuild, loading .wgsl as text,
+// into .cache/ inside the project so that `webgpu` resolves from node_modules, then runs it with the
+// remaining arguments.
+import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { basename, join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const [entry, ...args] = process.argv.slice(2);
+if (!entry) {
+  console.error('usage: node scripts/run.mjs <entry.ts> [args...]');
+  process.exit(2);
+}
+mkdirSync(join(root, '.cache'), { recursive: true });
+const out = join(root, '.cache', basename(entry).replace(/\.ts$/, '.mjs'));
+await build({
+  entryPoints: [join(root, entry)],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: out,
+  loader: { '.wgsl': 'text' },
+  external: ['webgpu', '@tensorflow/*', 'puppeteer-core', 'esbuild'],
+  logLevel: 'warning',
+  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+});
+const r = spawnSync(process.execPath, [out, ...args], { stdio: 'inherit' });
+process.exit(r.status ?? 1);

@@ -1,0 +1,78 @@
+// The smoke checks in headless Chromium (puppeteer-core, the system's chromium, WebGPU on SwiftShader),
+// on a page served from 127.0.0.1 (WebGPU needs a secure context). A screenshot is saved as an artifact.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build } from 'esbuild';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer, { Browser } from 'puppeteer-core';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const root = join(import.meta.dirname, '..');
+const outDir = join(root, '.cache', 'browser');
+const artifacts = join(root, 'test-artifacts');
+
+let server: http.Server;
+let browser: Browser;
+let base = '';
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`headless tests need Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  await build({
+    entryPoints: [join(root, 'test/browser/page.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    outfile: join(outDir, 'page.js'),
+    loader: { '.wgsl': 'text' },
+    external: ['webgpu', 'node:*'],
+    logLevel: 'warning',
+  });
+  const files: Record<string, [string, string]> = {
+    '/': [join(root, 'test/browser/page.html'), 'text/html'],
+    '/page.js': [join(outDir, 'page.js'), 'text/javascript'],
+  };
+  server = http.createServer((req, res) => {
+    const f = files[req.url ?? ''];
+    if (!f) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': f[1] }).end(readFileSync(f[0]));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    userDataDir: mkdtempSync(join(tmpdir(), 'wgd-chromium-')),
+    args: [
+      '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-webgpu-adapter=swiftshader',
+      '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+describe('headless Chromium', () => {
+  it('runs the smoke checks on WebGPU and matches the float64 references', async () => {
+    const page = await browser.newPage();
+    const logs: string[] = [];
+    page.on('console', (m) => logs.push(m.text()));
+    page.on('pageerror', (e) => logs.push(String(e)));
+    await page.goto(base + '/');
+    await page.waitForFunction('window.__results || window.__error', { timeout: 300_000, polling: 250 });
+    const { results, error, adapter } = await page.evaluate(() => ({ results: window.__results, error: window.__error, adapter: window.__adapter }));
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, 'browser-smoke.png'), fullPage: true });
+    expect(error, `page error; console: ${logs.join('\n')}`).toBeUndefined();
+    expect(adapter).toMatch(/\S/);
+    const failed = (results ?? []).filter((r) => !r.ok);
+    expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
+    expect(results!.length).toBeGreaterThan(1);
+  });
+});
