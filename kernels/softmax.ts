@@ -1,0 +1,97 @@
+import { Kernel } from '../src/runtime/kernel.js';
+import { DeviceArray, Runtime } from '../src/runtime/runtime.js';
+import source from '../shaders/softmax.wgsl';
+import { numel } from './shape.js';
+
+const kernel = new Kernel('softmax', source);
+
+/** x viewed as [outer, len, inner] around the softmax axis. */
+export interface SoftmaxDims {
+  outer: number;
+  len: number;
+  inner: number;
+}
+
+export function softmaxDims(shape: readonly number[], axis: number): SoftmaxDims {
+  return { outer: numel(shape.slice(0, axis)), len: shape[axis]!, inner: numel(shape.slice(axis + 1)) };
+}
+
+const WG = 64; // threads per workgroup (the shader's WG)
+
+const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|software|cpu/i;
+
+/**
+ * Threads per row: one per row up to 64 elements (no barriers), then enough that each thread has at
+ * most 64 elements, up to the whole workgroup. On CPU emulation at most 4 (one SwiftShader subgroup):
+ * each barrier there costs a fibre switch per 4-lane subgroup, and 64 threads per row of 256 measured
+ * 6-10x slower than 1 or 4.
+ */
+export function threadsPerRow(rt: Runtime, len: number): number {
+  const i = rt.adapterInfo;
+  const cap = CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 4 : WG;
+  let t = 1;
+  while (t < cap && len > 64 * t) t *= 2;
+  return t;
+}
+
+function launch(rt: Runtime, entry: string, d: SoftmaxDims, bindings: Record<string, DeviceArray>, t = threadsPerRow(rt, d.len)): void {
+  const rows = d.outer * d.inner;
+  if (rows === 0 || d.len === 0) return;
+  const groups = Math.ceil(rows / (WG / t));
+  const gx = Math.min(groups, rt.limits.maxComputeWorkgroupsPerDimension);
+  rt.dispatch(kernel, entry, {
+    bindings,
+    uniforms: { rows, len: d.len, inner: d.inner, _pad0: 0 },
+    workgroups: [gx, Math.ceil(groups / gx)],
+    constants: { T: t },
+  });
+}
+
+/** softmax of x along `axis` (non-negative; validated by the op); `threads` per row: see threadsPerRow. */
+export function softmaxForward(x: DeviceArray, axis: number, threads?: number): DeviceArray {
+  const out = x.rt.alloc(x.shape, 'f32', 'softmax');
+  launch(x.rt, 'forward', softmaxDims(x.shape, axis), { x, out }, threads);
+  return out;
+}
+
+/** dx = y * (dy - sum(dy * y)) along `axis`, from the forward's output y. */
+export function softmaxBackward(y: DeviceArray, dy: DeviceArray, axis: number, threads?: number): DeviceArray {
+  const out = y.rt.alloc(y.shape, 'f32', 'softmax');
+  launch(y.rt, 'backward', softmaxDims(y.shape, axis), { y, dy, out }, threads);
+  return out;
+}
+
+// ------------------------------------------------------------------ float64 references (tests only)
+
+function forEachRow(d: SoftmaxDims, f: (base: number) => void): void {
+  for (let o = 0; o < d.outer; o++) for (let i = 0; i < d.inner; i++) f(o * d.len * d.inner + i);
+}
+
+export function softmaxRef(x: Float64Array, shape: readonly number[], axis: number): Float64Array {
+  const d = softmaxDims(shape, axis);
+  const y = new Float64Array(x.length);
+  forEachRow(d, (base) => {
+    let m = -Infinity;
+    for (let k = 0; k < d.len; k++) m = Math.max(m, x[base + k * d.inner]!);
+    let s = 0;
+    for (let k = 0; k < d.len; k++) s += Math.exp(x[base + k * d.inner]! - m);
+    for (let k = 0; k < d.len; k++) y[base + k * d.inner] = Math.exp(x[base + k * d.inner]! - m) / s;
+  });
+  return y;
+}
+
+/** Vector-Jacobian product of softmaxRef with gy. */
+export function softmaxGradRef(x: Float64Array, shape: readonly number[], axis: number, gy: Float64Array): Float64Array {
+  const d = softmaxDims(shape, axis);
+  const y = softmaxRef(x, shape, axis);
+  const dx = new Float64Array(x.length);
+  forEachRow(d, (base) => {
+    let dot = 0;
+    for (let k = 0; k < d.len; k++) dot += gy[base + k * d.inner]! * y[base + k * d.inner]!;
+    for (let k = 0; k < d.len; k++) {
+      const i = base + k * d.inner;
+      dx[i] = y[i]! * (gy[i]! - dot);
+    }
+  });
+  return dx;
+}

@@ -1,0 +1,308 @@
+// 2-D convolution, NCHW, weights [Cout, Cin/groups, kh, kw] (PyTorch), as three implicit GEMMs per
+// group (workgroup_id.z = group), none of which materialises im2col:
+//   forward  y[co, (b,oh,ow)]   = sum over k = (ci,ky,kx)  w[co, k] * x[b, ci, oh*s-p+ky*d, ow*s-p+kx*d] + bias[co]
+//   data     dx[ci, (b,ih,iw)]  = sum over k = (co,ky,kx)  w[co, ci, ky, kx] * gy[b, co, oh, ow]
+//                                 where oh*s = ih + p - ky*d and ow*s = iw + p - kx*d (else no term)
+//   weight   dw[co, (ci,ky,kx)] = sum over k = (b,oh,ow)   gy[b, co, oh, ow] * x[b, ci, oh*s-p+ky*d, ...]
+// A workgroup computes a TM x TN tile of the GEMM (M rows, N columns) from TK-deep tiles of A (M x K)
+// and B (K x N) staged in workgroup memory; each thread accumulates an 8 x 8 block in registers.
+// All index arithmetic happens while loading tiles (B rows are stepped without dividing); the FMA
+// loop reads workgroup memory only. Out-of-range elements load as zero, so any size works and the
+// FMA loop has no branches.
+//
+// Tuned for SwiftShader (the CPU adapter), which runs four invocations in one SIMD register: a
+// memory read whose address differs between invocations is a per-lane gather costing several FMAs,
+// and a dynamically indexed private array becomes gathers and scatters too. Hence the large register
+// block (4 vec4 reads feed 64 FMAs per K step) and an accumulator indexed only by constants.
+
+struct Params {
+  batch: u32, cin: u32, in_h: u32, in_w: u32,
+  cout: u32, out_h: u32, out_w: u32, groups: u32,
+  k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
+  pad_h: u32, pad_w: u32, dil_h: u32, dil_w: u32,
+  cin_g: u32,   // input channels per group
+  cout_g: u32,  // output channels per group
+  gemm_m: u32,  // this entry's GEMM size, per group
+  gemm_n: u32,
+  gemm_k: u32,
+  _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> gy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dw: array<f32>;
+
+const RM = 8u;     // rows per thread
+const RN = 8u;     // columns per thread
+const WG_M = 8u;   // threads along M; equal to RN so that NT = TN and each thread loads one B column
+const TM = 64u;    // WG_M * RM
+override WG_N: u32 = 8u;   // threads along N
+override TK: u32 = 32u;    // K depth of a tile; NT must be a multiple of TK
+override HAS_BIAS: bool = false;
+override NT = WG_M * WG_N;
+override TN = WG_N * RN;
+
+// a_tile[kk * TM/4 + m/4][m % 4] = A[m0 + m, k0 + kk]; b_tile[kk * TN/4 + n/4][n % 4] = B[k0 + kk, n0 + n].
+// vec4 words, as a vec4 read costs less than four scalar ones.
+var<workgroup> a_tile: array<vec4<f32>, TM * TK / 4u>;
+var<workgroup> b_tile: array<vec4<f32>, TK * TN / 4u>;
+
+// Thread (tm, tn) owns rows tm*8 .. tm*8+7 and columns tn*8 .. tn*8+7. acc[2j] holds rows 0-3 of
+// column j, acc[2j+1] rows 4-7.
+fn mma(tm: u32, tn: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
+  for (var kk = 0u; kk < TK; kk++) {
+    let ab = kk * (TM / 4u) + tm * 2u;
+    let a0 = a_tile[ab];
+    let a1 = a_tile[ab + 1u];
+    let bb = kk * (TN / 4u) + tn * 2u;
+    let b0 = b_tile[bb];
+    let b1 = b_tile[bb + 1u];
+    (*acc)[0] = fma(a0, vec4<f32>(b0.x), (*acc)[0]);
+    (*acc)[1] = fma(a1, vec4<f32>(b0.x), (*acc)[1]);
+    (*acc)[2] = fma(a0, vec4<f32>(b0.y), (*acc)[2]);
+    (*acc)[3] = fma(a1, vec4<f32>(b0.y), (*acc)[3]);
+    (*acc)[4] = fma(a0, vec4<f32>(b0.z), (*acc)[4]);
+    (*acc)[5] = fma(a1, vec4<f32>(b0.z), (*acc)[5]);
+    (*acc)[6] = fma(a0, vec4<f32>(b0.w), (*acc)[6]);
+    (*acc)[7] = fma(a1, vec4<f32>(b0.w), (*acc)[7]);
+    (*acc)[8] = fma(a0, vec4<f32>(b1.x), (*acc)[8]);
+    (*acc)[9] = fma(a1, vec4<f32>(b1.x), (*acc)[9]);
+    (*acc)[10] = fma(a0, vec4<f32>(b1.y), (*acc)[10]);
+    (*acc)[11] = fma(a1, vec4<f32>(b1.y), (*acc)[11]);
+    (*acc)[12] = fma(a0, vec4<f32>(b1.z), (*acc)[12]);
+    (*acc)[13] = fma(a1, vec4<f32>(b1.z), (*acc)[13]);
+    (*acc)[14] = fma(a0, vec4<f32>(b1.w), (*acc)[14]);
+    (*acc)[15] = fma(a1, vec4<f32>(b1.w), (*acc)[15]);
+  }
+}
+
+// Loader roles: for A, thread t loads column t % TK, rows t / TK + r * (NT / TK); for B, the whole
+// column t (NT = TN). A thread's columns never change, so their index math is done once.
+
+// y as a GEMM: M = cout_g, N = batch*out_h*out_w, K = cin_g*kh*kw.
+@compute @workgroup_size(NT)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let g = wid.z;
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  let khw = p.k_h * p.k_w;
+  let hw = p.in_h * p.in_w;
+  let ohw = p.out_h * p.out_w;
+
+  // B column: output pixel n = (b, oh, ow).
+  let bn = t;
+  let n = n0 + bn;
+  let col_ok = n < p.gemm_n;
+  let nb = n / ohw;
+  let nr = n % ohw;
+  let ih0 = i32((nr / p.out_w) * p.stride_h) - i32(p.pad_h);
+  let iw0 = i32((nr % p.out_w) * p.stride_w) - i32(p.pad_w);
+  let xbase = (nb * p.cin + g * p.cin_g) * hw;
+  let ak = t % TK;
+  let am = t / TK;
+  let wbase = g * p.cout_g;
+
+  var acc: array<vec4<f32>, 16>;
+  for (var k0 = 0u; k0 < p.gemm_k; k0 += TK) {
+    // A[co, k] = w[g*cout_g + co, k]
+    let ka = k0 + ak;
+    for (var r = 0u; r < TM * TK / NT; r++) {
+      let mm = am + r * (NT / TK);
+      let m = m0 + mm;
+      let ok = m < p.gemm_m && ka < p.gemm_k;
+      let v = wt[select(0u, (wbase + m) * p.gemm_k + ka, ok)];
+      a_tile[ak * (TM / 4u) + mm / 4u][mm % 4u] = select(0.0, v, ok);
+    }
+    // B[(ci,ky,kx), (b,oh,ow)]: rows k0 .. k0+TK-1 of column bn, stepping (ci, ky, kx).
+    var ci = k0 / khw;
+    var ky = (k0 % khw) / p.k_w;
+    var kx = k0 % p.k_w;
+    for (var kk = 0u; kk < TK; kk++) {
+      let ih = ih0 + i32(ky * p.dil_h);
+      let iw = iw0 + i32(kx * p.dil_w);
+      // Negative ih/iw wrap to huge u32 values and fail the bound checks.
+      let ok = col_ok && k0 + kk < p.gemm_k && u32(ih) < p.in_h && u32(iw) < p.in_w;
+      let v = x[select(0u, xbase + ci * hw + u32(ih) * p.in_w + u32(iw), ok)];
+      b_tile[kk * (TN / 4u) + bn / 4u][bn % 4u] = select(0.0, v, ok);
+      kx += 1u;
+      let wx = kx == p.k_w;
+      kx = select(kx, 0u, wx);
+      ky += u32(wx);
+      let wy = ky == p.k_h;
+      ky = select(ky, 0u, wy);
+      ci += u32(wy);
+    }
+    workgroupBarrier();
+    mma(t / WG_N, t % WG_N, &acc);
+    workgroupBarrier();
+  }
+
+  let tm = t / WG_N;
+  let tn = t % WG_N;
+  for (var j = 0u; j < RN; j++) {
+    let n = n0 + tn * RN + j;
+    if (n >= p.gemm_n) { continue; }
+    let ob = (n / ohw) * p.cout * ohw + n % ohw;
+    for (var i = 0u; i < RM; i++) {
+      let m = m0 + tm * RM + i;
+      if (m >= p.gemm_m) { continue; }
+      let co = wbase + m;
+      var v = acc[2u * j + i / 4u][i % 4u];
+      if (HAS_BIAS) { v += bias[co]; }
+      y[ob + co * ohw] = v;
+    }
+  }
+}
+
+// dx as a GEMM: M = cin_g, N = batch*in_h*in_w, K = cout_g*kh*kw.
+@compute @workgroup_size(NT)
+fn backward_data(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let g = wid.z;
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  let khw = p.k_h * p.k_w;
+  let hw = p.in_h * p.in_w;
+  let ohw = p.out_h * p.out_w;
+
+  // B column: input pixel n = (b, ih, iw).
+  let bn = t;
+  let n = n0 + bn;
+  let col_ok = n < p.gemm_n;
+  let nb = n / hw;
+  let nr = n % hw;
+  let ihp = i32(nr / p.in_w + p.pad_h);
+  let iwp = i32(nr % p.in_w + p.pad_w);
+  let gbase = (nb * p.cout + g * p.cout_g) * ohw;
+  let ak = t % TK;
+  let am = t / TK;
+
+  var acc: array<vec4<f32>, 16>;
+  for (var k0 = 0u; k0 < p.gemm_k; k0 += TK) {
+    // A[ci, (co,ky,kx)] = w[g*cout_g + co, ci, ky, kx]
+    let ka = k0 + ak;
+    let a_co = ka / khw;
+    let a_kyx = ka % khw;
+    for (var r = 0u; r < TM * TK / NT; r++) {
+      let mm = am + r * (NT / TK);
+      let m = m0 + mm;
+      let ok = m < p.gemm_m && ka < p.gemm_k;
+      let v = wt[select(0u, ((g * p.cout_g + a_co) * p.cin_g + m) * khw + a_kyx, ok)];
+      a_tile[ak * (TM / 4u) + mm / 4u][mm % 4u] = select(0.0, v, ok);
+    }
+    // B[(co,ky,kx), (b,ih,iw)] = gy[b, co, oh, ow] where oh*stride = ih + pad - ky*dil (same for w):
+    // rows k0 .. k0+TK-1 of column bn, stepping (co, ky, kx). The quotient by the stride is taken in
+    // f32: exact for numerators below 2^24 (checked on the host), and vectorised, unlike u32 division.
+    var co = k0 / khw;
+    var ky = (k0 % khw) / p.k_w;
+    var kx = k0 % p.k_w;
+    for (var kk = 0u; kk < TK; kk++) {
+      let th = ihp - i32(ky * p.dil_h);
+      let tw = iwp - i32(kx * p.dil_w);
+      let oh = i32(floor(f32(th) / f32(p.stride_h)));
+      let ow = i32(floor(f32(tw) / f32(p.stride_w)));
+      // Negative quotients wrap to huge u32 values and fail the range checks.
+      let ok = col_ok && k0 + kk < p.gemm_k && oh * i32(p.stride_h) == th && ow * i32(p.stride_w) == tw &&
+               u32(oh) < p.out_h && u32(ow) < p.out_w;
+      let v = gy[select(0u, gbase + co * ohw + u32(oh) * p.out_w + u32(ow), ok)];
+      b_tile[kk * (TN / 4u) + bn / 4u][bn % 4u] = select(0.0, v, ok);
+      kx += 1u;
+      let wx = kx == p.k_w;
+      kx = select(kx, 0u, wx);
+      ky += u32(wx);
+      let wy = ky == p.k_h;
+      ky = select(ky, 0u, wy);
+      co += u32(wy);
+    }
+    workgroupBarrier();
+    mma(t / WG_N, t % WG_N, &acc);
+    workgroupBarrier();
+  }
+
+  let tm = t / WG_N;
+  let tn = t % WG_N;
+  for (var j = 0u; j < RN; j++) {
+    let n = n0 + tn * RN + j;
+    if (n >= p.gemm_n) { continue; }
+    let ob = ((n / hw) * p.cin + g * p.cin_g) * hw + n % hw;
+    for (var i = 0u; i < RM; i++) {
+      let m = m0 + tm * RM + i;
+      if (m >= p.gemm_m) { continue; }
+      dx[ob + m * hw] = acc[2u * j + i / 4u][i % 4u];
+    }
+  }
+}
+
+// dw as a GEMM: M = cout_g, N = cin_g*kh*kw, K = batch*out_h*out_w.
+@compute @workgroup_size(NT)
+fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let g = wid.z;
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  let khw = p.k_h * p.k_w;
+  let hw = p.in_h * p.in_w;
+  let ohw = p.out_h * p.out_w;
+
+  // B column: weight tap n = (ci, ky, kx).
+  let bn = t;
+  let n = n0 + bn;
+  let col_ok = n < p.gemm_n;
+  let kyx = n % khw;
+  let xcol = (g * p.cin_g + n / khw) * hw;
+  let oy = i32((kyx / p.k_w) * p.dil_h) - i32(p.pad_h);
+  let ox = i32((kyx % p.k_w) * p.dil_w) - i32(p.pad_w);
+  let ak = t % TK;
+  let am = t / TK;
+
+  var acc: array<vec4<f32>, 16>;
+  for (var k0 = 0u; k0 < p.gemm_k; k0 += TK) {
+    // A[co, (b,oh,ow)] = gy[b, g*cout_g + co, oh, ow]
+    let ka = k0 + ak;
+    let a_base = ((ka / ohw) * p.cout + g * p.cout_g) * ohw + ka % ohw;
+    for (var r = 0u; r < TM * TK / NT; r++) {
+      let mm = am + r * (NT / TK);
+      let m = m0 + mm;
+      let ok = m < p.gemm_m && ka < p.gemm_k;
+      let v = gy[select(0u, a_base + m * ohw, ok)];
+      a_tile[ak * (TM / 4u) + mm / 4u][mm % 4u] = select(0.0, v, ok);
+    }
+    // B[(b,oh,ow), (ci,ky,kx)] = x[b, g*cin_g + ci, oh*stride + ky*dil - pad, ...]: rows k0 .. k0+TK-1
+    // of column bn, stepping (b, oh, ow).
+    var kb = k0 / ohw;
+    var oh = (k0 % ohw) / p.out_w;
+    var ow = k0 % p.out_w;
+    for (var kk = 0u; kk < TK; kk++) {
+      let ih = i32(oh * p.stride_h) + oy;
+      let iw = i32(ow * p.stride_w) + ox;
+      let ok = col_ok && k0 + kk < p.gemm_k && u32(ih) < p.in_h && u32(iw) < p.in_w;
+      let v = x[select(0u, kb * p.cin * hw + xcol + u32(ih) * p.in_w + u32(iw), ok)];
+      b_tile[kk * (TN / 4u) + bn / 4u][bn % 4u] = select(0.0, v, ok);
+      ow += 1u;
+      let wx = ow == p.out_w;
+      ow = select(ow, 0u, wx);
+      oh += u32(wx);
+      let wy = oh == p.out_h;
+      oh = select(oh, 0u, wy);
+      kb += u32(wy);
+    }
+    workgroupBarrier();
+    mma(t / WG_N, t % WG_N, &acc);
+    workgroupBarrier();
+  }
+
+  let tm = t / WG_N;
+  let tn = t % WG_N;
+  for (var j = 0u; j < RN; j++) {
+    let n = n0 + tn * RN + j;
+    if (n >= p.gemm_n) { continue; }
+    for (var i = 0u; i < RM; i++) {
+      let m = m0 + tm * RM + i;
+      if (m >= p.gemm_m) { continue; }
+      dw[(g * p.cout_g + m) * p.gemm_n + n] = acc[2u * j + i / 4u][i % 4u];
+    }
+  }
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { ops, ShapeError } from '../src/index.js';
+import { attentionRef, attentionVjpRef, AttnShape, MAX_HEAD_DIM } from '../kernels/attention.js';
+import { checkOp, randn, useDevice } from './helpers.js';
+
+const dev = useDevice();
+
+interface Case {
+  name: string;
+  s: AttnShape;
+  scale?: number;
+  /** Multiplies q (large logits). */
+  qMul?: number;
+  atol: number;
+  rtol: number;
+  gradAtol: number;
+  gradRtol: number;
+  /** Check gradients of k and v (default true). */
+  kvGrad?: boolean;
+  /** Forward only. */
+  noGrad?: boolean;
+}
+
+// Tolerances. Inputs are N(0, 1) rounded to f32, so the float64 reference sees exactly what the GPU
+// sees and only the kernels' f32 arithmetic differs. A score is a D-term dot product (absolute error
+// ≈ √D·eps ≈ 1e-6 for unit logits), which perturbs its probability by that much relatively; o, dq,
+// dk, dv are sums of Lk (or Lq) such terms of magnitude ≲ 4, and tiles only reorder the sums. Over
+// 20 seeds of every case below the worst errors were 6e-7 (forward) and 1.5e-6 (gradients), under
+// 10% of these tolerances, while a wrong mask, rescale or dropped term errs by >= 1e-3.
+const unit = { atol: 4e-6, rtol: 2e-5, gradAtol: 1e-5, gradRtol: 5e-5 };
+// With |s| up to ~150 a score's absolute error grows to ≈ |s|·√D·eps ≈ 4e-5, a relative error of
+// every probability; worst seen 4e-6 (forward) and 7e-5 (gradients, up to ~|ref|·3e-5).
+const large = { atol: 1e-4, rtol: 1e-4, gradAtol: 1e-4, gradRtol: 3e-4 };
+
+const cases: Case[] = [
+  { name: 'cross, Lq 19, Lk 23, D 8, B 2, H 3 (nothing a tile multiple)', s: { b: 2, h: 3, lq: 19, lk: 23, d: 8 }, ...unit },
+  { name: 'cross, Lq 33, Lk 77 (two key tiles), D 16', s: { b: 1, h: 2, lq: 33, lk: 77, d: 16 }, ...unit },
+  { name: 'self, L 70 (three 32-row query blocks), D 5 (not a multiple of 4)', s: { b: 1, h: 2, lq: 70, lk: 70, d: 5 }, ...unit },
+  { name: 'self, L 128, D 32 (exact multiples: two 64-row blocks, two 64-row tiles)', s: { b: 1, h: 2, lq: 128, lk: 128, d: 32 }, ...unit },
+  { name: 'cross, Lq 40, Lk 45, D 64 (32-row tiles)', s: { b: 1, h: 2, lq: 40, lk: 45, d: 64 }, ...unit },
+  { name: 'cross, Lq 9, Lk 37, D 128 (largest head, 16-row tiles)', s: { b: 1, h: 1, lq: 9, lk: 37, d: MAX_HEAD_DIM }, ...unit },
+  { name: 'cross, Lq 11, Lk 20, D 70 (wide variant, partial vec4)', s: { b: 1, h: 2, lq: 11, lk: 20, d: 70 }, ...unit },
+  { name: 'custom scale 0.3, Lq 12, Lk 13, D 12', s: { b: 1, h: 2, lq: 12, lk: 13, d: 12 }, scale: 0.3, ...unit },
+  { name: 'one query, one key (o = v)', s: { b: 1, h: 1, lq: 1, lk: 1, d: 4 }, ...unit },
+  { name: 'only q needs a gradient (k, v backward skipped)', s: { b: 1, h: 2, lq: 10, lk: 30, d: 16 }, kvGrad: false, ...unit },
+  // Logits with |s| up to ~150 (exp overflows f32 past 88): a softmax without a running max gives inf/NaN.
+  // Lk 150 spans three 64-row tiles, so the running maximum changes between tiles.
+  { name: 'large logits (q x 10, |s| ~ 150), Lq 21, Lk 150, D 16', s: { b: 1, h: 2, lq: 21, lk: 150, d: 16 }, qMul: 10, ...large },
+  // Forward only: at scale 40 the softmax is nearly one-hot and its third derivatives, ~(40·|k|)³,
+  // defeat central differences of the reference; the q x 10 case checks gradients at large logits.
+  // |s| reaches ~500 here, so the forward's error bound is ~3x the one above.
+  { name: 'large custom scale 40 (|s| ~ 500), Lq 17, Lk 70, D 8, forward', s: { b: 1, h: 1, lq: 17, lk: 70, d: 8 }, scale: 40, noGrad: true, ...large, atol: 3e-4 },
+];
+
+describe('attention', () => {
+  for (const c of cases) {
+    it(`${c.name}: ${c.noGrad ? 'forward vs float64' : 'forward and backward vs float64, reference vs finite differences'}`, async () => {
+      const { b, h, lq, lk, d } = c.s;
+      const scale = c.scale ?? 1 / Math.sqrt(d);
+      const qShape = [b, h, lq, d];
+      const kShape = [b, h, lk, d];
+      const q = randn(b * h * lq * d).map((x) => x * (c.qMul ?? 1));
+      await checkOp(dev(), {
+        name: `attention ${JSON.stringify(c.s)}`,
+        inputs: [{ shape: qShape, data: q }, { shape: kShape, grad: c.kvGrad }, { shape: kShape, grad: c.kvGrad }],
+        run: ([q, k, v]) => ops.attention(q!, k!, v!, c.scale === undefined ? {} : { scale: c.scale }),
+        ref: ([q, k, v]) => attentionRef(q!, k!, v!, c.s, scale),
+        refGrad: c.noGrad ? undefined : ([q, k, v], go) => attentionVjpRef(q!, k!, v!, go, c.s, scale),
+        atol: c.atol,
+        rtol: c.rtol,
+        gradAtol: c.gradAtol,
+        gradRtol: c.gradRtol,
+      });
+    });
+  }
+
+  it('one tensor as q, k and v: the three gradients accumulate', async () => {
+    const s = { b: 1, h: 2, lq: 13, lk: 13, d: 8 };
+    const scale = 1 / Math.sqrt(8);
+    await checkOp(dev(), {
+      name: 'attention(x, x, x)',
+      inputs: [{ shape: [1, 2, 13, 8] }],
+      run: ([x]) => ops.attention(x!, x!, x!),
+      ref: ([x]) => attentionRef(x!, x!, x!, s, scale),
+      refGrad: ([x], go) => {
+        const [gq, gk, gv] = attentionVjpRef(x!, x!, x!, go, s, scale);
+        return [gq.map((g, i) => g + gk[i]! + gv[i]!)];
+      },
+      ...unit,
+    });
+  });
+
+  it('rejects mismatched shapes and heads wider than the limit, naming the shapes', () => {
+    const d = dev();
+    const t = (shape: number[]) => d.zeros(shape);
+    const q = t([1, 2, 5, 8]);
+    // k and v differ
+    expect(() => ops.attention(q, t([1, 2, 7, 8]), t([1, 2, 6, 8]))).toThrow(ShapeError);
+    expect(() => ops.attention(q, t([1, 2, 7, 8]), t([1, 2, 6, 8]))).toThrow(/v has shape \[1, 2, 6, 8\], expected the shape of k, \[1, 2, 7, 8\]/);
+    // head dimension differs between q and k
+    expect(() => ops.attention(q, t([1, 2, 7, 4]), t([1, 2, 7, 4]))).toThrow(/k has shape \[1, 2, 7, 4\] but q has shape \[1, 2, 5, 8\]/);
+    // batch or heads differ
+    expect(() => ops.attention(q, t([1, 3, 7, 8]), t([1, 3, 7, 8]))).toThrow(ShapeError);
+    // rank
+    expect(() => ops.attention(t([2, 5, 8]), t([2, 7, 8]), t([2, 7, 8]))).toThrow(/q has shape \[2, 5, 8\], expected rank 4/);
+    // D past the limit
+    const w = MAX_HEAD_DIM + 4;
+    expect(() => ops.attention(t([1, 1, 2, w]), t([1, 1, 3, w]), t([1, 1, 3, w]))).toThrow(new RegExp(`D = ${w} .* supported range 1\\.\\.${MAX_HEAD_DIM}`));
+    // no keys
+    expect(() => ops.attention(q, t([1, 2, 0, 8]), t([1, 2, 0, 8]))).toThrow(/Lk = 0/);
+  });
+});

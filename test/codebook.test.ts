@@ -1,0 +1,234 @@
+import { describe, expect, it } from 'vitest';
+import { ops, Tensor } from '../src/index.js';
+import { ShapeError } from '../src/runtime/errors.js';
+import { codebookGradRef, codebookRef, distRef, nearestRef, vectorOffset } from '../kernels/codebook.js';
+import { checkOp, expectClose, f32, numel, randn, rng, SEED, useDevice } from './helpers.js';
+
+const dev = useDevice();
+const r = rng(SEED + 11);
+
+/**
+ * z and a codebook (f32-representable) in which every vector's nearest code beats the second nearest
+ * by at least `gap` in squared distance: far above f32 rounding of the distances (~1e-6), so the GPU's
+ * argmin must equal the float64 one exactly, and above the change 2h|e_a - e_b| ~ 1e-4 that a finite
+ * difference step h = 1e-5 can cause, so no probe switches an assignment.
+ */
+function separated(shape: number[], k: number, gap = 1e-3) {
+  const d = shape[1]!;
+  const cb = f32(randn(k * d, r));
+  const z = f32(randn(numel(shape), r));
+  for (let round = 0; round < 100; round++) {
+    const { best, second } = nearestRef(z, shape, cb, k);
+    let redrawn = 0;
+    best.forEach((b, m) => {
+      if (second[m]! - b >= gap) return;
+      redrawn++;
+      for (let c = 0; c < d; c++) z[vectorOffset(m, c, shape)] = Math.fround(randn(1, r)[0]!);
+    });
+    if (redrawn === 0) return { z, cb };
+  }
+  throw new Error('could not draw separated inputs');
+}
+
+type Through = 'zq' | 'loss' | 'both';
+
+/**
+ * The float64 reference with stop-gradients frozen at the base point (z0, e0), which is what sg[] means:
+ * zq = z + sg(e - z) has the value e0 there and derivative 1 in z, 0 in the codebook;
+ * loss = mean((sg[z] - e)^2) + beta mean((z - sg[e])^2). Finite differences of this function therefore
+ * check the straight-through, codebook and commitment gradients. Output: zq, loss, or zq then loss.
+ */
+function vqRef(z0: Float64Array, cb0: Float64Array, shape: number[], k: number, beta: number, through: Through) {
+  const d = shape[1]!;
+  const idx0 = nearestRef(z0, shape, cb0, k).indices;
+  const e0 = codebookRef(z0, shape, cb0, idx0, 0).zq;
+  const ref = ([z, cb]: Float64Array[]): Float64Array => {
+    const idx = nearestRef(z!, shape, cb!, k).indices;
+    const zq = z!.map((v, o) => v + (e0[o]! - z0[o]!));
+    let codeTerm = 0;
+    let commitTerm = 0;
+    for (let m = 0; m < idx.length; m++) {
+      for (let c = 0; c < d; c++) {
+        const o = vectorOffset(m, c, shape);
+        const e = cb![idx[m]! * d + c]!;
+        codeTerm += (z0[o]! - e) ** 2;
+        commitTerm += (z![o]! - e0[o]!) ** 2;
+      }
+    }
+    const loss = (codeTerm + beta * commitTerm) / z!.length;
+    if (through === 'zq') return zq;
+    if (through === 'loss') return Float64Array.of(loss);
+    const out = new Float64Array(zq.length + 1);
+    out.set(zq);
+    out[zq.length] = loss;
+    return out;
+  };
+  const refGrad = ([z, cb]: Float64Array[], gy: Float64Array): Float64Array[] => {
+    const n = z!.length;
+    const gZq = through === 'loss' ? null : gy.subarray(0, n);
+    const gLoss = through === 'zq' ? 0 : gy[through === 'loss' ? 0 : n]!;
+    const { dz, dcb } = codebookGradRef(z!, shape, cb!, k, idx0, beta, gZq ? Float64Array.from(gZq) : null, gLoss);
+    return [dz, dcb];
+  };
+  return { ref, refGrad, idx0 };
+}
+
+function run(through: Through, beta: number) {
+  return ([z, cb]: Tensor[]): Tensor => {
+    const { zq, loss } = ops.codebookLookup(z!, cb!, { beta });
+    if (through === 'zq') return zq;
+    if (through === 'loss') return loss.reshape([1]);
+    return ops.concat([zq.reshape([zq.size]), loss.reshape([1])], 0);
+  };
+}
+
+// [z shape, K], one or more per kernel variant. nearest_d4 (D <= 4, 256-code tiles, 512 vectors per
+// workgroup): K = 37 is one partial tile, K = 300 a full and a partial one. nearest_d8 (D <= 8, 256-code
+// tiles, 512 vectors per workgroup): D = 6, K = 300. nearest_d16 (128-code tiles, 256 vectors): D = 12, K = 150. nearest (D > 16:
+// q = 4 * ceil(D / 16) vec4s per code, min(128, 512 / q) codes per tile, dimensions past 16 re-read):
+// D = 20, 40, 70, 130 with 2 or 3 tiles of codes. No M (70, 396, 24, 15, 12, 9, 6, 6) is a multiple
+// of 64 or of the vectors per workgroup.
+const cases: [number[], number][] = [
+  [[2, 3, 5, 7], 37],
+  [[1, 4, 9, 11], 300],
+  [[2, 6, 3, 4], 300],
+  [[1, 12, 5, 3], 150],
+  [[2, 20, 2, 3], 100],
+  [[1, 40, 3, 3], 70],
+  [[1, 70, 2, 3], 37],
+  [[1, 130, 3, 2], 30],
+];
+
+describe('codebookLookup forward', () => {
+  for (const [shape, k] of cases) {
+    it(`z ${JSON.stringify(shape)}, K = ${k}: indices exact, zq and loss vs float64`, async () => {
+      const beta = 0.25;
+      const { z, cb } = separated(shape, k);
+      const zt = dev().tensor(Float32Array.from(z), shape);
+      const ct = dev().tensor(Float32Array.from(cb), [k, shape[1]!]);
+      const { zq, indices, loss } = ops.codebookLookup(zt, ct, { beta });
+      const want = nearestRef(z, shape, cb, k).indices;
+      expect(indices.dtype).toBe('i32');
+      expect(indices.shape).toEqual([shape[0], shape[2], shape[3]]);
+      expect(zq.shape).toEqual(shape);
+      expect(loss.shape).toEqual([]);
+      expect(Array.from(await indices.read())).toEqual(Array.from(want));
+      const ref = codebookRef(z, shape, cb, want, beta);
+      // zq is a copy of codebook entries: exact.
+      expectClose('zq', await zq.read(), ref.zq, 0, 0);
+      // A mean of at most 780 squared differences, summed in f32: relative error ~1e-6.
+      expectClose('loss', [await loss.item()], [ref.loss], 1e-6, 1e-5);
+    });
+  }
+
+  it('ties go to the lowest index (duplicate codes, and an all-equal codebook)', async () => {
+    const shape = [1, 4, 3, 5];
+    const d = 4;
+    const cb = f32(randn(6 * d, r));
+    for (let c = 0; c < d; c++) cb[4 * d + c] = cb[2 * d + c]!; // code 4 duplicates code 2
+    // Vectors close to code 2 (so also to code 4): the answer must be 2.
+    const z = new Float64Array(numel(shape));
+    for (let m = 0; m < 15; m++) for (let c = 0; c < d; c++) z[vectorOffset(m, c, shape)] = cb[2 * d + c]! + 0.01 * (r() - 0.5);
+    const { indices } = ops.codebookLookup(dev().tensor(Float32Array.from(z), shape), dev().tensor(Float32Array.from(cb), [6, d]));
+    expect(Array.from(await indices.read())).toEqual(new Array(15).fill(2));
+    const same = new Float32Array(70 * d).fill(0.5);
+    const all = ops.codebookLookup(dev().tensor(Float32Array.from(z), shape), dev().tensor(same, [70, d]));
+    expect(Array.from(await all.indices.read())).toEqual(new Array(15).fill(0));
+  });
+
+  it('K = 1024, D = 4 over 4096 vectors: indices match the float64 argmin up to near-ties', async () => {
+    const shape = [1, 4, 64, 64];
+    const k = 1024;
+    const z = f32(randn(numel(shape), r));
+    const cb = f32(randn(k * 4, r));
+    const { zq, indices, loss } = ops.codebookLookup(dev().tensor(Float32Array.from(z), shape), dev().tensor(Float32Array.from(cb), [k, 4]));
+    const got = (await indices.read()) as Int32Array;
+    const ref = nearestRef(z, shape, cb, k);
+    // The GPU scores |e|^2 - 2 z.e in f32 (terms up to ~40, rounding ~1e-5 at worst): where two
+    // distances are within 2e-5 in float64 either index is right; elsewhere it must be exact.
+    let inexact = 0;
+    for (let m = 0; m < got.length; m++) {
+      if (got[m] === ref.indices[m]) continue;
+      inexact++;
+      const excess = distRef(z, shape, cb, m, got[m]!) - ref.best[m]!;
+      if (!(got[m]! >= 0 && got[m]! < k && excess <= 2e-5)) {
+        throw new Error(`vector ${m}: index ${got[m]} is ${excess} farther than the nearest ${ref.indices[m]} (TEST_SEED=${SEED})`);
+      }
+    }
+    expect(inexact).toBeLessThanOrEqual(8);
+    const want = codebookRef(z, shape, cb, got, 0.25);
+    expectClose('zq', await zq.read(), want.zq, 0, 0);
+    // 16384 squared differences summed in a fixed tree: relative error ~1e-6.
+    expectClose('loss', [await loss.item()], [want.loss], 1e-6, 1e-5);
+  });
+});
+
+describe('codebookLookup gradients', () => {
+  const gradCases: [number[], number, Through, number][] = [
+    [[2, 3, 5, 7], 37, 'zq', 0.25],
+    [[2, 3, 5, 7], 37, 'loss', 0.25],
+    [[2, 3, 5, 7], 37, 'both', 0.25],
+    [[1, 4, 9, 11], 300, 'both', 0.7],
+    [[2, 6, 3, 4], 150, 'loss', 1.5],
+    [[2, 12, 3, 3], 150, 'both', 0.25],
+    [[1, 70, 2, 3], 37, 'both', 0.25],
+    // 330 vectors: two runs of 165 rows in the segment sum, the second starting inside image 1.
+    [[3, 3, 10, 11], 37, 'loss', 0.25],
+  ];
+  for (const [shape, k, through, beta] of gradCases) {
+    it(`through ${through}: z ${JSON.stringify(shape)}, K = ${k}, beta = ${beta}`, async () => {
+      const { z, cb } = separated(shape, k);
+      const { ref, refGrad } = vqRef(z, cb, shape, k, beta, through);
+      // Forward: zq exact, the loss a sum of <= 990 f32 squares (~1e-6 relative). Gradients: dz is the
+      // upstream value plus one f32 product; dcodebook sums up to ~20 vectors per code scaled by 2/numel
+      // (values ~1e-2, rounding ~1e-8): 1e-6 absolute, 1e-5 relative covers both with margin.
+      await checkOp(dev(), {
+        name: `codebookLookup (${through})`,
+        inputs: [{ shape, data: z }, { shape: [k, shape[1]!], data: cb, grad: through !== 'zq' }],
+        run: run(through, beta),
+        ref,
+        refGrad,
+        atol: 1e-6,
+        rtol: 1e-5,
+      });
+    });
+  }
+
+  it('the codebook gets no gradient through zq (only through the loss)', async () => {
+    const shape = [1, 3, 4, 5];
+    const { z, cb } = separated(shape, 7);
+    const zt = dev().tensor(Float32Array.from(z), shape, { requiresGrad: true });
+    const ct = dev().tensor(Float32Array.from(cb), [7, 3], { requiresGrad: true });
+    await ops.sum(ops.codebookLookup(zt, ct).zq).backward();
+    expect(ct.grad).toBeNull();
+    expectClose('dz', await zt.grad!.read(), new Float64Array(z.length).fill(1), 0, 0);
+  });
+
+  it('K = 1024, D = 4, 4096 vectors: both gradients vs float64', async () => {
+    const shape = [1, 4, 64, 64];
+    const k = 1024;
+    const z = f32(randn(numel(shape), r));
+    const cb = f32(randn(k * 4, r));
+    const zt = dev().tensor(Float32Array.from(z), shape, { requiresGrad: true });
+    const ct = dev().tensor(Float32Array.from(cb), [k, 4], { requiresGrad: true });
+    const { zq, indices, loss } = ops.codebookLookup(zt, ct, { beta: 0.25 });
+    const gy = f32(randn(z.length, r));
+    const total = ops.add(ops.sum(ops.mul(zq, dev().tensor(Float32Array.from(gy), shape))), ops.scale(loss, 3));
+    await total.backward();
+    // Assignments as the GPU made them (near-ties may differ from float64, see the forward test).
+    const idx = (await indices.read()) as Int32Array;
+    const want = codebookGradRef(z, shape, cb, k, idx, 0.25, gy, 3);
+    // dcodebook sums ~4 vectors per code (at most ~30) of size 6/16384 ~ 4e-4: rounding < 1e-9.
+    expectClose('dz', await zt.grad!.read(), want.dz, 1e-6, 1e-5);
+    expectClose('dcodebook', await ct.grad!.read(), want.dcb, 1e-8, 1e-5);
+  });
+});
+
+describe('codebookLookup errors', () => {
+  it('names the op and the shapes', () => {
+    const z = dev().zeros([1, 4, 3, 3]);
+    expect(() => ops.codebookLookup(z, dev().zeros([8, 3]))).toThrow(ShapeError);
+    expect(() => ops.codebookLookup(z, dev().zeros([8, 3]))).toThrow(/codebookLookup: codebook has shape \[8, 3\], expected \[K, 4\].*z \[1, 4, 3, 3\]/);
+    expect(() => ops.codebookLookup(dev().zeros([4, 9]), dev().zeros([8, 4]))).toThrow(/codebookLookup: z has shape \[4, 9\], expected rank 4/);
+  });
+});

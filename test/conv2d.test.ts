@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { ops, ShapeError } from '../src/index.js';
+import { conv2dGeometry, conv2dGradRef, conv2dRef, Conv2dOptions } from '../kernels/conv2d.js';
+import { checkOp, useDevice } from './helpers.js';
+
+const dev = useDevice();
+
+interface Case {
+  name: string;
+  x: [number, number, number, number];
+  w: [number, number, number, number];
+  bias?: boolean;
+  opts?: Conv2dOptions;
+  /** Fewer finite-difference probes for the larger cases keep each test fast (default 24). */
+  fdProbes?: number;
+}
+
+// The GEMM tiles are 64 (M) x 64 (N) x 32 (K); most sizes below are not multiples of them. Each GEMM
+// (forward, dx, dw) has its own M, N, K: see the comments on the larger cases.
+const cases: Case[] = [
+  { name: '3x3 pad 1', x: [2, 3, 7, 6], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 } },
+  { name: '3x3 stride 2 pad 1', x: [2, 4, 9, 8], w: [6, 4, 3, 3], bias: true, opts: { stride: 2, padding: 1 } },
+  { name: 'dilation 2', x: [1, 3, 9, 10], w: [4, 3, 3, 3], bias: true, opts: { dilation: 2, padding: 2 } },
+  { name: 'groups 2', x: [2, 6, 5, 7], w: [4, 3, 3, 3], bias: true, opts: { groups: 2, padding: 1 } },
+  { name: 'depthwise', x: [2, 5, 6, 6], w: [5, 1, 3, 3], bias: true, opts: { groups: 5, padding: 1 } },
+  { name: '1x1', x: [3, 7, 5, 4], w: [9, 7, 1, 1], bias: true },
+  { name: 'non-square kernel and input, no bias', x: [2, 3, 8, 5], w: [4, 3, 2, 3], opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] } },
+  // forward GEMM 64 x 64 x 288, dx 32 x 64 x 576, dw 64 x 288 x 64: whole tiles (all but dx's M, dw's N).
+  { name: 'tile multiples', x: [1, 32, 8, 8], w: [64, 32, 3, 3], bias: true, opts: { padding: 1 }, fdProbes: 8 },
+  // forward 70 x 112 x 180, dx 20 x 544 x 630, dw 70 x 180 x 112: more than one tile, ragged, everywhere.
+  { name: 'several ragged tiles, stride 2, no padding', x: [2, 20, 17, 16], w: [70, 20, 3, 3], bias: true, opts: { stride: 2 }, fdProbes: 8 },
+];
+
+describe('conv2d', () => {
+  for (const c of cases) {
+    it(`${c.name}: x ${JSON.stringify(c.x)}, w ${JSON.stringify(c.w)}, ${JSON.stringify(c.opts ?? {})}`, async () => {
+      const g = conv2dGeometry(c.x, c.w, c.bias ? [c.w[0]] : null, c.opts);
+      const kFwd = g.cin / g.groups * g.kh * g.kw; // terms in each output's dot product
+      const kDx = (g.cout / g.groups) * g.kh * g.kw; // terms in each dx element (at most)
+      const kDw = g.batch * g.oh * g.ow; // terms in each dw and db element
+      // An f32 dot product of K terms of size ~1 with random signs carries error ~u·K (√K roundings of
+      // partial sums of size ~√K, u = 6e-8); 1e-6·K allows 16x that and still catches a wrong or missing
+      // term (size ~1).
+      const tol = (k: number) => 1e-6 * k;
+      await checkOp(dev(), {
+        name: `conv2d ${c.name}`,
+        inputs: [{ shape: c.x }, { shape: c.w }, ...(c.bias ? [{ shape: [c.w[0]] }] : [])],
+        run: ([x, w, b]) => ops.conv2d(x!, w!, b ?? null, c.opts),
+        ref: ([x, w, b]) => conv2dRef(x!, w!, b ?? null, g),
+        refGrad: ([x, w], gy) => {
+          const r = conv2dGradRef(x!, w!, gy, g);
+          return c.bias ? [r.dx, r.dw, r.db] : [r.dx, r.dw];
+        },
+        atol: tol(kFwd),
+        rtol: 1e-6,
+        gradAtol: tol(Math.max(kDx, kDw)),
+        gradRtol: 1e-6,
+        fdProbes: c.fdProbes,
+      });
+    });
+  }
+
+  it('a weight used twice accumulates both gradients', async () => {
+    // y = conv2d(x, w, pad 1) + conv2d(x, w, pad 2, dilation 2): both keep the 6 x 7 size.
+    const xs = [2, 3, 6, 7];
+    const ws = [4, 3, 3, 3];
+    const o1 = { padding: 1 };
+    const o2 = { padding: 2, dilation: 2 };
+    const g1 = conv2dGeometry(xs, ws, null, o1);
+    const g2 = conv2dGeometry(xs, ws, null, o2);
+    const tol = 1e-6 * 2 * 3 * 6 * 7; // dw sums 2·(N·OH·OW) terms, the largest count here
+    await checkOp(dev(), {
+      name: 'conv2d twice',
+      inputs: [{ shape: xs }, { shape: ws }],
+      run: ([x, w]) => ops.add(ops.conv2d(x!, w!, null, o1), ops.conv2d(x!, w!, null, o2)),
+      ref: ([x, w]) => {
+        const b = conv2dRef(x!, w!, null, g2);
+        return conv2dRef(x!, w!, null, g1).map((v, i) => v + b[i]!);
+      },
+      refGrad: ([x, w], gy) => {
+        const a = conv2dGradRef(x!, w!, gy, g1);
+        const b = conv2dGradRef(x!, w!, gy, g2);
+        return [a.dx.map((v, i) => v + b.dx[i]!), a.dw.map((v, i) => v + b.dw[i]!)];
+      },
+      atol: tol,
+      rtol: 1e-6,
+    });
+  });
+
+  it('gradient only for the inputs that need one (x constant)', async () => {
+    const d = dev();
+    const x = d.tensor(new Float32Array(2 * 3 * 5 * 5).map((_, i) => Math.sin(i)), [2, 3, 5, 5]);
+    const w = d.tensor(new Float32Array(4 * 3 * 3 * 3).map((_, i) => Math.cos(i)), [4, 3, 3, 3], { requiresGrad: true });
+    const y = ops.conv2d(x, w, null, { padding: 1 });
+    await ops.sum(y).backward();
+    expect(x.grad).toBeNull();
+    expect(w.grad?.shape).toEqual([4, 3, 3, 3]);
+  });
+});
+
+describe('conv2d shape errors', () => {
+  it('names the op, both shapes and the expected w shape when Cin does not match', () => {
+    const d = dev();
+    const x = d.zeros([2, 8, 5, 5]);
+    const w = d.zeros([4, 3, 3, 3]);
+    expect(() => ops.conv2d(x, w)).toThrow(ShapeError);
+    expect(() => ops.conv2d(x, w)).toThrow(/conv2d: x has shape \[2, 8, 5, 5\] and w has shape \[4, 3, 3, 3\].*\[4, 8, 3, 3\]/);
+    expect(() => ops.conv2d(x, w, null, { groups: 2 })).toThrow(/\[4, 4, 3, 3\]/);
+  });
+  it('channels not divisible by groups', () => {
+    const d = dev();
+    expect(() => ops.conv2d(d.zeros([1, 6, 5, 5]), d.zeros([4, 2, 3, 3]), null, { groups: 3 })).toThrow(/conv2d: .*output channels 4.*divisible by groups = 3/);
+    expect(() => ops.conv2d(d.zeros([1, 5, 5, 5]), d.zeros([4, 2, 3, 3]), null, { groups: 2 })).toThrow(/conv2d: input channels 5/);
+  });
+  it('output size <= 0', () => {
+    const d = dev();
+    expect(() => ops.conv2d(d.zeros([1, 2, 4, 4]), d.zeros([3, 2, 5, 5]))).toThrow(/conv2d: .*gives output \[1, 3, 0, 0\]/);
+    expect(() => ops.conv2d(d.zeros([1, 2, 4, 4]), d.zeros([3, 2, 3, 3]), null, { dilation: 2 })).toThrow(/conv2d: .*gives output \[1, 3, 0, 0\]/);
+  });
+  it('bad bias shape, stride, padding, empty axes', () => {
+    const d = dev();
+    expect(() => ops.conv2d(d.zeros([1, 2, 4, 4]), d.zeros([3, 2, 3, 3]), d.zeros([2]))).toThrow(/conv2d: bias has shape \[2\], expected \[3\]/);
+    expect(() => ops.conv2d(d.zeros([1, 2, 4, 4]), d.zeros([3, 2, 3, 3]), null, { stride: 0 })).toThrow(/conv2d: stride/);
+    expect(() => ops.conv2d(d.zeros([1, 2, 4, 4]), d.zeros([3, 2, 3, 3]), null, { padding: [1, 2, 3] as unknown as [number, number] })).toThrow(/conv2d: padding/);
+    expect(() => ops.conv2d(d.zeros([0, 2, 4, 4]), d.zeros([3, 2, 3, 3]))).toThrow(/conv2d: .*no empty axes/);
+  });
+});

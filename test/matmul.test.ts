@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest';
+import { ops, ShapeError } from '../src/index.js';
+import {
+  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant,
+} from '../kernels/matmul.js';
+import { checkOp, expectClose, f32, numel, randn, useDevice } from './helpers.js';
+
+const dev = useDevice();
+
+// Tolerance for f32 dot products of K standard-normal terms (inputs are f32-rounded, so accumulation is
+// the only error). Each of the K partial sums, of size ~sqrt(K), is rounded with relative error
+// u = 2^-24 and these errors add like a random walk: ~u·K ≈ 6e-8·K in total. 1e-5·sqrt(K) stays at
+// least 10x above that for every K used here (K <= 256) yet far below any wrong or missing term (~1).
+const dotTol = (k: number) => 1e-5 * Math.sqrt(Math.max(k, 1));
+
+/** Batch dims of a [..., M, K] shape. */
+const batchOf = (s: readonly number[]) => s.slice(0, -2);
+
+describe('matmul op: forward and backward vs float64', () => {
+  const cases: { name: string; a: number[]; b: number[] }[] = [
+    // Not multiples of the 64x64 tile (or of 4) in any dim.
+    { name: '2-D 37x19 @ 19x45', a: [37, 19], b: [19, 45] },
+    // Exactly one 64x64 tile: the case with no edge.
+    { name: '2-D 64x32 @ 32x64 (tile multiple)', a: [64, 32], b: [32, 64] },
+    // Broadcast batch: a's batch [2, 1] with b's [3] -> [2, 3]; both gradients summed over a broadcast dim.
+    { name: 'batched broadcast [2,1,5,7] @ [3,7,4]', a: [2, 1, 5, 7], b: [3, 7, 4] },
+    // K = 1: an outer product; the k-loop runs once.
+    { name: 'K = 1 edge [3,9,1] @ [3,1,11]', a: [3, 9, 1], b: [3, 1, 11] },
+    // b shared by every batch (folded into M forward, into K for dB).
+    { name: 'shared b [4,13,6] @ [6,70]', a: [4, 13, 6], b: [6, 70] },
+    // a shared by every batch (dA summed over the batch).
+    { name: 'shared a [5,3] @ [2,2,3,6]', a: [5, 3], b: [2, 2, 3, 6] },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const k = c.a[c.a.length - 1]!;
+      const m = c.a[c.a.length - 2]!;
+      const n = c.b[c.b.length - 1]!;
+      // Gradient dots run over N (dA) and over M times the broadcast batch count (dB).
+      const bcast = numel(batchOf(outShape(c.a, c.b)));
+      await checkOp(dev(), {
+        name: `matmul ${c.name}`,
+        inputs: [{ shape: c.a }, { shape: c.b }],
+        run: ([a, b]) => ops.matmul(a!, b!),
+        ref: ([a, b]) => matmulRef(a!, c.a, b!, c.b),
+        refGrad: ([a, b], gy) => matmulVjpRef(a!, c.a, b!, c.b, gy),
+        atol: dotTol(k),
+        rtol: 1e-5,
+        gradAtol: dotTol(Math.max(n, m * bcast) * 2),
+        gradRtol: 1e-5,
+      });
+      expect(ops.matmul(dev().zeros(c.a), dev().zeros(c.b)).shape).toEqual(outShape(c.a, c.b));
+    });
+  }
+
+  it('names the op and both shapes when inner dims differ', () => {
+    const a = dev().zeros([4, 5]);
+    const b = dev().zeros([6, 3]);
+    expect(() => ops.matmul(a, b)).toThrow(ShapeError);
+    expect(() => ops.matmul(a, b)).toThrow(/^matmul: .*\[4, 5\].*\[6, 3\]/);
+  });
+
+  it('rejects batch dims that do not broadcast and rank-1 operands', () => {
+    expect(() => ops.matmul(dev().zeros([2, 4, 5]), dev().zeros([3, 5, 6]))).toThrow(/matmul: batch dims.*\[2, 4, 5\].*\[3, 5, 6\]/);
+    expect(() => ops.matmul(dev().zeros([5]), dev().zeros([5, 6]))).toThrow(/matmul: .*rank >= 2/);
+  });
+
+  it('accumulates the gradient of an operand used twice (x @ x)', async () => {
+    const s = [6, 6];
+    const x = f32(randn(36));
+    const t = dev().tensor(Float32Array.from(x), s, { requiresGrad: true });
+    const r = f32(randn(36));
+    await ops.sum(ops.mul(ops.matmul(t, t), dev().tensor(Float32Array.from(r), s))).backward();
+    const [ga, gb] = matmulVjpRef(x, s, x, s, r);
+    expectClose('grad of x in x@x', await t.grad!.read(), ga.map((v, i) => v + gb[i]!), dotTol(12), 1e-5);
+  });
+});
+
+describe('linear op: forward and backward vs float64', () => {
+  for (const withBias of [true, false]) {
+    it(`3-D input [2,7,13] -> 9 features ${withBias ? 'with' : 'without'} bias`, async () => {
+      const [out, inF] = [9, 13];
+      const xs = [2, 7, inF];
+      await checkOp(dev(), {
+        name: `linear${withBias ? '+bias' : ''}`,
+        inputs: [{ shape: xs }, { shape: [out, inF] }, ...(withBias ? [{ shape: [out] }] : [])],
+        run: ([x, w, b]) => ops.linear(x!, w!, b),
+        ref: ([x, w, b]) => linearRef(x!, w!, b ?? null, out, inF),
+        refGrad: ([x, w], gy) => {
+          const [gx, gw, gb] = linearVjpRef(x!, w!, gy, out, inF);
+          return withBias ? [gx, gw, gb] : [gx, gw];
+        },
+        atol: dotTol(inF),
+        rtol: 1e-5,
+        // dx sums over `out` terms, dw over the 14 rows, db over 14 rows.
+        gradAtol: dotTol(14),
+        gradRtol: 1e-5,
+      });
+    });
+  }
+
+  it('shape errors name linear and the shapes', () => {
+    const x = dev().zeros([3, 5]);
+    expect(() => ops.linear(x, dev().zeros([4, 6]))).toThrow(/^linear: .*\[3, 5\].*\[4, 6\]/);
+    expect(() => ops.linear(x, dev().zeros([4, 5]), dev().zeros([5]))).toThrow(/^linear: .*expected b \[4\]/);
+  });
+
+  it('bias gradient only (x and w frozen)', async () => {
+    const [out, inF] = [70, 3]; // more than one 64-wide column tile
+    const x = f32(randn(5 * inF));
+    const w = f32(randn(out * inF));
+    const b = f32(randn(out));
+    const tb = dev().tensor(Float32Array.from(b), [out], { requiresGrad: true });
+    const y = ops.linear(dev().tensor(Float32Array.from(x), [5, inF]), dev().tensor(Float32Array.from(w), [out, inF]), tb);
+    expectClose('linear forward', await y.read(), linearRef(x, w, b, out, inF), dotTol(inF), 1e-5);
+    const r = f32(randn(5 * out));
+    await ops.sum(ops.mul(y, dev().tensor(Float32Array.from(r), [5, out]))).backward();
+    expectClose('linear db', await tb.grad!.read(), linearVjpRef(x, w, r, out, inF)[2], dotTol(5), 1e-5);
+  });
+});
+
+// Kernel-level checks of both entry points on strided reads: transposes, broadcasts, > 4 batch dims,
+// fused bias along rows, alpha. Forward only: the backward passes are these same products.
+describe('matmul kernel variants', () => {
+  // Each entry point with its 64x64 default and another tiling (32x32; 128x128 with an 8-deep K tile).
+  const variants: [MatmulVariant, MatmulTiling][] = [
+    ['regs', { wx: 8, wy: 8, bk: 16 }],
+    ['regs', { wx: 4, wy: 4, bk: 16 }],
+    ['tiled', { wx: 8, wy: 8, bk: 16 }],
+    ['tiled', { wx: 16, wy: 16, bk: 8 }],
+  ];
+  const cases: { a: number[]; b: number[]; tA?: boolean; tB?: boolean; alpha?: number }[] = [
+    { a: [67, 70], b: [70, 65] },                       // past a 64 tile in M and N, K not a multiple of 16
+    { a: [130, 9], b: [9, 129] },                       // past a 128 tile
+    { a: [3, 20, 33], b: [3, 41, 20], tA: true, tB: true, alpha: 0.5 },
+    { a: [2, 1, 2, 1, 2, 3, 4], b: [2, 1, 2, 1, 4, 5] }, // 5 unmergeable batch dims: the outer one is a loop of dispatches
+    { a: [3, 0], b: [0, 4] },                            // K = 0: zeros
+    { a: [1, 9, 17], b: [4, 17, 8], tA: false },         // a broadcast along a size-1 batch dim
+  ];
+  for (const [v, tiling] of variants) {
+    const tag = `${v} ${8 * tiling.wy}x${8 * tiling.wx}${v === 'tiled' ? ` k${tiling.bk}` : ''}`;
+    for (const c of cases) {
+      it(`${tag}: ${JSON.stringify(c.a)}${c.tA ? 'ᵀ' : ''} @ ${JSON.stringify(c.b)}${c.tB ? 'ᵀ' : ''}`, async () => {
+        const rt = dev().rt;
+        const a = f32(randn(numel(c.a)));
+        const b = f32(randn(numel(c.b)));
+        const y = matmul(rt.upload(Float32Array.from(a), c.a), rt.upload(Float32Array.from(b), c.b), { transA: c.tA, transB: c.tB, alpha: c.alpha, variant: v, tiling });
+        const want = matmulRef(a, c.a, b, c.b, c.tA, c.tB).map((x) => x * (c.alpha ?? 1));
+        const k = c.tA ? c.a[c.a.length - 2]! : c.a[c.a.length - 1]!;
+        expectClose(`${v} matmul`, await rt.read(y), want, dotTol(k), 1e-5);
+      });
+    }
+    it(`${tag}: per-row bias through strides`, async () => {
+      const rt = dev().rt;
+      const [m, n, k] = [10, 7, 5];
+      const a = f32(randn(m * k));
+      const b = f32(randn(k * n));
+      const bias = f32(randn(m));
+      const ta = rt.upload(Float32Array.from(a), [m, k]);
+      const tb = rt.upload(Float32Array.from(b), [k, n]);
+      const y = gemm({
+        a: { array: ta, offset: 0, rowStride: k, colStride: 1, batchStrides: [] },
+        b: { array: tb, offset: 0, rowStride: n, colStride: 1, batchStrides: [] },
+        m, n, k, batchShape: [], variant: v, tiling,
+        bias: { array: rt.upload(Float32Array.from(bias), [m]), rowStride: 1, colStride: 0 },
+      });
+      const want = matmulRef(a, [m, k], b, [k, n]).map((x, i) => x + bias[Math.floor(i / n)]!);
+      expectClose(`${v} row bias`, await rt.read(y), want, dotTol(k), 1e-5);
+    });
+  }
+});
+
+function outShape(a: number[], b: number[]): number[] {
+  const ab = batchOf(a), bb = batchOf(b);
+  const r = Math.max(ab.length, bb.length);
+  const batch = [...Array(r).keys()].map((i) => Math.max(ab[ab.length - r + i] ?? 1, bb[bb.length - r + i] ?? 1));
+  return [...batch, a[a.length - 2]!, b[b.length - 1]!];
+}
