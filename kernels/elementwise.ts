@@ -2,11 +2,15 @@ import { Kernel } from '../src/runtime/kernel.js';
 import { DeviceArray } from '../src/runtime/runtime.js';
 import { ShapeError, fmtShape } from '../src/runtime/errors.js';
 import source from '../shaders/elementwise.wgsl';
+import opsSource from '../shaders/elementwise_ops.wgsl';
 import { broadcastShapes, broadcastStrides, checkRank, numel, stridesOf } from './shape.js';
 
-const kernel = new Kernel('elementwise', source);
+const kernel = new Kernel('elementwise', opsSource + source);
 
-export const UNARY = ['identity', 'neg', 'exp', 'log', 'sqrt', 'silu', 'relu', 'gelu', 'tanh', 'sigmoid', 'square', 'recip'] as const;
+/** The op functions alone, for the fused kernels that compiled steps generate. */
+export const ELEMENTWISE_OPS_WGSL = opsSource;
+
+export const UNARY = ['identity', 'neg', 'exp', 'log', 'sqrt', 'silu', 'relu', 'gelu', 'tanh', 'sigmoid', 'square', 'recip', 'sin', 'cos', 'abs', 'step'] as const;
 export type UnaryOp = (typeof UNARY)[number];
 export const BINARY = ['add', 'sub', 'mul', 'div', 'pow'] as const;
 export type BinaryOp = (typeof BINARY)[number];
@@ -28,6 +32,8 @@ export function stridedMap(op: UnaryOp, src: DeviceArray, srcView: View, dst: De
   checkRank(op, shape);
   const n = numel(shape);
   const rt = src.rt;
+  // Fusable when the result is written whole and contiguously (not a slice of a larger array).
+  const whole = dst.size === n && dstView.offset === 0 && sameStrides(dstView.strides, stridesOf(shape), shape);
   rt.dispatch(kernel, 'unary', {
     bindings: { a: src, out: dst },
     uniforms: {
@@ -36,7 +42,13 @@ export function stridedMap(op: UnaryOp, src: DeviceArray, srcView: View, dst: De
     },
     workgroups: rt.grid1d(n, 256),
     constants: { OP: UNARY.indexOf(op) },
+    fuse: whole ? { kind: 'unary', op: UNARY.indexOf(op), alpha, beta, shape, inputs: [{ array: src, offset: srcView.offset, strides: srcView.strides }], out: dst } : undefined,
   });
+}
+
+/** Equal strides on every axis longer than 1 (the stride of a size-1 axis never matters). */
+function sameStrides(a: readonly number[], b: readonly number[], shape: readonly number[]): boolean {
+  return shape.every((d, i) => d === 1 || a[i] === b[i]);
 }
 
 /** alpha * f(x) + beta, elementwise, as a new array. */
@@ -55,6 +67,10 @@ export function unaryGrad(op: UnaryOp, x: DeviceArray, gy: DeviceArray): DeviceA
     uniforms: zeroUniforms(x.size),
     workgroups: rt.grid1d(x.size, 256),
     constants: { OP: UNARY.indexOf(op) },
+    fuse: {
+      kind: 'unaryGrad', op: UNARY.indexOf(op), alpha: 1, beta: 0, shape: x.shape,
+      inputs: [{ array: x, offset: 0, strides: stridesOf(x.shape) }, { array: gy, offset: 0, strides: stridesOf(x.shape) }], out,
+    },
   });
   return out;
 }
@@ -69,14 +85,20 @@ export function binary(op: BinaryOp, a: DeviceArray, b: DeviceArray): DeviceArra
   const rt = a.rt;
   const out = rt.alloc(shape, 'f32', op);
   const n = numel(shape);
+  const aStrides = broadcastStrides(a.shape, shape);
+  const bStrides = broadcastStrides(b.shape, shape);
   rt.dispatch(kernel, 'binary', {
     bindings: { a, b, out },
     uniforms: {
       n, rank: shape.length, a_offset: 0, b_offset: 0, alpha: 1, beta: 0, _pad0: 0, _pad1: 0,
-      shape, a_strides: broadcastStrides(a.shape, shape), b_strides: broadcastStrides(b.shape, shape),
+      shape, a_strides: aStrides, b_strides: bStrides,
     },
     workgroups: rt.grid1d(n, 256),
     constants: { OP: BINARY.indexOf(op) },
+    fuse: {
+      kind: 'binary', op: BINARY.indexOf(op), alpha: 1, beta: 0, shape,
+      inputs: [{ array: a, offset: 0, strides: aStrides }, { array: b, offset: 0, strides: bStrides }], out,
+    },
   });
   return out;
 }
@@ -150,6 +172,10 @@ export function unaryRef(op: UnaryOp, x: number): number {
     case 'sigmoid': return sig(x);
     case 'square': return x * x;
     case 'recip': return 1 / x;
+    case 'sin': return Math.sin(x);
+    case 'cos': return Math.cos(x);
+    case 'abs': return Math.abs(x);
+    case 'step': return x > 0 ? 1 : 0;
   }
 }
 
@@ -170,6 +196,10 @@ export function unaryDerivRef(op: UnaryOp, x: number): number {
     case 'sigmoid': return sig(x) * (1 - sig(x));
     case 'square': return 2 * x;
     case 'recip': return -1 / (x * x);
+    case 'sin': return Math.cos(x);
+    case 'cos': return -Math.sin(x);
+    case 'abs': return Math.sign(x);
+    case 'step': return 0;
   }
 }
 

@@ -8,7 +8,7 @@ const dev = useDevice();
 // Inputs in each op's domain, and away from kinks (relu at 0) that finite differences cannot cross.
 function domain(op: UnaryOp, n: number): Float64Array {
   if (op === 'log' || op === 'sqrt') return uniform(n, 0.2, 3);
-  if (op === 'relu') return randn(n).map((v) => (Math.abs(v) < 0.01 ? v + 0.05 : v));
+  if (op === 'relu' || op === 'abs' || op === 'step') return randn(n).map((v) => (Math.abs(v) < 0.01 ? v + 0.05 : v));
   return randn(n);
 }
 

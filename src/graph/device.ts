@@ -2,6 +2,8 @@ import { createRuntime, CreateDeviceOptions } from '../runtime/device.js';
 import { Runtime, DType } from '../runtime/runtime.js';
 import { fmtShape } from '../runtime/errors.js';
 import { Tensor } from './tensor.js';
+import { CompiledStep, InputSpec, StepOutputs, compileStep } from './compile.js';
+import { ExecutorOptions } from './executor.js';
 
 export interface TensorOptions {
   requiresGrad?: boolean;
@@ -16,6 +18,11 @@ export class Device {
     const arr = Array.isArray(data) ? new Float32Array(data) : (data as Float32Array | Int32Array);
     if (opts.requiresGrad && arr instanceof Int32Array) throw new Error(`tensor: an integer tensor ${fmtShape(shape)} cannot require gradients`);
     return new Tensor(this.rt.upload(arr, shape), opts.requiresGrad ?? false);
+  }
+
+  /** A random-number key (seed, counter) on the device, for ops.randn / ops.rand; see ops.advanceKey. */
+  randomKey(seed: number, counter = 0): Tensor {
+    return this.tensor(new Int32Array(new Uint32Array([seed >>> 0, counter >>> 0]).buffer), [2]);
   }
 
   /** A tensor filled with one value. */
@@ -41,6 +48,14 @@ export class Device {
   }
   get gpu(): GPUDevice {
     return this.rt.device;
+  }
+
+  /**
+   * Trace `fn` once on inputs of these shapes and compile it into a step that replays with new inputs
+   * as one command buffer, creating no GPU objects (see CompiledStep).
+   */
+  compile<T extends StepOutputs>(fn: (...inputs: Tensor[]) => T, inputs: readonly (InputSpec | Tensor)[], opts?: ExecutorOptions): Promise<CompiledStep<T>> {
+    return compileStep(this.rt, fn, inputs, opts);
   }
 
   /** Wait for all submitted GPU work; throws errors the device reported (e.g. a kernel that failed to compile). */

@@ -5,7 +5,7 @@ import { binary, unary } from '../../kernels/elementwise.js';
 /** Computes the gradients of an op's inputs from the gradient of its output (null: no gradient). */
 export type BackwardFn = (gy: DeviceArray) => (DeviceArray | null)[];
 
-interface Node {
+export interface GradNode {
   op: string;
   inputs: (Tensor | null)[];
   backward: BackwardFn;
@@ -30,12 +30,26 @@ export function noGrad<T>(fn: () => T): T {
  */
 export class Tensor {
   grad: Tensor | null = null;
-  private node: Node | null = null;
+  private node: GradNode | null = null;
 
   constructor(
-    readonly data: DeviceArray,
+    private array: DeviceArray,
     readonly requiresGrad = false,
   ) {}
+
+  /** The array on the device that holds the values. */
+  get data(): DeviceArray {
+    return this.array;
+  }
+
+  /**
+   * Point this tensor at other memory of the same shape (parameters move into one flat buffer when
+   * an optimizer takes them). Ops recorded earlier keep the memory they saw.
+   */
+  rebind(array: DeviceArray): void {
+    if (array.size !== this.size || array.dtype !== this.dtype) throw new Error(`rebind: ${fmtShape(array.shape)} ${array.dtype} does not fit ${this}`);
+    this.array = array.shape.length === this.shape.length && array.shape.every((d, i) => d === this.shape[i]) ? array : array.reshape(this.shape);
+  }
 
   get shape(): readonly number[] {
     return this.data.shape;
@@ -90,63 +104,106 @@ export class Tensor {
   /**
    * Back-propagate from this tensor. With no argument it must hold one element (a loss) and the seed
    * is 1. Gradients of leaves that require them accumulate into `.grad`, as in PyTorch; the recorded
-   * graph is released afterwards.
+   * graph is released afterwards. Inside a compiled function use `grad()` instead.
    */
   async backward(gradient?: Tensor): Promise<void> {
-    if (!this.requiresGrad) throw new Error('backward: this tensor does not depend on any tensor with requiresGrad: true');
-    let seed: DeviceArray;
-    if (gradient) {
-      if (gradient.size !== this.size) throw new Error(`backward: gradient of shape ${fmtShape(gradient.shape)} does not match ${fmtShape(this.shape)}`);
-      seed = gradient.data.reshape(this.shape);
-    } else {
-      if (this.size !== 1) throw new Error(`backward: tensor of shape ${fmtShape(this.shape)} is not a scalar; pass the gradient`);
-      seed = this.rt.alloc(this.shape, 'f32', 'backward');
-      this.rt.fillValue(seed, 1);
-    }
-    // Reverse topological order by depth-first search from the output.
-    const order: Tensor[] = [];
-    const seen = new Set<Tensor>();
-    const stack: [Tensor, boolean][] = [[this, false]];
-    while (stack.length) {
-      const [t, done] = stack.pop()!;
-      if (done) {
-        order.push(t);
-        continue;
-      }
-      if (seen.has(t)) continue;
-      seen.add(t);
-      stack.push([t, true]);
-      for (const i of t.node?.inputs ?? []) if (i?.requiresGrad && !seen.has(i)) stack.push([i, false]);
-    }
-    const grads = new Map<Tensor, DeviceArray>([[this, seed]]);
+    if (this.rt.capture) throw new Error('backward: inside a compiled function use grad(loss, params), which returns the gradients as tensors');
+    const grads = backprop(this, gradient ?? null, null);
     noGrad(() => {
-      for (let k = order.length - 1; k >= 0; k--) {
-        const t = order[k]!;
-        const g = grads.get(t);
-        if (!g) continue;
-        if (!t.node) {
-          // A leaf: accumulate into .grad.
-          const acc = t.grad ? binary('add', t.grad.data, g) : g === seed ? unary('identity', g) : g;
-          t.grad = new Tensor(acc.reshape(t.shape));
-          continue;
-        }
-        const ins = t.node.inputs;
-        const gs = t.node.backward(g);
-        grads.delete(t);
-        ins.forEach((inp, i) => {
-          const gi = gs[i];
-          if (!inp?.requiresGrad || !gi) return;
-          const prev = grads.get(inp);
-          // A tensor used twice receives the sum of both gradients.
-          grads.set(inp, prev ? binary('add', prev, gi) : gi);
-        });
-        t.node = null;
+      for (const [t, g] of grads) {
+        const acc = t.grad ? binary('add', t.grad.data, g) : g;
+        t.grad = new Tensor(acc.reshape(t.shape));
       }
     });
     await Promise.resolve();
   }
 
+  /** @internal the recorded op that made this tensor, if any */
+  get gradNode(): GradNode | null {
+    return this.node;
+  }
+  /** @internal drop the recorded op (after back-propagation) */
+  releaseNode(): void {
+    this.node = null;
+  }
+
   toString(): string {
     return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }
+}
+
+/**
+ * Reverse-mode differentiation from `root`: walks the recorded ops in reverse topological order and
+ * applies each op's backward rule (which records more ops, so under compile the backward becomes part
+ * of the traced graph). Returns the gradient of each tensor in `wrt` (every requiresGrad leaf when
+ * `wrt` is null) that root depends on. A tensor used twice receives the sum of both gradients.
+ */
+function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null): Map<Tensor, DeviceArray> {
+  if (!root.requiresGrad) throw new Error('backward: this tensor does not depend on any tensor with requiresGrad: true');
+  const rt = root.rt;
+  let seed: DeviceArray;
+  if (gradient) {
+    if (gradient.size !== root.size) throw new Error(`backward: gradient of shape ${fmtShape(gradient.shape)} does not match ${fmtShape(root.shape)}`);
+    seed = gradient.data.reshape(root.shape);
+  } else {
+    if (root.size !== 1) throw new Error(`backward: tensor of shape ${fmtShape(root.shape)} is not a scalar; pass the gradient`);
+    seed = rt.alloc(root.shape, 'f32', 'backward');
+    rt.fillValue(seed, 1);
+  }
+  // Reverse topological order by depth-first search from the output.
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [t, done] = stack.pop()!;
+    if (done) {
+      order.push(t);
+      continue;
+    }
+    if (seen.has(t)) continue;
+    seen.add(t);
+    stack.push([t, true]);
+    for (const i of t.gradNode?.inputs ?? []) if (i?.requiresGrad && !seen.has(i)) stack.push([i, false]);
+  }
+  const grads = new Map<Tensor, DeviceArray>([[root, seed]]);
+  const result = new Map<Tensor, DeviceArray>();
+  noGrad(() => {
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k]!;
+      const g = grads.get(t);
+      if (!g) continue;
+      const node = t.gradNode;
+      if (wrt ? wrt.has(t) : !node) {
+        // A leaf's gradient must not be the caller's own `gradient` tensor.
+        result.set(t, g === seed ? unary('identity', g) : g);
+      }
+      if (!node) continue;
+      const gs = node.backward(g);
+      grads.delete(t);
+      node.inputs.forEach((inp, i) => {
+        const gi = gs[i];
+        if (!inp?.requiresGrad || !gi) return;
+        const prev = grads.get(inp);
+        grads.set(inp, prev ? binary('add', prev, gi) : gi);
+      });
+      t.releaseNode();
+    }
+  });
+  return result;
+}
+
+/**
+ * Gradients of a scalar `loss` with respect to each tensor in `wrt`, as new tensors (zeros for one
+ * that the loss does not depend on). Works eagerly and inside a compiled function, where it adds the
+ * backward graph to the trace.
+ */
+export function grad(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
+  const grads = backprop(loss, null, new Set(wrt));
+  return wrt.map((t) => {
+    const g = grads.get(t);
+    if (g) return new Tensor(g.reshape(t.shape));
+    const z = t.rt.alloc(t.shape, 'f32', 'grad');
+    t.rt.fillValue(z, 0);
+    return new Tensor(z);
+  });
 }

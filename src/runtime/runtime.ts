@@ -1,14 +1,22 @@
 import { Kernel } from './kernel.js';
 import { KernelCompileError, LimitError, fmtShape } from './errors.js';
 import utilSource from '../../shaders/util.wgsl';
+import { Capture, FuseInfo } from './capture.js';
 
 export type DType = 'f32' | 'i32';
 
-/** A pooled GPU buffer. It returns to the pool when no DeviceArray refers to it any more. */
+/**
+ * A GPU buffer. Eager storage is pooled and returns to the pool when no DeviceArray refers to it any
+ * more. Storage allocated while a step is being captured is virtual: it has no buffer until the
+ * compiler's memory plan binds one (possibly shared with other virtual storage whose lifetime does not
+ * overlap).
+ */
 export class Storage {
   constructor(
-    readonly buffer: GPUBuffer,
+    public buffer: GPUBuffer | null,
     readonly bytes: number,
+    /** Byte offset of this storage inside `buffer` (set by the memory plan; 0 for eager storage). */
+    public offset = 0,
   ) {}
 }
 
@@ -20,17 +28,37 @@ export class DeviceArray {
     readonly storage: Storage,
     readonly shape: readonly number[],
     readonly dtype: DType = 'f32',
+    /**
+     * Byte offset inside the storage, a multiple of minStorageBufferOffsetAlignment: parameters live
+     * as views into one flat buffer so that one optimizer dispatch updates them all.
+     */
+    readonly byteOffset = 0,
   ) {
     this.size = shape.reduce((a, b) => a * b, 1);
   }
   get buffer(): GPUBuffer {
-    return this.storage.buffer;
+    const b = this.storage.buffer;
+    if (!b) throw new Error(`array ${fmtShape(this.shape)} belongs to a step being compiled and has no memory yet; it cannot be used outside the compiled function`);
+    return b;
+  }
+  /** The binding this array occupies: buffer, offset and size in bytes. */
+  binding(): GPUBufferBinding {
+    const offset = this.storage.offset + this.byteOffset;
+    // A view binds just its own elements; a whole storage binds all of it (pool buckets are larger).
+    const size = this.byteOffset === 0 && this.storage.offset === 0 ? this.storage.bytes : this.size * 4;
+    return { buffer: this.buffer, offset, size: Math.max(size, 4) };
   }
   /** Same data, another shape with the same number of elements. */
   reshape(shape: readonly number[]): DeviceArray {
     const n = shape.reduce((a, b) => a * b, 1);
     if (n !== this.size) throw new Error(`reshape: cannot view ${fmtShape(this.shape)} (${this.size} elements) as ${fmtShape(shape)} (${n})`);
-    return new DeviceArray(this.rt, this.storage, shape, this.dtype);
+    return new DeviceArray(this.rt, this.storage, shape, this.dtype, this.byteOffset);
+  }
+  /** A view of `shape` starting `elements` elements into this array's storage. */
+  view(shape: readonly number[], elements: number): DeviceArray {
+    const off = this.byteOffset + elements * 4;
+    if (off % this.rt.limits.minStorageBufferOffsetAlignment !== 0) throw new Error(`view: offset ${off} bytes is not a multiple of minStorageBufferOffsetAlignment`);
+    return new DeviceArray(this.rt, this.storage, shape, this.dtype, off);
   }
 }
 
@@ -42,6 +70,8 @@ export interface DispatchArgs {
   workgroups: readonly [number, number?, number?];
   /** Pipeline-overridable constants (tile sizes, op selectors): part of the pipeline cache key. */
   constants?: Record<string, number>;
+  /** What an elementwise dispatch computes, so that a compiled step can fuse it with its neighbours. */
+  fuse?: FuseInfo;
 }
 
 export interface RuntimeStats {
@@ -69,6 +99,7 @@ export class Runtime {
   poison = false;
 
   private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly readback = new Map<number, GPUBuffer[]>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly registry: FinalizationRegistry<{ buffer: GPUBuffer; bytes: number }>;
   private encoder: GPUCommandEncoder | null = null;
@@ -80,6 +111,8 @@ export class Runtime {
   private readonly uniformAlign: number;
   private pendingError: Error | null = null;
   private lostMessage: string | null = null;
+  /** Set while a step is being traced for compilation: dispatches are recorded, not run. */
+  capture: Capture | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -121,6 +154,7 @@ export class Runtime {
       throw new LimitError(op, 'maxStorageBufferBindingSize', need, maxBinding,
         `An array of shape ${fmtShape(shape)} takes ${need} bytes; use a smaller batch or resolution, or request a larger limit with createDevice({ requiredLimits }).`);
     }
+    if (this.capture) return new DeviceArray(this, this.capture.virtualStorage(Math.max(need, 4)), shape, dtype);
     const bytes = Runtime.bucket(need);
     let buffer = this.free.get(bytes)?.pop();
     if (buffer) this.stats.pooledBytes -= bytes;
@@ -138,7 +172,8 @@ export class Runtime {
 
   /** Return an array's memory to the pool now rather than when it is garbage-collected. */
   dispose(arr: DeviceArray): void {
-    if (this.registry.unregister(arr.storage)) this.release(arr.storage.buffer, arr.storage.bytes);
+    if (this.capture) return; // a compiled step's memory is planned from liveness, not freed by hand
+    if (this.registry.unregister(arr.storage)) this.release(arr.storage.buffer!, arr.storage.bytes);
   }
 
   private release(buffer: GPUBuffer, bytes: number): void {
@@ -154,6 +189,7 @@ export class Runtime {
     const dtype: DType = data instanceof Int32Array ? 'i32' : 'f32';
     const n = shape.reduce((a, b) => a * b, 1);
     if (data.length !== n) throw new Error(`${op}: data has ${data.length} elements but shape ${fmtShape(shape)} needs ${n}`);
+    if (this.capture) return this.constant(data, shape, op);
     const arr = this.alloc(shape, dtype, op);
     if (n === 0) return arr;
     const bytes = Math.ceil((n * 4) / 4) * 4;
@@ -161,9 +197,20 @@ export class Runtime {
     new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, n * 4));
     staging.unmap();
     this.endPass();
-    this.getEncoder().copyBufferToBuffer(staging, 0, arr.buffer, 0, bytes);
+    this.getEncoder().copyBufferToBuffer(staging, 0, arr.buffer, arr.byteOffset, bytes);
     this.afterSubmit.push(() => staging.destroy());
     return arr;
+  }
+
+  /** Host data made inside a traced step: a buffer of its own, written once now, kept by the step. */
+  private constant(data: Float32Array | Int32Array, shape: readonly number[], op: string): DeviceArray {
+    const bytes = Math.max(data.length * 4, 4);
+    const buffer = this.device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `${op}-constant` });
+    if (data.length) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.length * 4);
+    this.stats.buffersCreated++;
+    const storage = new Storage(buffer, bytes);
+    this.capture!.constants.push(storage);
+    return new DeviceArray(this, storage, shape, data instanceof Int32Array ? 'i32' : 'f32');
   }
 
   /** Fill with a 32-bit pattern (a float's bits for f32 arrays). */
@@ -183,17 +230,30 @@ export class Runtime {
 
   /** Read an array back to the host. Flushes pending work. */
   async read(arr: DeviceArray): Promise<Float32Array | Int32Array> {
+    this.notCapturing('read');
     const bytes = arr.size * 4;
     const out = arr.dtype === 'i32' ? new Int32Array(arr.size) : new Float32Array(arr.size);
     if (bytes === 0) return out;
-    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    // Staging buffers are kept by size, so a loop that reads its loss every step creates none.
+    const size = Runtime.bucket(bytes);
+    let staging = this.readback.get(size)?.pop();
+    if (!staging) {
+      staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      this.stats.buffersCreated++;
+    }
     this.endPass();
-    this.getEncoder().copyBufferToBuffer(arr.buffer, 0, staging, 0, bytes);
+    const src = arr.binding();
+    this.getEncoder().copyBufferToBuffer(src.buffer, src.offset ?? 0, staging, 0, bytes);
     this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
-    new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(0, bytes)));
-    staging.unmap();
-    staging.destroy();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+      new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(0, bytes)));
+      staging.unmap();
+    } finally {
+      let list = this.readback.get(size);
+      if (!list) this.readback.set(size, (list = []));
+      list.push(staging);
+    }
     this.throwPending();
     return out;
   }
@@ -251,12 +311,24 @@ export class Runtime {
     }
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.pipeline(kernel, entry, args.constants);
-    const entries: GPUBindGroupEntry[] = [];
     for (const s of info.storage) {
-      const arr = args.bindings[s.name];
-      if (!arr) throw new Error(`kernel '${kernel.name}:${entry}': storage binding '${s.name}' not given`);
-      entries.push({ binding: s.binding, resource: { buffer: arr.buffer, size: Math.max(arr.storage.bytes, 4) } });
+      if (!args.bindings[s.name]) throw new Error(`kernel '${kernel.name}:${entry}': storage binding '${s.name}' not given`);
     }
+    if (this.capture) {
+      let uniform: Uint8Array | null = null;
+      if (info.uniform) {
+        uniform = new Uint8Array(kernel.uniformSize);
+        kernel.packUniforms(args.uniforms ?? {}, new DataView(uniform.buffer));
+      }
+      this.capture.record({
+        kernel, entry, pipeline, uniform, uniformBinding: info.uniform?.binding ?? -1,
+        bindings: info.storage.map((s) => ({ binding: s.binding, array: args.bindings[s.name]!, write: !s.readOnly })),
+        workgroups: [x, y, z], fuse: args.fuse,
+      });
+      return;
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    for (const s of info.storage) entries.push({ binding: s.binding, resource: args.bindings[s.name]!.binding() });
     if (info.uniform) {
       const size = kernel.uniformSize;
       if (this.arenaUsed + size > ARENA_BYTES) this.flush();
@@ -278,13 +350,14 @@ export class Runtime {
 
   private afterSubmit: (() => void)[] = [];
 
-  private getEncoder(): GPUCommandEncoder {
+  /** The command encoder of eager work; compiled steps encode onto it so that order is kept. */
+  getEncoder(): GPUCommandEncoder {
     return (this.encoder ??= this.device.createCommandEncoder());
   }
   private getPass(): GPUComputePassEncoder {
     return (this.pass ??= this.getEncoder().beginComputePass());
   }
-  private endPass(): void {
+  endPass(): void {
     this.pass?.end();
     this.pass = null;
   }
@@ -292,6 +365,7 @@ export class Runtime {
   /** Submit everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;
+    this.notCapturing('flush');
     if (this.lostMessage) throw new Error(this.lostMessage);
     this.endPass();
     if (this.arenaUsed > 0) this.device.queue.writeBuffer(this.arena, 0, this.arenaStaging, 0, this.arenaUsed);
@@ -312,7 +386,12 @@ export class Runtime {
     this.throwPending();
   }
 
-  private throwPending(): void {
+  private notCapturing(what: string): void {
+    if (this.capture) throw new Error(`${what}: not allowed inside a function being compiled (dev.compile traces it once; read the compiled step's outputs after running it)`);
+  }
+
+  /** Surface an error the device reported asynchronously (compilation, validation), if any. */
+  throwPending(): void {
     if (this.lostMessage) throw new Error(this.lostMessage);
     const e = this.pendingError;
     if (e) {

@@ -26,6 +26,12 @@ export const gelu = unaryOp('gelu');
 export const tanh = unaryOp('tanh');
 export const sigmoid = unaryOp('sigmoid');
 export const square = unaryOp('square');
+export const sin = unaryOp('sin');
+export const cos = unaryOp('cos');
+/** |x|; its gradient at 0 is taken as 0. */
+export const abs = unaryOp('abs');
+/** 1 where x > 0, else 0 (Heaviside); its gradient is 0. */
+export const step = unaryOp('step');
 
 function binaryOp(op: E.BinaryOp) {
   return (a: Tensor, b: Tensor): Tensor => {

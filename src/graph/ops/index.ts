@@ -7,3 +7,4 @@ export * from './codebook.js';
 export * from './embedding.js';
 export * from './resample.js';
 export * from './matmul.js';
+export * from './random.js';

@@ -1,0 +1,95 @@
+import { Kernel } from '../src/runtime/kernel.js';
+import { DeviceArray } from '../src/runtime/runtime.js';
+import source from '../shaders/optim.wgsl';
+
+const kernel = new Kernel('optim', source);
+
+export interface AdamConfig {
+  kind: 'adam' | 'adamw';
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Clip the global gradient norm to this; 0 turns clipping off. */
+  maxGradNorm: number;
+  /** Linear warm-up steps, then the schedule over `totalSteps` down to `minLr`. */
+  warmupSteps: number;
+  schedule: 'constant' | 'cosine' | 'linear';
+  totalSteps: number;
+  minLr: number;
+}
+
+/** Slots of the optimizer's state array on the device. */
+export const STATE = { step: 0, gradNorm: 1, clip: 2, lr: 3 } as const;
+export const STATE_SIZE = 4;
+
+const PARTIALS = 64;
+const SCHEDULES = { constant: 0, cosine: 1, linear: 2 } as const;
+
+function uniforms(c: AdamConfig, n: number, emaDecay = 0) {
+  return {
+    n, partials: PARTIALS, kind: c.kind === 'adam' ? 0 : 1, schedule: SCHEDULES[c.schedule],
+    lr: c.lr, min_lr: c.minLr, warmup: c.warmupSteps, total: c.totalSteps,
+    beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weightDecay, max_norm: c.maxGradNorm,
+    ema_decay: emaDecay, _pad0: 0, _pad1: 0,
+  };
+}
+
+/**
+ * One optimizer update over flat arrays of equal layout: the global gradient norm (two passes), the
+ * clip factor and learning rate, the Adam/AdamW update of every element, then step += 1. Five
+ * dispatches whatever the number of parameters.
+ */
+export function adamUpdate(c: AdamConfig, param: DeviceArray, grad: DeviceArray, m: DeviceArray, v: DeviceArray, state: DeviceArray, partial: DeviceArray): void {
+  const rt = param.rt;
+  const u = uniforms(c, param.size);
+  rt.dispatch(kernel, 'norm_partial', { bindings: { grad, partial }, uniforms: u, workgroups: [PARTIALS] });
+  rt.dispatch(kernel, 'norm_final', { bindings: { partial, state }, uniforms: u, workgroups: [1] });
+  rt.dispatch(kernel, 'adam', { bindings: { param, grad, m, v, state }, uniforms: u, workgroups: rt.grid1d(param.size, 256) });
+  rt.dispatch(kernel, 'finish', { bindings: { state }, workgroups: [1] });
+}
+
+export const NORM_PARTIALS = PARTIALS;
+
+/** ema = decay·ema + (1 - decay)·param over flat arrays. */
+export function emaUpdate(ema: DeviceArray, param: DeviceArray, decay: number): void {
+  const rt = param.rt;
+  rt.dispatch(kernel, 'ema_update', {
+    bindings: { params_in: param, ema },
+    uniforms: { ...uniforms(ZERO, param.size, decay) },
+    workgroups: rt.grid1d(param.size, 256),
+  });
+}
+
+const ZERO: AdamConfig = { kind: 'adam', lr: 0, beta1: 0, beta2: 0, eps: 0, weightDecay: 0, maxGradNorm: 0, warmupSteps: 0, schedule: 'constant', totalSteps: 0, minLr: 0 };
+
+// ------------------------------------------------------------------ reference (tests only)
+
+/** The learning rate of update number `step` (1-based), as the kernel computes it. */
+export function lrAt(c: AdamConfig, step: number): number {
+  if (c.warmupSteps > 0 && step < c.warmupSteps) return (c.lr * step) / c.warmupSteps;
+  if (c.schedule === 'constant') return c.lr;
+  const frac = Math.min(1, Math.max(0, (step - c.warmupSteps) / Math.max(c.totalSteps - c.warmupSteps, 1)));
+  const k = c.schedule === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * frac)) : 1 - frac;
+  return c.minLr + (c.lr - c.minLr) * k;
+}
+
+/** Float64 Adam/AdamW with clipping, in place on plain arrays; returns the gradient norm. */
+export function adamRef(c: AdamConfig, step: number, param: Float64Array, grad: Float64Array, m: Float64Array, v: Float64Array): number {
+  const norm = Math.sqrt(grad.reduce((s, g) => s + g * g, 0));
+  const clip = c.maxGradNorm > 0 ? Math.min(1, c.maxGradNorm / (norm + 1e-6)) : 1;
+  const lr = lrAt(c, step);
+  for (let i = 0; i < param.length; i++) {
+    let g = grad[i]! * clip;
+    let x = param[i]!;
+    if (c.kind === 'adam') g += c.weightDecay * x;
+    else x -= lr * c.weightDecay * x;
+    m[i] = c.beta1 * m[i]! + (1 - c.beta1) * g;
+    v[i] = c.beta2 * v[i]! + (1 - c.beta2) * g * g;
+    const mhat = m[i]! / (1 - c.beta1 ** step);
+    const vhat = v[i]! / (1 - c.beta2 ** step);
+    param[i] = x - (lr * mhat) / (Math.sqrt(vhat) + c.eps);
+  }
+  return norm;
+}
