@@ -1,0 +1,100 @@
+import { Tensor } from '../graph/tensor.js';
+import { ParameterSet } from '../nn/params.js';
+import { Adam } from '../optim/adam.js';
+import { EMA } from '../optim/ema.js';
+import { parseSafetensors, serializeSafetensors, SafeTensor } from './safetensors.js';
+import { ShapeError, fmtShape } from '../runtime/errors.js';
+
+/** Everything a training run needs to continue exactly where it stopped. */
+export interface TrainingState {
+  params: ParameterSet;
+  ema?: EMA | null;
+  optimizer?: Adam | null;
+  /** The run's random key (seed, counter): noise and dropout continue from it. */
+  key?: Tensor | null;
+  /** Plain JSON stored in the header: model config, data, hyper-parameters, step. */
+  config?: Record<string, unknown>;
+}
+
+/**
+ * A checkpoint as safetensors bytes. Weights keep their own names (so the file reads like a
+ * diffusers/CompVis state dict); EMA weights, Adam moments, optimizer state and the random key are
+ * stored beside them under `ema.`, `optimizer.` and `rng.` prefixes; the config goes in the header's
+ * metadata as JSON.
+ */
+export async function encodeCheckpoint(s: TrainingState): Promise<Uint8Array> {
+  const out = new Map<string, { shape: readonly number[]; data: Float32Array | Int32Array }>();
+  const add = async (prefix: string, flat: Parameters<ParameterSet['read']>[0]) => {
+    for (const [n, data] of await s.params.read(flat)) out.set(prefix + n, { shape: s.params.tensors[s.params.names.indexOf(n)]!.shape, data });
+  };
+  await add('', s.params.flat);
+  if (s.ema) await add('ema.', s.ema.flat);
+  if (s.optimizer) {
+    await add('optimizer.m.', s.optimizer.m);
+    await add('optimizer.v.', s.optimizer.v);
+    out.set('optimizer.state', { shape: s.optimizer.state.shape, data: (await s.params.rt.read(s.optimizer.state)) as Float32Array });
+  }
+  if (s.key) out.set('rng.key', { shape: [2], data: (await s.key.read()) as Int32Array });
+  return serializeSafetensors(out, { format: 'webgpu-diffusion', config: JSON.stringify(s.config ?? {}) });
+}
+
+/** What a checkpoint holds before it is loaded into a model: tensors by name and the config. */
+export interface CheckpointData {
+  tensors: Map<string, SafeTensor>;
+  config: Record<string, unknown>;
+}
+
+export function decodeCheckpoint(bytes: Uint8Array, where = 'checkpoint'): CheckpointData {
+  const { tensors, metadata } = parseSafetensors(bytes);
+  return { tensors, config: parseConfig(metadata, where) };
+}
+
+/** The JSON config from a safetensors header's metadata ({} when there is none). */
+export function parseConfig(metadata: Record<string, string>, where: string): Record<string, unknown> {
+  if (!metadata.config) return {};
+  try {
+    const c = JSON.parse(metadata.config) as unknown;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not an object');
+    return c as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${where}: the config in the header is not a JSON object (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Load a decoded checkpoint into a training state. Weights are required; EMA, optimizer and key are
+ * loaded when both the state and the file have them. Shape mismatches name the parameter and both shapes.
+ */
+export function loadCheckpoint(ck: CheckpointData, s: TrainingState): void {
+  const sub = (prefix: string) => {
+    const m = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+    for (const [n, t] of ck.tensors) {
+      if (n.startsWith(prefix) && (prefix !== '' || !/^(ema|optimizer|rng)\./.test(n))) {
+        if (!(t.data instanceof Float32Array)) throw new ShapeError('load', `tensor '${n}' is ${t.dtype}, expected a float type`);
+        m.set(n.slice(prefix.length), { shape: t.shape, data: t.data });
+      }
+    }
+    return m;
+  };
+  s.params.write(sub(''), s.params.flat);
+  if (s.ema) s.params.write(ck.tensors.has(`ema.${s.params.names[0]}`) ? sub('ema.') : sub(''), s.ema.flat, 'checkpoint (EMA)');
+  if (s.optimizer && ck.tensors.has('optimizer.state')) {
+    s.params.write(sub('optimizer.m.'), s.optimizer.m, 'checkpoint (Adam m)');
+    s.params.write(sub('optimizer.v.'), s.optimizer.v, 'checkpoint (Adam v)');
+    const st = ck.tensors.get('optimizer.state')!;
+    if (st.data.length !== s.optimizer.state.size) {
+      throw new ShapeError('load', `optimizer.state has shape ${fmtShape(st.shape)}, expected ${fmtShape(s.optimizer.state.shape)}`);
+    }
+    writeArray(s.optimizer.state.rt, s.optimizer.state, st.data);
+  }
+  if (s.key && ck.tensors.has('rng.key')) {
+    const k = ck.tensors.get('rng.key')!;
+    if (!(k.data instanceof Int32Array) || k.data.length !== 2) throw new ShapeError('load', `rng.key has shape ${fmtShape(k.shape)} (${k.dtype}), expected I32 [2]`);
+    writeArray(s.key.rt, s.key.data, k.data);
+  }
+}
+
+function writeArray(rt: ParameterSet['rt'], dst: Tensor['data'], data: Float32Array | Int32Array): void {
+  rt.flush();
+  rt.device.queue.writeBuffer(dst.buffer, dst.storage.offset + dst.byteOffset, data.buffer, data.byteOffset, data.byteLength);
+}
