@@ -1,8 +1,10 @@
 import { Kernel } from '../src/runtime/kernel.js';
 import { DeviceArray } from '../src/runtime/runtime.js';
 import source from '../shaders/optim.wgsl';
+import opsSource from '../shaders/elementwise_ops.wgsl';
 
-const kernel = new Kernel('optim', source);
+// The elementwise op functions bring an accurate cosine for the schedule (WGSL's is bounded by 2^-11 only).
+const kernel = new Kernel('optim', opsSource + source);
 
 export interface AdamConfig {
   kind: 'adam' | 'adamw';
@@ -21,8 +23,9 @@ export interface AdamConfig {
 }
 
 /** Slots of the optimizer's state array on the device. */
-export const STATE = { step: 0, gradNorm: 1, clip: 2, lr: 3 } as const;
-export const STATE_SIZE = 4;
+export const STATE = { step: 0, gradNorm: 1, clip: 2, lr: 3, beta1Pow: 4, beta2Pow: 5 } as const;
+/** The state before the first update. */
+export const INITIAL_STATE = [0, 0, 1, 0, 1, 1];
 
 const PARTIALS = 64;
 const SCHEDULES = { constant: 0, cosine: 1, linear: 2 } as const;

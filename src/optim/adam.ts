@@ -1,7 +1,7 @@
 import { Tensor } from '../graph/tensor.js';
 import { DeviceArray } from '../runtime/runtime.js';
 import { ParameterSet } from '../nn/params.js';
-import { AdamConfig, STATE, STATE_SIZE, NORM_PARTIALS, adamUpdate } from '../../kernels/optim.js';
+import { AdamConfig, STATE, INITIAL_STATE, NORM_PARTIALS, adamUpdate } from '../../kernels/optim.js';
 
 export interface AdamOptions {
   lr?: number;
@@ -31,7 +31,7 @@ export class Adam {
   readonly grads: DeviceArray;
   readonly m: DeviceArray;
   readonly v: DeviceArray;
-  /** [step, gradient norm, clip factor, learning rate] of the last update. */
+  /** [step, gradient norm, clip factor, learning rate, beta1^step, beta2^step] after the last update. */
   readonly state: DeviceArray;
   private readonly partial: DeviceArray;
 
@@ -51,8 +51,7 @@ export class Adam {
     this.grads = this.params.zeros();
     this.m = this.params.zeros();
     this.v = this.params.zeros();
-    this.state = rt.alloc([STATE_SIZE], 'f32', 'Adam');
-    rt.fillValue(this.state, 0);
+    this.state = rt.upload(Float32Array.from(INITIAL_STATE), [INITIAL_STATE.length], 'Adam');
     this.partial = rt.alloc([NORM_PARTIALS], 'f32', 'Adam');
   }
 

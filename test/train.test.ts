@@ -1,0 +1,233 @@
+import { describe, expect, it } from 'vitest';
+import { useDevice, randn, SEED, expectClose } from './helpers.js';
+import { grad, ops, Tensor, Device } from '../src/index.js';
+import { Init, Module } from '../src/nn/module.js';
+import { Conv2d, GroupNorm, Linear, Dropout, withRandom } from '../src/nn/layers.js';
+import { SpatialSelfAttention } from '../src/nn/blocks.js';
+import { ParameterSet } from '../src/nn/params.js';
+import { Adam, AdamW, AdamOptions } from '../src/optim/adam.js';
+import { EMA } from '../src/optim/ema.js';
+import { adamRef, AdamConfig } from '../kernels/optim.js';
+import { UNet } from '../src/models/unet.js';
+import { encodeCheckpoint, decodeCheckpoint, loadCheckpoint } from '../src/io/checkpoint.js';
+import { mulberry32 } from '../src/data/rng.js';
+
+const dev = useDevice();
+
+describe('optimizers', () => {
+  for (const kind of ['adam', 'adamw'] as const) {
+    it(`${kind} with warm-up, cosine decay, weight decay and clipping matches float64 over 5 steps`, async () => {
+      const d = dev();
+      const shapes = [[3, 4], [5], [2, 2, 3]];
+      const init = shapes.map((s) => Float64Array.from(Float32Array.from(randn(s.reduce((a, b) => a * b, 1)))));
+      const params = new ParameterSet(shapes.map((s, i) => [`p${i}`, d.tensor(Float32Array.from(init[i]!), s, { requiresGrad: true })]));
+      const opts: AdamOptions = { lr: 0.05, weightDecay: 0.1, maxGradNorm: 1.5, warmupSteps: 2, schedule: 'cosine', totalSteps: 6, minLr: 0.005 };
+      const opt = kind === 'adam' ? new Adam(params, opts) : new AdamW(params, opts);
+      // The reference sees the hyper-parameters the GPU sees: rounded to f32.
+      const cfg: AdamConfig = { ...opt.config };
+      for (const k of ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'maxGradNorm', 'minLr'] as const) cfg[k] = Math.fround(cfg[k]);
+      const ref = init.map((p) => p.slice());
+      const m = init.map((p) => new Float64Array(p.length));
+      const v = init.map((p) => new Float64Array(p.length));
+      for (let step = 1; step <= 5; step++) {
+        const gs = shapes.map((s) => Float64Array.from(Float32Array.from(randn(s.reduce((a, b) => a * b, 1)).map((x) => x * 2))));
+        opt.step(gs.map((g, i) => d.tensor(Float32Array.from(g), shapes[i]!)));
+        // The reference clips by the norm over all parameters: run it on the concatenation.
+        const flat = (xs: Float64Array[]) => Float64Array.from(xs.flatMap((x) => Array.from(x)));
+        const P = flat(ref), G = flat(gs), M = flat(m), V = flat(v);
+        const norm = adamRef(cfg, step, P, G, M, V);
+        let at = 0;
+        ref.forEach((r, i) => {
+          r.set(P.subarray(at, at + r.length));
+          m[i]!.set(M.subarray(at, at + r.length));
+          v[i]!.set(V.subarray(at, at + r.length));
+          at += r.length;
+        });
+        const s = await opt.stats();
+        expect(s.step).toBe(step);
+        // The norm is a sum of 29 squares in f32: 1e-6 relative.
+        expect(Math.abs(s.gradNorm - norm)).toBeLessThan(1e-6 * norm);
+      }
+      // f32 moments and updates over 5 steps: each step moves a parameter by at most ~lr = 0.05 with
+      // relative error ~1e-6 (pow, sqrt, division in f32): 1e-6 absolute on values of order 1.
+      const got = await params.read();
+      ref.forEach((r, i) => expectClose(`${kind} parameter ${i}`, got.get(`p${i}`)!, r, 2e-6, 1e-6));
+    });
+  }
+
+  it('EMA follows ema = d·ema + (1-d)·θ', async () => {
+    const d = dev();
+    const p = d.tensor(Float32Array.from([1, 2, 3]), [3], { requiresGrad: true });
+    const set = new ParameterSet([['p', p]]);
+    const ema = new EMA(set, 0.9);
+    set.write(new Map([['p', { shape: [3], data: Float32Array.from([11, 12, 13]) }]]));
+    ema.update();
+    const got = (await set.read(ema.flat)).get('p')!;
+    expectClose('ema', got, [2, 3, 4], 1e-6, 1e-6);
+  });
+});
+
+/** A small conv net: conv, group norm + SiLU, strided conv, spatial attention, pooling, linear. */
+class ToyNet extends Module {
+  readonly conv1: Conv2d;
+  readonly norm: GroupNorm;
+  readonly conv2: Conv2d;
+  readonly attn: SpatialSelfAttention;
+  readonly drop: Dropout;
+  readonly head: Linear;
+  constructor(init: Init, dropout = 0) {
+    super();
+    this.conv1 = this.child('conv1', new Conv2d(init, 1, 8, 3, { padding: 1 }));
+    this.norm = this.child('norm', new GroupNorm(init, 4, 8));
+    this.conv2 = this.child('conv2', new Conv2d(init, 8, 8, 3, { stride: 2, padding: 1 }));
+    this.attn = this.child('attn', new SpatialSelfAttention(init, 8, { heads: 2, groups: 4 }));
+    this.drop = this.child('drop', new Dropout(dropout));
+    this.head = this.child('head', new Linear(init, 8, 4));
+  }
+  forward(x: Tensor): Tensor {
+    const h = this.attn.forward(this.conv2.forward(this.norm.forward(this.conv1.forward(x), { silu: true })));
+    return this.head.forward(this.drop.forward(ops.mean(h, [2, 3])));
+  }
+}
+
+/** Four classes of 8x8 images: horizontal bar, vertical bar, diagonal, centred square; noisy. */
+function toyBatch(seed: number, b: number): { x: Float32Array; onehot: Float32Array } {
+  const r = mulberry32(seed);
+  const x = new Float32Array(b * 64), onehot = new Float32Array(b * 4);
+  for (let i = 0; i < b; i++) {
+    const c = i % 4, p = 1 + Math.floor(r() * 6);
+    onehot[i * 4 + c] = 1;
+    for (let y = 0; y < 8; y++) for (let xx = 0; xx < 8; xx++) {
+      const on = c === 0 ? y === p : c === 1 ? xx === p : c === 2 ? xx === y : Math.max(Math.abs(xx - 3.5), Math.abs(y - 3.5)) < 2;
+      x[i * 64 + y * 8 + xx] = (on ? 1 : -1) + 0.3 * (r() - 0.5);
+    }
+  }
+  return { x, onehot };
+}
+
+function crossEntropy(logits: Tensor, onehot: Tensor): Tensor {
+  return ops.scale(ops.mean(ops.sum(ops.mul(onehot, ops.log(ops.softmax(logits, 1))), 1)), -1);
+}
+
+async function toyStep(d: Device, seed: number, opts: { dropout?: number; lr?: number } = {}) {
+  const net = new ToyNet(new Init(d, seed), opts.dropout ?? 0);
+  const params = new ParameterSet(net.namedParameters());
+  const opt = new Adam(params, { lr: opts.lr ?? 1e-2 });
+  const key = d.randomKey(seed + 1);
+  const B = 16;
+  const fn = (x: Tensor, onehot: Tensor) => {
+    // Input noise and dropout come from the key; the key advances every step.
+    const noisy = ops.add(x, ops.scale(ops.randn(x.shape, key, 7), 0.1));
+    const loss = withRandom(key, () => crossEntropy(net.forward(noisy), onehot));
+    opt.step(grad(loss, params.tensors));
+    ops.advanceKey(key);
+    return { loss };
+  };
+  return { net, params, opt, key, B, fn, specs: [{ shape: [B, 1, 8, 8] }, { shape: [B, 4] }] };
+}
+
+describe('training', () => {
+  it('a small conv net (conv, group norm, SiLU, attention, linear) learns a toy task: loss < 0.15 within 150 steps', async () => {
+    const d = dev();
+    const t = await toyStep(d, SEED);
+    const step = await d.compile(t.fn, t.specs);
+    let loss = Infinity;
+    for (let i = 0; i < 150; i++) {
+      const b = toyBatch(SEED + i, t.B);
+      step.run(b.x, b.onehot);
+      if (i % 10 === 9 || i === 149) loss = await step.outputs.loss.item();
+    }
+    // Chance is ln 4 = 1.39; the classes are separable, so a working training loop gets far below it.
+    expect(loss).toBeLessThan(0.15);
+  });
+
+  it('the eager path and the compiled step give the same losses', async () => {
+    const d = dev();
+    const eager = await toyStep(d, SEED);
+    const compiled = await toyStep(d, SEED);
+    const step = await d.compile(compiled.fn, compiled.specs);
+    for (let i = 0; i < 4; i++) {
+      const b = toyBatch(SEED + i, eager.B);
+      const le = await eager.fn(d.tensor(b.x, [eager.B, 1, 8, 8]), d.tensor(b.onehot, [eager.B, 4])).loss.item();
+      const lc = await step.run(b.x, b.onehot).loss.item();
+      // Same kernels; fused elementwise chains may contract a·b+c into an FMA: 1e-5 relative.
+      expect(Math.abs(le - lc)).toBeLessThan(1e-5 * Math.abs(le) + 1e-6);
+    }
+  });
+
+  it('training resumed from a checkpoint continues bit for bit (weights, EMA, Adam state, random key)', async () => {
+    const d = dev();
+    const a = await toyStep(d, SEED, { dropout: 0.2 });
+    const emaA = new EMA(a.params, 0.9);
+    const stepA = await d.compile((x: Tensor, y: Tensor) => {
+      const out = a.fn(x, y);
+      emaA.update();
+      return out;
+    }, a.specs);
+    const losses: number[] = [];
+    let saved: Uint8Array | null = null;
+    for (let i = 0; i < 6; i++) {
+      if (i === 3) saved = await encodeCheckpoint({ params: a.params, ema: emaA, optimizer: a.opt, key: a.key, config: { step: i } });
+      const b = toyBatch(SEED + i, a.B);
+      losses.push(await stepA.run(b.x, b.onehot).loss.item());
+    }
+    // A fresh model from another seed, loaded from the checkpoint taken before step 3.
+    const c = await toyStep(d, SEED + 99, { dropout: 0.2 });
+    const emaC = new EMA(c.params, 0.9);
+    const ck = decodeCheckpoint(saved!);
+    expect(ck.config).toEqual({ step: 3 });
+    loadCheckpoint(ck, { params: c.params, ema: emaC, optimizer: c.opt, key: c.key });
+    const stepC = await d.compile((x: Tensor, y: Tensor) => {
+      const out = c.fn(x, y);
+      emaC.update();
+      return out;
+    }, c.specs);
+    for (let i = 3; i < 6; i++) {
+      const b = toyBatch(SEED + i, c.B);
+      expect(await stepC.run(b.x, b.onehot).loss.item()).toBe(losses[i]);
+    }
+    const [pa, pc, ea, ec] = await Promise.all([a.params.read(), c.params.read(), a.params.read(emaA.flat), c.params.read(emaC.flat)]);
+    for (const n of a.params.names) {
+      expect(Array.from(pc.get(n)!)).toEqual(Array.from(pa.get(n)!));
+      expect(Array.from(ec.get(n)!)).toEqual(Array.from(ea.get(n)!));
+    }
+  });
+
+  it('a checkpoint whose shapes do not fit names the parameter and both shapes', async () => {
+    const d = dev();
+    const a = await toyStep(d, SEED);
+    const bytes = await encodeCheckpoint({ params: a.params });
+    const other = new ParameterSet([['conv1.weight', d.zeros([8, 1, 5, 5], { requiresGrad: true })]]);
+    expect(() => loadCheckpoint(decodeCheckpoint(bytes), { params: other })).toThrow(/conv1\.weight.*\[8, 1, 5, 5\].*\[8, 1, 3, 3\]/);
+    const missing = new ParameterSet([['nope.weight', d.zeros([2], { requiresGrad: true })]]);
+    expect(() => loadCheckpoint(decodeCheckpoint(bytes), { params: missing })).toThrow(/no tensor 'nope\.weight'/);
+  });
+});
+
+describe('compiled U-Net training step', () => {
+  it('plans at most half the memory of one buffer per intermediate, and memory stays flat over 200 steps', async () => {
+    const d = dev();
+    const net = new UNet(new Init(d, SEED), { sampleSize: 8, blockOutChannels: [8, 16], normGroups: 4, attentionHeads: 2, attentionResolutions: [4], conditioning: 'class', numClasses: 3 });
+    const params = new ParameterSet(net.namedParameters());
+    const opt = new Adam(params);
+    const B = 2;
+    const step = await d.compile((x: Tensor, t: Tensor, y: Tensor, n: Tensor) => {
+      const loss = ops.mean(ops.square(ops.sub(net.forward(x, t, y), n)));
+      opt.step(grad(loss, params.tensors));
+      return { loss };
+    }, [{ shape: [B, 1, 8, 8] }, { shape: [B] }, { shape: [B], dtype: 'i32' }, { shape: [B, 1, 8, 8] }]);
+    const s = step.stats;
+    expect(s.plannedBytes).toBeLessThanOrEqual(0.5 * s.unplannedBytes);
+    const x = Float32Array.from(randn(B * 64)), n = Float32Array.from(randn(B * 64));
+    const t = Float32Array.from([10, 500]), y = Int32Array.from([0, 3]);
+    step.run(x, t, y, n);
+    await step.outputs.loss.item();
+    const before = { ...d.rt.stats };
+    for (let i = 0; i < 200; i++) {
+      step.run(x, t, y, n);
+      if (i % 50 === 49) expect(Number.isFinite(await step.outputs.loss.item())).toBe(true);
+    }
+    expect(d.rt.stats.buffersCreated).toBe(before.buffersCreated);
+    expect(d.rt.stats.pipelinesCreated).toBe(before.pipelinesCreated);
+  });
+});
