@@ -1,7 +1,10 @@
 export { createDevice, Device } from './graph/device.js';
 export type { TensorOptions } from './graph/device.js';
 export type { CreateDeviceOptions } from './runtime/device.js';
-export { Tensor, noGrad } from './graph/tensor.js';
+export { Tensor, noGrad, grad } from './graph/tensor.js';
+export { CompiledStep } from './graph/compile.js';
+export type { InputSpec, InputValue, StepOutputs } from './graph/compile.js';
+export type { StepStats, ExecutorOptions } from './graph/executor.js';
 export { Runtime, DeviceArray } from './runtime/runtime.js';
 export type { DType } from './runtime/runtime.js';
 export { ShapeError, LimitError, KernelCompileError } from './runtime/errors.js';
