@@ -238,3 +238,5 @@ async function main() {
 }
 
 await main();
+// tfjs keeps Dawn's event loop busy after the device is destroyed: end the process explicitly.
+process.exit(0);
