@@ -8,6 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { Browser } from 'puppeteer-core';
+import { createDevice } from '../src/index.js';
+import { randomDraw, RANDOM_DRAW } from './random-draw.js';
+import { randomRef } from '../kernels/random.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const root = join(import.meta.dirname, '..');
@@ -74,5 +77,31 @@ describe('headless Chromium', () => {
     const failed = (results ?? []).filter((r) => !r.ok);
     expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
     expect(results!.length).toBeGreaterThan(1);
+  });
+
+  it('draws the same random numbers as Dawn in Node for one (seed, counter, stream), bit for bit', async () => {
+    const page = await browser.newPage();
+    await page.goto(base + '/');
+    await page.waitForFunction('window.__results || window.__error', { timeout: 300_000, polling: 250 });
+    const { random, error, adapter } = await page.evaluate(() => ({ random: window.__random, error: window.__error, adapter: window.__adapter }));
+    expect(error).toBeUndefined();
+    const dev = await createDevice({ log: () => {} });
+    const node = await randomDraw(dev);
+    const nodeAdapter = `${dev.adapter.vendor} ${dev.adapter.architecture}`;
+    dev.destroy();
+    const { seed, counter, stream, n } = RANDOM_DRAW;
+    expect(random!.uniform.length).toBe(n);
+    // Uniforms are integer arithmetic and one exact int-to-float conversion: identical bits.
+    expect(random!.uniform).toEqual(node.uniform);
+    // Normals go through log, sqrt, cos and sin, which WGSL does not require to be correctly rounded
+    // (cos/sin: 2^-11 absolute), so two drivers may differ in the last bits. Here both runtimes run
+    // the same SwiftShader library (/usr/lib/chromium's, via VK_ICD_FILENAMES in Node) and Tint lowers
+    // these builtins to the same GLSL.std.450 instructions, so the bits must agree exactly.
+    const diffs = node.normal.filter((b, i) => b !== random!.normal[i]).length;
+    const f32 = (bits: number[]) => new Float32Array(Uint32Array.from(bits).buffer);
+    const ref = randomRef(seed, counter, stream, n, 'normal');
+    const err = (x: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i]!)), 0);
+    console.log(`Chromium adapter '${adapter}', Node adapter '${nodeAdapter}'; normals: ${diffs} of ${n} differ between Chromium and Node; max |x - float64| Node ${err(f32(node.normal)).toExponential(2)}, Chromium ${err(f32(random!.normal)).toExponential(2)}`);
+    expect(random!.normal).toEqual(node.normal);
   });
 });

@@ -3,6 +3,7 @@
 import { createDevice } from '../../src/index.js';
 import { checkOp } from '../check.js';
 import { smokeChecks } from '../smoke-checks.js';
+import { randomDraw } from '../random-draw.js';
 
 interface Result {
   name: string;
@@ -14,6 +15,8 @@ declare global {
     __results?: Result[];
     __adapter?: string;
     __error?: string;
+    /** u32 bits of the fixed random draw (test/random-draw.ts), for comparison with Node. */
+    __random?: { normal: number[]; uniform: number[] };
   }
 }
 
@@ -38,6 +41,7 @@ async function main() {
     }
     list.appendChild(li);
   }
+  window.__random = await randomDraw(dev);
   window.__results = results;
 }
 
