@@ -98,6 +98,20 @@ describe('nn modules: gradients agree with finite differences', () => {
     const m = new ResBlock(new Init(d, SEED), 4, 8, { tembChannels: 6, groups: 2 });
     await checkModule(d, 'ResBlock', m, [rand(d, [2, 4, 5, 5]), rand(d, [2, 6])], ([x, t]) => m.forward(x!, t!));
   });
+  it('ResBlock with dropout 0.3 in training mode (the mask fixed by the key)', async () => {
+    const d = dev();
+    const m = new ResBlock(new Init(d, SEED), 4, 4, { tembChannels: 6, groups: 2, dropout: 0.3 });
+    // withRandom restarts its streams on every call and the key's counter does not move, so every
+    // forward of the check draws the same mask: the function differentiated is piecewise smooth.
+    const key = d.randomKey(SEED + 5);
+    const x = rand(d, [2, 4, 5, 5]);
+    const a = await withRandom(key, () => m.forward(x, rand(d, [2, 6]))).read();
+    m.eval();
+    const b = await m.forward(x, rand(d, [2, 6])).read();
+    m.train();
+    expect(Array.from(a)).not.toEqual(Array.from(b)); // dropout is really active
+    await checkModule(d, 'ResBlock (dropout)', m, [x, rand(d, [2, 6])], ([xx, t]) => withRandom(key, () => m.forward(xx!, t!)));
+  });
   it('Downsample and Upsample', async () => {
     const d = dev();
     const down = new Downsample(new Init(d, SEED), 4);
@@ -135,18 +149,72 @@ describe('nn modules: values', () => {
     });
   });
 
-  it('PyTorch default init: Linear and Conv2d uniform within ±1/sqrt(fan_in) with the right variance', async () => {
+  it('PyTorch default init for every layer: kaiming_uniform(a=√5) weights, U(±1/√fan_in) biases, N(0,1) embeddings, ones and zeros for norms', async () => {
     const d = dev();
-    const lin = new Linear(new Init(d, SEED), 64, 256);
-    const w = (await lin.weight.read()) as Float32Array;
-    const b = 1 / 8;
-    expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(b);
-    // Variance of U(-b, b) is b²/3; over 16384 draws the relative standard error is ~1.1%: 5% bound.
-    const v = w.reduce((s, x) => s + x * x, 0) / w.length;
-    expect(Math.abs(v / (b * b / 3) - 1)).toBeLessThan(0.05);
-    const conv = new Conv2d(new Init(d, SEED), 8, 16, 3);
-    const cw = (await conv.weight.read()) as Float32Array;
-    expect(Math.max(...cw.map(Math.abs))).toBeLessThanOrEqual(1 / Math.sqrt(72));
+    const init = new Init(d, SEED);
+    const read = async (t: Tensor | null) => Float64Array.from((await t!.read()) as Float32Array);
+    // torch.nn.init.kaiming_uniform_(w, a=√5): gain √(2/(1+a²)), bound gain·√(3/fan_in); written out
+    // here from PyTorch's formula rather than taken from the code under test.
+    const kaimingBound = (fanIn: number) => Math.sqrt(2 / (1 + 5)) * Math.sqrt(3 / fanIn);
+    // Kolmogorov-Smirnov distance between the sample and a CDF; at the 1e-4 level the critical value is
+    // sqrt(ln(2/1e-4)/2)/√n = 2.23/√n (seeds are fresh every run, so the level must be strict).
+    const ks = (x: Float64Array, cdf: (v: number) => number) => {
+      const s = Float64Array.from(x).sort();
+      let dmax = 0;
+      s.forEach((v, i) => (dmax = Math.max(dmax, Math.abs(cdf(v) - i / s.length), Math.abs(cdf(v) - (i + 1) / s.length))));
+      return dmax;
+    };
+    const ksCrit = (n: number) => 2.23 / Math.sqrt(n);
+    const checkUniform = (what: string, x: Float64Array, b: number) => {
+      expect(x.every((v) => Math.abs(v) <= b), `${what}: within ±${b}`).toBe(true);
+      expect(ks(x, (v) => Math.min(1, Math.max(0, (v + b) / (2 * b)))), `${what}: KS distance to U(±${b})`).toBeLessThan(ksCrit(x.length));
+    };
+    // Φ through erf (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7: far below the KS threshold).
+    const erf = (z: number) => {
+      const t = 1 / (1 + 0.3275911 * Math.abs(z));
+      const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-z * z);
+      return z >= 0 ? y : -y;
+    };
+    const phi = (v: number) => 0.5 * (1 + erf(v / Math.SQRT2));
+
+    const lin = new Linear(init, 48, 256);
+    checkUniform('Linear.weight', await read(lin.weight), kaimingBound(48));
+    checkUniform('Linear.bias', await read(lin.bias), 1 / Math.sqrt(48));
+    expect(new Linear(init, 5, 3, { bias: false }).bias).toBeNull();
+
+    // fan_in of a grouped conv is (in / groups)·k·k.
+    const conv = new Conv2d(init, 8, 64, 3, { groups: 2 });
+    expect(conv.weight.shape).toEqual([64, 4, 3, 3]);
+    checkUniform('Conv2d.weight', await read(conv.weight), kaimingBound(4 * 9));
+    checkUniform('Conv2d.bias', await read(conv.bias), 1 / Math.sqrt(36));
+
+    // nn.Embedding: N(0, 1). KS against Φ, plus the first two moments (standard errors 1/√n, √(2/n)).
+    const emb = await read(new Embedding(init, 100, 64).weight);
+    expect(ks(emb, phi)).toBeLessThan(ksCrit(emb.length));
+    const mean = emb.reduce((a, v) => a + v, 0) / emb.length;
+    const varc = emb.reduce((a, v) => a + (v - mean) ** 2, 0) / emb.length;
+    expect(Math.abs(mean)).toBeLessThan(5 / Math.sqrt(emb.length));
+    expect(Math.abs(varc - 1)).toBeLessThan(5 * Math.sqrt(2 / emb.length));
+
+    // GroupNorm and LayerNorm: weight exactly 1, bias exactly 0.
+    for (const m of [new GroupNorm(init, 4, 12), new LayerNorm(init, 12)]) {
+      expect(Array.from(await read(m.weight))).toEqual(new Array(12).fill(1));
+      expect(Array.from(await read(m.bias))).toEqual(new Array(12).fill(0));
+    }
+
+    // Attention's projections are Linears with their own fan_in: query dim for to_q, the context's
+    // for to_k and to_v (cross-attention), the inner width for to_out.0.
+    const att = new Attention(init, 32, { heads: 4, dimHead: 16, contextDim: 24 });
+    checkUniform('to_q.weight', await read(att.to_q.weight), kaimingBound(32));
+    checkUniform('to_k.weight', await read(att.to_k.weight), kaimingBound(24));
+    checkUniform('to_v.weight', await read(att.to_v.weight), kaimingBound(24));
+    checkUniform('to_out.0.weight', await read(att.to_out.items[0]!.weight), kaimingBound(64));
+    expect(att.to_q.bias).toBeNull();
+
+    // Every parameter draws its own numbers: two same-shaped weights are uncorrelated (|ρ| < 5/√n).
+    const a = await read(new Linear(init, 64, 64).weight), b = await read(new Linear(init, 64, 64).weight);
+    const rho = a.reduce((s, v, i) => s + v * b[i]!, 0) / Math.sqrt(a.reduce((s, v) => s + v * v, 0) * b.reduce((s, v) => s + v * v, 0));
+    expect(Math.abs(rho)).toBeLessThan(5 / 64);
   });
 
   it('dropout: eval is the identity; training keeps ~1-p of the values scaled by 1/(1-p), same mask for the same key', async () => {
@@ -177,6 +245,14 @@ describe('nn modules: values', () => {
     expect(a.namedParameters().map(([n]) => n)).toEqual([
       'group_norm.weight', 'group_norm.bias', 'to_q.weight', 'to_q.bias', 'to_k.weight', 'to_k.bias', 'to_v.weight', 'to_v.bias', 'to_out.0.weight', 'to_out.0.bias',
     ]);
+    const cross = new Attention(new Init(d, 0), 8, { heads: 2, dimHead: 4, contextDim: 6 });
+    expect(cross.namedParameters().map(([n]) => n)).toEqual(['to_q.weight', 'to_k.weight', 'to_v.weight', 'to_out.0.weight', 'to_out.0.bias']);
+    expect(new Downsample(new Init(d, 0), 4).namedParameters().map(([n]) => n)).toEqual(['conv.weight', 'conv.bias']);
+    expect(new Upsample(new Init(d, 0), 4).namedParameters().map(([n]) => n)).toEqual(['conv.weight', 'conv.bias']);
+    expect(new TimestepEmbedding(new Init(d, 0), 8, 16).namedParameters().map(([n]) => n)).toEqual(['linear_1.weight', 'linear_1.bias', 'linear_2.weight', 'linear_2.bias']);
+    expect(new Embedding(new Init(d, 0), 3, 4).namedParameters().map(([n]) => n)).toEqual(['weight']);
+    expect(new GroupNorm(new Init(d, 0), 2, 4).namedParameters().map(([n]) => n)).toEqual(['weight', 'bias']);
+    expect(new Timesteps(new Init(d, 0), 8).namedParameters()).toEqual([]); // the frequencies are not parameters
     void rng;
   });
 });
