@@ -11,8 +11,41 @@ import { adamRef, AdamConfig } from '../kernels/optim.js';
 import { UNet } from '../src/models/unet.js';
 import { encodeCheckpoint, decodeCheckpoint, loadCheckpoint } from '../src/io/checkpoint.js';
 import { mulberry32 } from '../src/data/rng.js';
+import { saveCheckpointFile, readCheckpointFile } from '../src/io/checkpoint-file.js';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const dev = useDevice();
+
+/**
+ * Wraps the device's object-creating calls and the queue's submit so a test can count them: calls of
+ * each kind, the bytes of every buffer created, and the command buffers per submit.
+ */
+function recordGpu(gpu: GPUDevice) {
+  const counts = { createBuffer: 0, createBindGroup: 0, createComputePipeline: 0, createShaderModule: 0 };
+  const buffers: { size: number; buffer: GPUBuffer }[] = [];
+  const submits: number[] = [];
+  const restore: (() => void)[] = [];
+  const patch = <T extends object>(obj: T, k: string, hook: (args: unknown[], result: unknown) => void) => {
+    const o = obj as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const orig = o[k]!;
+    o[k] = (...a: unknown[]) => {
+      const r = orig.apply(obj, a);
+      hook(a, r);
+      return r;
+    };
+    restore.push(() => (o[k] = orig));
+  };
+  for (const k of Object.keys(counts) as (keyof typeof counts)[]) {
+    patch(gpu, k, (a, r) => {
+      counts[k]++;
+      if (k === 'createBuffer') buffers.push({ size: (a[0] as GPUBufferDescriptor).size, buffer: r as GPUBuffer });
+    });
+  }
+  patch(gpu.queue, 'submit', (a) => submits.push((a[0] as GPUCommandBuffer[]).length));
+  return { counts, buffers, submits, restore: () => restore.splice(0).reverse().forEach((f) => f()) };
+}
 
 describe('optimizers', () => {
   for (const kind of ['adam', 'adamw'] as const) {
@@ -141,6 +174,33 @@ describe('training', () => {
     expect(loss).toBeLessThan(0.15);
   });
 
+  it('a whole training step (noise, dropout, forward, loss, backward, Adam, EMA, key advance) replays as one command buffer and creates no GPU object in 20 runs', async () => {
+    const d = dev();
+    const t = await toyStep(d, SEED, { dropout: 0.2 });
+    const ema = new EMA(t.params, 0.99);
+    const step = await d.compile((x: Tensor, y: Tensor) => {
+      const out = t.fn(x, y);
+      ema.update();
+      return out;
+    }, t.specs);
+    const batches = Array.from({ length: 20 }, (_, i) => toyBatch(SEED + i, t.B));
+    step.run(batches[0]!.x, batches[0]!.onehot);
+    await d.sync();
+    const rec = recordGpu(d.gpu);
+    try {
+      for (const b of batches) step.run(b.x, b.onehot);
+      await d.sync();
+    } finally {
+      rec.restore();
+    }
+    expect(rec.counts).toEqual({ createBuffer: 0, createBindGroup: 0, createComputePipeline: 0, createShaderModule: 0 });
+    // One submit of one command buffer per replay (the inputs go by queue.writeBuffer, no submit).
+    expect(rec.submits).toEqual(new Array(20).fill(1));
+    expect(Number.isFinite(await step.outputs.loss.item())).toBe(true);
+    expect((await t.opt.stats()).step).toBe(21);
+    expect(Array.from(await t.key.read())).toEqual([(SEED + 1) | 0, 21]);
+  });
+
   it('the eager path and the compiled step give the same losses', async () => {
     const d = dev();
     const eager = await toyStep(d, SEED);
@@ -155,8 +215,10 @@ describe('training', () => {
     }
   });
 
-  it('training resumed from a checkpoint continues bit for bit (weights, EMA, Adam state, random key)', async () => {
+  it('training resumed from a checkpoint file (written through a temporary file and a rename) continues bit for bit (weights, EMA, Adam state, random key)', async () => {
     const d = dev();
+    const dir = await mkdtemp(join(tmpdir(), 'wgd-ckpt-'));
+    const path = join(dir, 'step3.safetensors');
     const a = await toyStep(d, SEED, { dropout: 0.2 });
     const emaA = new EMA(a.params, 0.9);
     const stepA = await d.compile((x: Tensor, y: Tensor) => {
@@ -165,16 +227,17 @@ describe('training', () => {
       return out;
     }, a.specs);
     const losses: number[] = [];
-    let saved: Uint8Array | null = null;
     for (let i = 0; i < 6; i++) {
-      if (i === 3) saved = await encodeCheckpoint({ params: a.params, ema: emaA, optimizer: a.opt, key: a.key, config: { step: i } });
+      if (i === 3) await saveCheckpointFile(path, { params: a.params, ema: emaA, optimizer: a.opt, key: a.key, config: { step: i } });
       const b = toyBatch(SEED + i, a.B);
       losses.push(await stepA.run(b.x, b.onehot).loss.item());
     }
     // A fresh model from another seed, loaded from the checkpoint taken before step 3.
     const c = await toyStep(d, SEED + 99, { dropout: 0.2 });
     const emaC = new EMA(c.params, 0.9);
-    const ck = decodeCheckpoint(saved!);
+    expect(await readdir(dir)).toEqual(['step3.safetensors']); // the temporary file was renamed away
+    const ck = await readCheckpointFile(path);
+    await rm(dir, { recursive: true, force: true });
     expect(ck.config).toEqual({ step: 3 });
     loadCheckpoint(ck, { params: c.params, ema: emaC, optimizer: c.opt, key: c.key });
     const stepC = await d.compile((x: Tensor, y: Tensor) => {
@@ -191,6 +254,44 @@ describe('training', () => {
       expect(Array.from(pc.get(n)!)).toEqual(Array.from(pa.get(n)!));
       expect(Array.from(ec.get(n)!)).toEqual(Array.from(ea.get(n)!));
     }
+  });
+
+  it('loads F16 and BF16 weights from a safetensors file, upcast exactly', async () => {
+    const d = dev();
+    const lin = new Linear(new Init(d, SEED), 5, 4);
+    const params = new ParameterSet(lin.namedParameters());
+    const r = mulberry32(SEED);
+    // Random finite bit patterns: F16 with exponent field 0..30 (subnormals included), BF16 with
+    // exponent field 1..254. The expected values are decoded here from the bit layouts.
+    const f16 = Array.from({ length: 20 }, () => ((r() < 0.5 ? 0x8000 : 0) | (Math.floor(r() * 31) << 10) | Math.floor(r() * 1024)));
+    const bf16 = Array.from({ length: 4 }, () => ((r() < 0.5 ? 0x8000 : 0) | ((1 + Math.floor(r() * 254)) << 7) | Math.floor(r() * 128)));
+    const halfValue = (h: number) => {
+      const sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, f = h & 1023;
+      return sign * (e === 0 ? f * 2 ** -24 : (1 + f / 1024) * 2 ** (e - 15));
+    };
+    const brainValue = (h: number) => {
+      const sign = h & 0x8000 ? -1 : 1, e = (h >> 7) & 255, f = h & 127;
+      return sign * (1 + f / 128) * 2 ** (e - 127);
+    };
+    const le16 = (ws: number[]) => ws.flatMap((w) => [w & 0xff, w >> 8]);
+    const header = JSON.stringify({
+      __metadata__: { config: JSON.stringify({ model: 'linear' }) },
+      weight: { dtype: 'F16', shape: [4, 5], data_offsets: [0, 40] },
+      bias: { dtype: 'BF16', shape: [4], data_offsets: [40, 48] },
+    });
+    const hb = new TextEncoder().encode(header);
+    const file = new Uint8Array([...new Uint8Array(new BigUint64Array([BigInt(hb.length)]).buffer), ...hb, ...le16(f16), ...le16(bf16)]);
+    const dir = await mkdtemp(join(tmpdir(), 'wgd-half-'));
+    const path = join(dir, 'half.safetensors');
+    await writeFile(path, file);
+    const ck = await readCheckpointFile(path);
+    await rm(dir, { recursive: true, force: true });
+    expect(ck.config).toEqual({ model: 'linear' });
+    loadCheckpoint(ck, { params });
+    const got = await params.read();
+    // Exact: every F16 and BF16 value is an f32 value.
+    expect(Array.from(got.get('weight')!)).toEqual(f16.map(halfValue));
+    expect(Array.from(got.get('bias')!)).toEqual(bf16.map(brainValue));
   });
 
   it('a checkpoint whose shapes do not fit names the parameter and both shapes', async () => {
@@ -211,13 +312,22 @@ describe('compiled U-Net training step', () => {
     const params = new ParameterSet(net.namedParameters());
     const opt = new Adam(params);
     const B = 2;
+    await d.sync();
+    const rec = recordGpu(d.gpu);
     const step = await d.compile((x: Tensor, t: Tensor, y: Tensor, n: Tensor) => {
       const loss = ops.mean(ops.square(ops.sub(net.forward(x, t, y), n)));
       opt.step(grad(loss, params.tensors));
       return { loss };
     }, [{ shape: [B, 1, 8, 8] }, { shape: [B] }, { shape: [B], dtype: 'i32' }, { shape: [B, 1, 8, 8] }]);
+    rec.restore();
     const s = step.stats;
     expect(s.plannedBytes).toBeLessThanOrEqual(0.5 * s.unplannedBytes);
+    // The reported figures are what compiling really allocated: every buffer created while compiling
+    // is an input, a planned slot, a constant or the uniform buffer, and their sizes add up.
+    const inputBuffers = new Set(step.inputs.map((x) => x.data.buffer));
+    const inputBytes = rec.buffers.filter((b) => inputBuffers.has(b.buffer)).reduce((a, b) => a + b.size, 0);
+    const created = rec.buffers.reduce((a, b) => a + b.size, 0);
+    expect(created - inputBytes).toBe(s.plannedBytes + s.fixedBytes);
     const x = Float32Array.from(randn(B * 64)), n = Float32Array.from(randn(B * 64));
     const t = Float32Array.from([10, 500]), y = Int32Array.from([0, 3]);
     step.run(x, t, y, n);
@@ -229,5 +339,8 @@ describe('compiled U-Net training step', () => {
     }
     expect(d.rt.stats.buffersCreated).toBe(before.buffersCreated);
     expect(d.rt.stats.pipelinesCreated).toBe(before.pipelinesCreated);
+    // Nothing is taken from or returned to the pool either: the live and pooled bytes are unchanged.
+    expect(d.rt.stats.liveBytes).toBe(before.liveBytes);
+    expect(d.rt.stats.pooledBytes).toBe(before.pooledBytes);
   });
 });
