@@ -205,6 +205,23 @@ describe('safetensors validation', () => {
     expectError(() => parseSafetensors(new Uint8Array(5)), '5 bytes', '8-byte');
   });
 
+  it('rejects a valid file cut short anywhere: in the length field, the header or the data', () => {
+    const f = new Float32Array(randomBits(24).buffer);
+    const bytes = serializeSafetensors({ a: { shape: [4, 3], data: f.subarray(0, 12) }, b: { shape: [12], data: f.subarray(12) } }, { step: '1' });
+    const n = new DataView(bytes.buffer).getUint32(0, true);
+    // Cuts inside the length field, inside the header, at its end, inside each tensor, one byte short.
+    for (const cut of [3, 8 + (n >> 1), 8 + n, 8 + n + 20, 8 + n + 48 + 4, bytes.length - 1]) {
+      let err: unknown;
+      try {
+        parseSafetensors(bytes.subarray(0, cut));
+      } catch (e) {
+        err = e;
+      }
+      expect(err, `cut at ${cut} of ${bytes.length} bytes`).toBeInstanceOf(SafetensorsError);
+    }
+    expect(parseSafetensors(bytes).tensors.size).toBe(2);
+  });
+
   it('rejects a header length larger than the file', () => {
     expectError(() => parseSafetensors(build('{}', new Uint8Array(90), 1000)), '1000 bytes', 'only 92 bytes');
   });
