@@ -1,12 +1,15 @@
 // Kernel benchmarks: each kernel at shapes a small U-Net meets, side by side with tfjs's WebGPU backend
 // on the same adapter, plus the adapter's measured FMA peak. Outputs are checked against tfjs before
-// anything is timed. Usage: npm run bench [-- --json FILE] [--reps N] [--only NAME]
+// anything is timed; then a training step of a small U-Net-like stack (bench/train.ts), also beside
+// tfjs. Usage: npm run bench [-- --json FILE] [--reps N] [--only NAME|training] [--no-training]
+// [--batch N --size N --channels N --steps N --rounds N for the training step]
 import { writeFileSync } from 'node:fs';
 import { createDevice, ops, Device, Tensor } from '../src/index.js';
 import { Kernel } from '../src/runtime/kernel.js';
 import peakSource from './peak.wgsl';
 
-type TF = typeof import('@tensorflow/tfjs-core');
+import { TF, randn, nchwToNhwc, loadTf } from './common.js';
+import { trainingBench, trainingOptions, TrainingResult } from './train.js';
 
 interface Timing {
   ms: number;
@@ -28,14 +31,6 @@ const opt = (name: string) => {
 };
 const REPS = Number(opt('--reps') ?? 3);
 const ONLY = opt('--only');
-
-function randn(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 4294967296;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
 
 /** Median wall time of `reps` runs, each ended by a full readback of its output (after one warm-up). */
 async function timeIt(run: () => Promise<void>, reps = REPS): Promise<number> {
@@ -63,22 +58,6 @@ async function measurePeak(dev: Device): Promise<number> {
   return (threads * iters * 8 * 4 * 2) / ms / 1e6;
 }
 
-async function loadTf(dev: Device): Promise<TF | null> {
-  try {
-    const g = globalThis as { navigator?: { gpu?: unknown } };
-    // In Node, hand tfjs the same Dawn instance (hence the same adapter) the engine uses.
-    if (!g.navigator?.gpu) Object.defineProperty(globalThis, 'navigator', { value: { gpu: dev.rt.keepAlive, userAgent: 'node' }, configurable: true });
-    const tf = await import('@tensorflow/tfjs-core');
-    await import('@tensorflow/tfjs-backend-webgpu');
-    if (!(await tf.setBackend('webgpu'))) return null;
-    await tf.ready();
-    return tf;
-  } catch (e) {
-    console.warn(`tfjs WebGPU backend unavailable: ${(e as Error).message}`);
-    return null;
-  }
-}
-
 interface Case {
   kernel: string;
   shape: string;
@@ -88,12 +67,6 @@ interface Case {
   /** maps ours' output to tfjs' layout for the check (e.g. NCHW -> NHWC) */
   toTfLayout?: (y: Float32Array, tf: TF) => Float32Array;
 }
-
-const nchwToNhwc = (x: Float32Array, [n, c, h, w]: number[]) => {
-  const out = new Float32Array(x.length);
-  for (let a = 0; a < n!; a++) for (let b = 0; b < c!; b++) for (let i = 0; i < h! * w!; i++) out[(a * h! * w! + i) * c! + b] = x[(a * c! + b) * h! * w! + i]!;
-  return out;
-};
 
 function cases(): Case[] {
   const list: Case[] = [];
@@ -229,9 +202,11 @@ async function main() {
     for (const t of mine.inputs) t.dispose();
     y.dispose();
   }
+  let training: TrainingResult | null = null;
+  if ((!ONLY || ONLY === 'training') && !args.includes('--no-training')) training = await trainingBench(dev, tf, trainingOptions(args));
   const json = opt('--json');
   if (json) {
-    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results }, null, 2));
+    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results, training }, null, 2));
     console.log(`wrote ${json}`);
   }
   dev.destroy();
