@@ -352,6 +352,34 @@ describe('training', () => {
 });
 
 describe('compiled U-Net training step', () => {
+  it('equals the eager path: loss and every parameter gradient (skip connections, attention, class embedding)', async () => {
+    const d = dev();
+    const cfg = { sampleSize: 8, blockOutChannels: [8, 16], normGroups: 4, attentionHeads: 2, attentionResolutions: [4], conditioning: 'class' as const, numClasses: 3 };
+    const make = () => {
+      const net = new UNet(new Init(d, SEED), cfg);
+      const params = new ParameterSet(net.namedParameters());
+      return { net, params, opt: new Adam(params) };
+    };
+    const eager = make(), compiled = make();
+    const B = 2;
+    const fn = (m: ReturnType<typeof make>) => (x: Tensor, t: Tensor, y: Tensor, n: Tensor) => {
+      const loss = ops.mean(ops.square(ops.sub(m.net.forward(x, t, y), n)));
+      m.opt.step(grad(loss, m.params.tensors));
+      return { loss };
+    };
+    const step = await d.compile(fn(compiled), [{ shape: [B, 1, 8, 8] }, { shape: [B] }, { shape: [B], dtype: 'i32' }, { shape: [B, 1, 8, 8] }]);
+    const x = Float32Array.from(randn(B * 64)), n = Float32Array.from(randn(B * 64));
+    const t = Float32Array.from([Math.floor(Math.random() * 1000), Math.floor(Math.random() * 1000)]), y = Int32Array.from([1, 3]);
+    const le = await fn(eager)(d.tensor(x, [B, 1, 8, 8]), d.tensor(t, [B]), d.tensor(y, [B]), d.tensor(n, [B, 1, 8, 8])).loss.item();
+    const lc = await step.run(x, t, y, n).loss.item();
+    // Same kernels in the same order; fused elementwise chains may contract a·b+c into an FMA.
+    expect(Math.abs(le - lc)).toBeLessThan(1e-5 * Math.abs(le));
+    const [ge, gc] = await Promise.all([d.rt.read(eager.opt.grads), d.rt.read(compiled.opt.grads)]);
+    const gmax = Array.from(ge).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    // The same FMA contractions, carried through the backward pass: 1e-4 relative, 1e-5·max|g| absolute.
+    expectClose('U-Net gradients, compiled vs eager', gc, ge, 1e-5 * gmax, 1e-4);
+  });
+
   it('plans at most half the memory of one buffer per intermediate, and memory stays flat over 200 steps', async () => {
     const d = dev();
     const net = new UNet(new Init(d, SEED), { sampleSize: 8, blockOutChannels: [8, 16], normGroups: 4, attentionHeads: 2, attentionResolutions: [4], conditioning: 'class', numClasses: 3 });
