@@ -134,15 +134,24 @@ describe('optimizers', () => {
     }
   });
 
-  it('EMA follows ema = d·ema + (1-d)·θ', async () => {
+  it('EMA follows ema = d·ema + (1-d)·θ over several updates, in float64', async () => {
     const d = dev();
-    const p = d.tensor(Float32Array.from([1, 2, 3]), [3], { requiresGrad: true });
-    const set = new ParameterSet([['p', p]]);
-    const ema = new EMA(set, 0.9);
-    set.write(new Map([['p', { shape: [3], data: Float32Array.from([11, 12, 13]) }]]));
-    ema.update();
-    const got = (await set.read(ema.flat)).get('p')!;
-    expectClose('ema', got, [2, 3, 4], 1e-6, 1e-6);
+    const shapes = [[4, 3], [7]];
+    const init = shapes.map((sh) => Float32Array.from(randn(sh[0]! * (sh[1] ?? 1))));
+    const set = new ParameterSet(shapes.map((sh, i) => [`p${i}`, d.tensor(Float32Array.from(init[i]!), sh, { requiresGrad: true })]));
+    const decay = 0.9;
+    const ema = new EMA(set, decay);
+    const ref = init.map((x) => Float64Array.from(x));
+    for (let k = 0; k < 4; k++) {
+      const theta = shapes.map((sh) => Float32Array.from(randn(sh[0]! * (sh[1] ?? 1))));
+      set.write(new Map(theta.map((t, i) => [`p${i}`, { shape: shapes[i]!, data: t }])));
+      ema.update();
+      // The kernel sees decay rounded to f32.
+      ref.forEach((r, i) => r.forEach((v, j) => (r[j] = Math.fround(decay) * v + (1 - Math.fround(decay)) * theta[i]![j]!)));
+    }
+    const got = await set.read(ema.flat);
+    // Four f32 multiply-adds of values of order 1: 1e-6.
+    ref.forEach((r, i) => expectClose(`EMA p${i}`, got.get(`p${i}`)!, r, 1e-6, 1e-6));
   });
 });
 
