@@ -422,8 +422,9 @@ describe('compiled U-Net training step', () => {
     }
     expect(d.rt.stats.buffersCreated).toBe(before.buffersCreated);
     expect(d.rt.stats.pipelinesCreated).toBe(before.pipelinesCreated);
-    // Nothing is taken from or returned to the pool either: the live and pooled bytes are unchanged.
-    expect(d.rt.stats.liveBytes).toBe(before.liveBytes);
-    expect(d.rt.stats.pooledBytes).toBe(before.pooledBytes);
+    // Nor does the loop hold on to pooled memory: live bytes do not grow. (They may shrink, and pooled
+    // bytes grow by as much, when earlier tests' tensors are garbage-collected meanwhile.)
+    expect(d.rt.stats.liveBytes).toBeLessThanOrEqual(before.liveBytes);
+    expect(d.rt.stats.liveBytes + d.rt.stats.pooledBytes).toBe(before.liveBytes + before.pooledBytes);
   });
 });
