@@ -170,8 +170,10 @@ export async function trainingBench(dev: Device, tf: TF | null, opts: Partial<Tr
   for (let i = 0; i < 3; i++) ourLosses.push(await step.run(x, target).loss.item());
 
   // ---- tfjs, from the same initial weights
-  let tfRun: { step: () => void; last: () => Promise<unknown>; losses: number[]; peakBytes: number; memory: Record<string, number> } | null = null;
+  let tfRun: { step: () => void; last: () => Promise<unknown>; losses: number[]; peakBytes: number; memory: Record<string, number>; dispose: () => void } | null = null;
   if (tf) {
+    // Tensors other benchmarks left alive count in tfjs' totals: measure from here.
+    const baseline = tf.memory().numBytes;
     const m = tfStack(tf, c, initial, shapes);
     const X = tf.tensor4d(nchwToNhwc(x, xShape), [c.batch, c.size, c.size, c.inChannels]);
     const T = tf.tensor4d(nchwToNhwc(target, xShape), [c.batch, c.size, c.size, c.inChannels]);
@@ -187,12 +189,20 @@ export async function trainingBench(dev: Device, tf: TF | null, opts: Partial<Tr
       tfStep();
       losses.push((await cost!.data())[0]!);
     }
-    // Peak tensor bytes during one step (variables and Adam's moments included), from tf.profile.
+    // Peak tensor bytes during one step (weights, Adam's moments, the batch and the intermediates),
+    // from tf.profile, less what was alive before the model was made.
     const prof = await tf.profile(() => tfStep());
     const mem = tf.memory() as { numBytes: number; numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
-    const memory: Record<string, number> = { profilePeakBytes: prof.peakBytes, liveTensorBytes: mem.numBytes };
-    if (mem.numBytesAllocatedInGPU !== undefined) memory.gpuAllocatedBytes = mem.numBytesAllocatedInGPU;
-    tfRun = { step: tfStep, last: () => cost!.data(), losses, peakBytes: prof.peakBytes, memory };
+    const peakBytes = prof.peakBytes - baseline;
+    const memory: Record<string, number> = { profilePeakBytes: peakBytes, liveTensorBytesBetweenSteps: mem.numBytes - baseline };
+    // The backend's buffer pool (all of tfjs in this process, other benchmarks included).
+    if (mem.numBytesAllocatedInGPU !== undefined) memory.gpuPoolBytes = mem.numBytesAllocatedInGPU;
+    const dispose = () => {
+      cost?.dispose();
+      adam.dispose();
+      for (const t of [X, T, ...m.vars]) t.dispose();
+    };
+    tfRun = { step: tfStep, last: () => cost!.data(), losses, peakBytes, memory, dispose };
   }
 
   // Same batch, same weights: the losses before any update must agree. Both compute in f32 with
@@ -241,10 +251,11 @@ export async function trainingBench(dev: Device, tf: TF | null, opts: Partial<Tr
   log(`  loss before any update: ours ${ourLosses[0]!.toPrecision(7)}, tfjs ${tfRun ? tfRun.losses[0]!.toPrecision(7) : '-'}; after 1 and 2 Adam updates: ours ${ourLosses.slice(1).map((l) => l.toPrecision(6)).join(', ')}, tfjs ${tfRun ? tfRun.losses.slice(1).map((l) => l.toPrecision(6)).join(', ') : '-'}`);
   log(`  ours ${ours.msPerStep.toFixed(1)} ms/step (rounds ${ourMs.map((t) => t.toFixed(0)).join(', ')}), peak ${mb(ours.peakBytes)} (step ${mb(s.plannedBytes + s.fixedBytes)} planned, ${mb(s.unplannedBytes)} without reuse; parameters + Adam ${mb(ourMemory.parameterAndOptimizerBytes)})`);
   if (theirs) {
-    log(`  tfjs ${theirs.msPerStep.toFixed(1)} ms/step (rounds ${tfMs.map((t) => t.toFixed(0)).join(', ')}), peak ${mb(theirs.peakBytes)} (tf.profile peakBytes; GPU pool ${mb(theirs.memory.gpuAllocatedBytes ?? null)})`);
+    log(`  tfjs ${theirs.msPerStep.toFixed(1)} ms/step (rounds ${tfMs.map((t) => t.toFixed(0)).join(', ')}), peak ${mb(theirs.peakBytes)} (tf.profile peakBytes; ${mb(theirs.memory.liveTensorBytesBetweenSteps!)} live between steps; GPU buffer pool ${mb(theirs.memory.gpuPoolBytes ?? null)})`);
     log(`  ours does ${result.speedup!.toFixed(2)}x tfjs's steps per second`);
   }
   step.destroy();
+  tfRun?.dispose();
   return result;
 }
 
