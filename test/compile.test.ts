@@ -109,5 +109,8 @@ describe('compile', () => {
     }
     expect(shared).toBeGreaterThan(100); // the plan does reuse memory: this is not vacuous
     expect(plan.plannedBytes).toBe(plan.slots.reduce((a, b) => a + b, 0));
+    // "Without reuse" is one buffer per intermediate: the sum over every storage the plan placed.
+    expect(plan.unplannedBytes).toBe([...plan.slotOf.keys()].reduce((a, st) => a + st.bytes, 0));
+    expect(plan.plannedBytes).toBeLessThan(plan.unplannedBytes / 2);
   });
 });
