@@ -113,4 +113,22 @@ describe('compile', () => {
     expect(plan.unplannedBytes).toBe([...plan.slotOf.keys()].reduce((a, st) => a + st.bytes, 0));
     expect(plan.plannedBytes).toBeLessThan(plan.unplannedBytes / 2);
   });
+
+  it('an input returned as an output can be fed back as another input (a state passed through a step)', async () => {
+    const d = dev();
+    // (a, b) -> (a + b, a): Fibonacci pairs. Without its own buffer, the output `b` would be input a's
+    // buffer, overwritten by the copy of the new `a` before it is copied into input b.
+    const step = await d.compile((a: Tensor, b: Tensor) => ({ a: ops.add(a, b), b: a }), [{ shape: [3] }, { shape: [3] }]);
+    let a: Tensor | Float32Array = Float32Array.from([1, 2, 3]);
+    let b: Tensor | Float32Array = Float32Array.from([0, 1, 1]);
+    const want = { a: [1, 2, 3], b: [0, 1, 1] };
+    for (let i = 0; i < 6; i++) {
+      const out = step.run(a, b);
+      [want.a, want.b] = [want.a.map((x, k) => x + want.b[k]!), want.a];
+      a = out.a;
+      b = out.b;
+    }
+    expect(Array.from(await (a as Tensor).read())).toEqual(want.a);
+    expect(Array.from(await (b as Tensor).read())).toEqual(want.b);
+  });
 });

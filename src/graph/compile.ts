@@ -2,6 +2,7 @@ import { Capture } from '../runtime/capture.js';
 import { DType, Runtime, Storage } from '../runtime/runtime.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
 import { Tensor } from './tensor.js';
+import { unary } from '../../kernels/elementwise.js';
 import { Executor, ExecutorOptions, StepStats } from './executor.js';
 
 /** An input of a compiled step: its shape and dtype (an example tensor also does). */
@@ -97,6 +98,13 @@ export async function compileStep<T extends StepOutputs>(rt: Runtime, fn: (...in
   let result: T;
   try {
     result = fn(...inputs);
+    // An output that is an input (a state passed through) gets its own buffer: run() writes inputs
+    // one after another, so an output aliasing input i would be clobbered when fed back as input j.
+    const inputStorage = new Set(inputs.map((t) => t.data.storage));
+    const own = (t: unknown) => (t instanceof Tensor && inputStorage.has(t.data.storage) ? new Tensor(unary('identity', t.data), false) : t);
+    if (result instanceof Tensor) result = own(result) as T;
+    else if (Array.isArray(result)) result = result.map(own) as T;
+    else if (result) result = Object.fromEntries(Object.entries(result as Record<string, Tensor>).map(([k, t]) => [k, own(t)])) as T;
   } finally {
     rt.capture = null;
   }
