@@ -52,6 +52,12 @@ export class ParameterSet {
     this.tensors.forEach((t, i) => t.rebind(this.view(flat, i)));
   }
 
+  /** Overwrite the parameters with a flat buffer of the same layout (another set of the same model: EMA weights into a sampling copy). */
+  copyFrom(flat: DeviceArray): void {
+    if (flat.size !== this.length) throw new ShapeError('ParameterSet', `a flat buffer of ${flat.size} elements does not fit this layout of ${this.length}`);
+    copy(flat, this.flat);
+  }
+
   /** A copy of a flat buffer of this layout. */
   clone(flat: DeviceArray = this.flat): DeviceArray {
     const a = this.rt.alloc([this.length], 'f32', 'ParameterSet');

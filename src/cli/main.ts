@@ -1,0 +1,207 @@
+// The `wgd` command line: train, sample, info. Each subcommand's options are listed by `wgd help`.
+import { parseArgs } from 'node:util';
+import { createDevice, Device } from '../graph/device.js';
+import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
+import { SAMPLER_NAMES } from '../diffusion/samplers/index.js';
+import { trainCommand } from './train.js';
+import { sampleCommand } from './sample.js';
+import { MODEL_PRESETS } from './models.js';
+import { trainClassifierCommand, evalSamplesCommand } from './classifier.js';
+
+type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }>;
+
+const TRAIN: Spec = {
+  data: { type: 'string', default: 'letters', help: "dataset: letters, colors, or a folder of PNGs" },
+  size: { type: 'string', default: '16', help: 'image side in pixels (letters: 16 or 32)' },
+  count: { type: 'string', help: 'letters: variants per glyph (default 8); colors: images (default 4096)' },
+  labels: { type: 'boolean', default: false, help: 'folder datasets: classes from sub-folders' },
+  channels: { type: 'string', default: '3', help: 'folder datasets: 1 (grey) or 3 (RGB)' },
+  model: { type: 'string', default: 'small', help: `model size: ${Object.keys(MODEL_PRESETS).join(', ')}` },
+  'level-channels': { type: 'string', help: 'override the channels of each level, e.g. 32,64' },
+  cond: { type: 'string', help: 'conditioning: none, class (added to the time embedding), cross (cross-attention); default class when labelled' },
+  process: { type: 'string', default: 'ddpm', help: `noise process: ${PROCESS_KINDS.join(', ')}` },
+  schedule: { type: 'string', default: 'linear', help: 'ddpm beta schedule: linear or cosine' },
+  steps: { type: 'string', default: '2000', help: 'training steps' },
+  batch: { type: 'string', default: '32', help: 'batch size' },
+  lr: { type: 'string', default: '1e-3', help: 'learning rate (AdamW)' },
+  warmup: { type: 'string', default: '100', help: 'learning-rate warm-up steps' },
+  'lr-schedule': { type: 'string', default: 'cosine', help: 'constant or cosine (to lr/10)' },
+  'guidance-dropout': { type: 'string', default: '0.1', help: 'probability of the null label (classifier-free guidance)' },
+  ema: { type: 'string', default: '0.995', help: 'EMA decay of the weights used for sampling' },
+  dropout: { type: 'string', default: '0', help: 'dropout in the residual blocks' },
+  hflip: { type: 'boolean', default: false, help: 'random horizontal flips' },
+  seed: { type: 'string', default: '0', help: 'seed of initialisation, batches and noise' },
+  out: { type: 'string', default: 'runs/train', help: 'run folder' },
+  resume: { type: 'boolean', default: false, help: "continue from the run folder's checkpoint" },
+  'checkpoint-every': { type: 'string', default: '250', help: 'steps between checkpoints (and log lines)' },
+  'sample-every': { type: 'string', default: '500', help: 'steps between sample grids' },
+  'sample-steps': { type: 'string', default: '25', help: 'DDIM steps for the grids' },
+};
+
+const SAMPLE: Spec = {
+  ckpt: { type: 'string', help: 'checkpoint (.safetensors) written by wgd train' },
+  sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
+  steps: { type: 'string', default: '50', help: 'sampler steps (langevin: steps per noise level)' },
+  guidance: { type: 'string', default: '2', help: 'classifier-free guidance scale s (1: conditional only)' },
+  label: { type: 'string', default: 'all', help: "class names or indices, comma-separated, or 'all'" },
+  count: { type: 'string', default: '8', help: 'images per label' },
+  seed: { type: 'string', default: '0', help: 'seed of the noise' },
+  eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
+  clip: { type: 'boolean', default: false, help: 'ddpm/ddim/plms: clip x̂0 to [-1, 1]' },
+  snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
+  'step-size': { type: 'string', help: 'langevin: ε' },
+  out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
+  strip: { type: 'boolean', default: false, help: 'also write OUT-strip.png with x̂0 every steps/10 steps' },
+};
+
+const CLASSIFIER: Spec = {
+  data: { type: 'string', default: 'letters', help: 'dataset: letters or colors' },
+  size: { type: 'string', default: '16', help: 'image side in pixels' },
+  count: { type: 'string', help: 'letters: variants per glyph (default 8); colors: images (default 4096)' },
+  steps: { type: 'string', default: '800', help: 'training steps' },
+  batch: { type: 'string', default: '64', help: 'batch size' },
+  lr: { type: 'string', default: '2e-3', help: 'learning rate' },
+  seed: { type: 'string', default: '0', help: 'seed' },
+  out: { type: 'string', default: 'runs/classifier', help: 'output folder (classifier.safetensors, eval.json)' },
+};
+
+const EVAL_SAMPLES: Spec = {
+  ckpt: { type: 'string', help: 'diffusion checkpoint' },
+  classifier: { type: 'string', help: 'classifier checkpoint from wgd train-classifier' },
+  samplers: { type: 'string', default: 'ddim', help: 'comma-separated samplers' },
+  guidance: { type: 'string', default: '1,2,5', help: 'comma-separated guidance scales' },
+  steps: { type: 'string', default: '50', help: 'sampler steps' },
+  count: { type: 'string', default: '4', help: 'samples per class' },
+  seed: { type: 'string', default: '0', help: 'seed' },
+  out: { type: 'string', default: 'runs/eval', help: 'output folder (eval.json and grids)' },
+};
+
+const COMMANDS: Record<string, { spec: Spec; help: string }> = {
+  train: { spec: TRAIN, help: 'train a diffusion model into a run folder' },
+  sample: { spec: SAMPLE, help: 'sample a PNG grid from a checkpoint' },
+  'train-classifier': { spec: CLASSIFIER, help: 'train a classifier and evaluate it on held-out data' },
+  'eval-samples': { spec: EVAL_SAMPLES, help: "label a model's class-conditional samples with a classifier" },
+  info: { spec: {}, help: 'show the WebGPU adapter and its limits' },
+};
+
+function usage(): string {
+  const lines = ['usage: wgd <command> [options]', ''];
+  for (const [name, c] of Object.entries(COMMANDS)) {
+    lines.push(`wgd ${name}: ${c.help}`);
+    for (const [k, o] of Object.entries(c.spec)) lines.push(`  --${k}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(26) + `${o.help}${o.default !== undefined && o.default !== false ? ` (default ${o.default})` : ''}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+function num(name: string, v: string | undefined, opts: { int?: boolean; min?: number; max?: number } = {}): number {
+  const x = Number(v);
+  const ok = v !== undefined && v !== '' && Number.isFinite(x) && (!opts.int || Number.isInteger(x)) && x >= (opts.min ?? -Infinity) && x <= (opts.max ?? Infinity);
+  if (!ok) {
+    const range = `${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}${opts.max !== undefined ? ` and <= ${opts.max}` : ''}`;
+    throw new Error(`--${name} = '${v}': expected ${range}`);
+  }
+  return x;
+}
+
+function oneOf<const T extends string>(name: string, v: string, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) throw new Error(`--${name} = '${v}' is not allowed; allowed values: ${allowed.join(', ')}`);
+  return v as T;
+}
+
+async function device(): Promise<Device> {
+  return createDevice();
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    console.log(usage());
+    return cmd ? 0 : 2;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    console.error(`wgd: unknown command '${cmd}'; allowed values: ${Object.keys(COMMANDS).join(', ')}\n\n${usage()}`);
+    return 2;
+  }
+  const options = Object.fromEntries(Object.entries(c.spec).map(([k, o]) => [k, { type: o.type, ...(o.default !== undefined ? { default: o.default } : {}) }]));
+  const { values: v } = parseArgs({ args: rest, options: options as never, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> };
+  const s = (k: string) => v[k] as string;
+  if (cmd === 'info') {
+    const dev = await device();
+    const a = dev.adapter;
+    console.log(`adapter: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / ')}`);
+    const lim = dev.limits as unknown as Record<string, number>;
+    for (const k of ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupsPerDimension']) {
+      console.log(`  ${k.padEnd(36)} ${lim[k]}`);
+    }
+    dev.destroy();
+    return 0;
+  }
+  if (cmd === 'train') {
+    const dev = await device();
+    const steps = num('steps', s('steps'), { int: true, min: 1 });
+    const r = await trainCommand(dev, {
+      data: { name: s('data'), size: num('size', s('size'), { int: true, min: 4 }), count: v.count ? num('count', s('count'), { int: true, min: 1 }) : undefined, labels: v.labels as boolean, channels: oneOf('channels', s('channels'), ['1', '3']) === '1' ? 1 : 3 },
+      model: s('model'),
+      modelConfig: { ...(v['level-channels'] ? { blockOutChannels: s('level-channels').split(',').map((x) => num('level-channels', x, { int: true, min: 1 })) } : {}), dropout: num('dropout', s('dropout'), { min: 0, max: 0.99 }) },
+      conditioning: v.cond ? oneOf('cond', s('cond'), ['none', 'class', 'cross'] as const) : undefined,
+      process: oneOf('process', s('process'), PROCESS_KINDS) as ProcessKind,
+      processConfig: { betaSchedule: oneOf('schedule', s('schedule'), ['linear', 'cosine'] as const) },
+      train: {
+        batch: num('batch', s('batch'), { int: true, min: 1 }), lr: num('lr', s('lr'), { min: 0 }), steps,
+        warmupSteps: num('warmup', s('warmup'), { int: true, min: 0 }), schedule: oneOf('lr-schedule', s('lr-schedule'), ['constant', 'cosine'] as const),
+        guidanceDropout: num('guidance-dropout', s('guidance-dropout'), { min: 0, max: 0.99 }), emaDecay: num('ema', s('ema'), { min: 0, max: 1 }),
+        hflip: v.hflip as boolean, seed: num('seed', s('seed'), { int: true }),
+      },
+      out: s('out'), resume: v.resume as boolean,
+      checkpointEvery: num('checkpoint-every', s('checkpoint-every'), { int: true, min: 1 }),
+      sampleEvery: num('sample-every', s('sample-every'), { int: true, min: 1 }),
+      sampleSteps: num('sample-steps', s('sample-steps'), { int: true, min: 1 }),
+    });
+    console.log(`final loss ${r.finalLoss.toFixed(4)}; run folder ${r.out}`);
+    dev.destroy();
+    return 0;
+  }
+  if (cmd === 'train-classifier') {
+    const dev = await device();
+    const r = await trainClassifierCommand(dev, {
+      data: { name: s('data'), size: num('size', s('size'), { int: true, min: 4 }), count: v.count ? num('count', s('count'), { int: true, min: 1 }) : undefined },
+      steps: num('steps', s('steps'), { int: true, min: 1 }), batch: num('batch', s('batch'), { int: true, min: 1 }), lr: num('lr', s('lr'), { min: 0 }),
+      seed: num('seed', s('seed'), { int: true }), out: s('out'),
+    });
+    console.log(`held-out accuracy ${(100 * r.accuracy).toFixed(1)}%; wrote ${r.path}`);
+    dev.destroy();
+    return 0;
+  }
+  if (cmd === 'eval-samples') {
+    if (!v.ckpt || !v.classifier) throw new Error('eval-samples: give --ckpt and --classifier');
+    const samplers = s('samplers').split(',');
+    for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
+    const dev = await device();
+    await evalSamplesCommand(dev, {
+      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: s('guidance').split(',').map((g) => num('guidance', g, { min: 0 })),
+      steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
+    });
+    dev.destroy();
+    return 0;
+  }
+  if (cmd === 'sample') {
+    if (!v.ckpt) throw new Error('--ckpt: give the checkpoint to sample from');
+    oneOf('sampler', s('sampler'), SAMPLER_NAMES);
+    const dev = await device();
+    const r = await sampleCommand(dev, {
+      checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
+      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean),
+      count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean,
+      samplerOptions: {
+        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), clipSample: v.clip as boolean,
+        ...(v.snr !== undefined ? { snr: num('snr', s('snr'), { min: 0 }) } : {}), ...(v['step-size'] !== undefined ? { stepSize: num('step-size', s('step-size'), { min: 0 }) } : {}),
+      },
+    });
+    console.log(`wrote ${r.out}${r.strip ? ` and ${r.strip}` : ''} (${r.shape[0]} images in ${r.seconds.toFixed(1)} s)`);
+    dev.destroy();
+    return 0;
+  }
+  return 2;
+}

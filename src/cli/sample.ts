@@ -1,0 +1,72 @@
+// `wgd sample`: images from a checkpoint as a PNG grid (a row per label), optionally with a strip of
+// the intermediate x̂0 of the first sample of each row.
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Device } from '../graph/device.js';
+import { readCheckpointFile } from '../io/checkpoint-file.js';
+import { modelFromCheckpoint } from '../diffusion/train.js';
+import { generate, parseLabel, readSnapshots } from '../diffusion/generate.js';
+import { SamplerOptions } from '../diffusion/samplers/index.js';
+import { gridPng } from '../data/png.js';
+import { Progress } from './progress.js';
+
+export interface SampleCommand {
+  checkpoint: string;
+  sampler: string;
+  steps: number;
+  guidance: number;
+  /** Class names or indices; 'all' for every class. Empty for an unconditional model. */
+  labels: string[];
+  /** Images per label (or in all, when unconditional). */
+  count: number;
+  seed: number;
+  out: string;
+  /** Also write OUT-strip.png: x̂0 every few steps. */
+  strip: boolean;
+  samplerOptions?: SamplerOptions;
+  /** Latent models: decode the samples to images. */
+  decode?: (latents: Float32Array, shape: [number, number, number, number]) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
+}
+
+export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
+  const ck = await readCheckpointFile(cmd.checkpoint);
+  const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
+  const classes = config.classes ?? [];
+  let labels: number[] | null = null;
+  if (net.config.conditioning !== 'none') {
+    const names = cmd.labels.length === 0 || cmd.labels.includes('all') ? classes.map((_, i) => String(i)) : cmd.labels;
+    labels = names.map((l) => parseLabel(l, classes)).flatMap((l) => Array<number>(cmd.count).fill(l));
+  } else if (cmd.labels.length) {
+    throw new Error(`--label: ${cmd.checkpoint} is an unconditional model and takes no labels`);
+  }
+  const t0 = performance.now();
+  const bar = new Progress(cmd.steps, `sample ${cmd.sampler}`);
+  const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
+  const r = await generate(dev, net, noise, {
+    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, seed: cmd.seed,
+    samplerOptions: cmd.samplerOptions, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
+  });
+  bar.finish(cmd.steps);
+  const seconds = (performance.now() - t0) / 1000;
+  const { images, shape } = cmd.decode ? await cmd.decode(r.images, r.shape) : r;
+  mkdirSync(dirname(cmd.out) || '.', { recursive: true });
+  writeFileSync(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])) }));
+  let strip: string | undefined;
+  if (cmd.strip && r.snapshots.length) {
+    // Rows: the first sample of each label (or the first 8), columns: snapshots in time order.
+    const B = shape[0];
+    const firsts = labels ? labels.map((_, i) => i).filter((i) => i % cmd.count === 0) : Array.from({ length: Math.min(8, B) }, (_, i) => i);
+    let snaps = await readSnapshots(r.snapshots);
+    let sshape: [number, number, number, number] = [r.snapshots.length * r.shape[0], ...(r.shape.slice(1) as [number, number, number])];
+    if (cmd.decode) ({ images: snaps, shape: sshape } = await cmd.decode(snaps, sshape));
+    const per = sshape[1] * sshape[2] * sshape[3];
+    const S = r.snapshots.length;
+    const tiles = new Float32Array(firsts.length * S * per);
+    firsts.forEach((b, row) => {
+      for (let k = 0; k < S; k++) tiles.set(snaps.subarray((k * B + b) * per, (k * B + b + 1) * per), (row * S + k) * per);
+    });
+    strip = cmd.out.replace(/\.png$/i, '') + '-strip.png';
+    writeFileSync(strip, gridPng(tiles, [firsts.length * S, sshape[1], sshape[2], sshape[3]], { cols: S }));
+  }
+  return { out: cmd.out, strip, images, shape, labels, seconds };
+}

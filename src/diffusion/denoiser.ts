@@ -1,0 +1,83 @@
+import type { Device } from '../graph/device.js';
+import { Tensor } from '../graph/tensor.js';
+import * as ops from '../graph/ops/index.js';
+import { ShapeError, fmtShape } from '../runtime/errors.js';
+
+/** A noise level per sample, on the device: x = a·x0 + b·ε, and the time the network is given. Each [B]. */
+export interface LevelTensors {
+  a: Tensor;
+  b: Tensor;
+  time: Tensor;
+}
+
+/** Anything that predicts the noise ε in x at a level: a network, or an analytic optimum in tests. */
+export type Denoiser = (x: Tensor, level: LevelTensors) => Tensor;
+
+/** What the training step and the samplers need of a network: ε̂ = net(c_in·x, time, labels). */
+export interface EpsNetwork {
+  forward(x: Tensor, t: Tensor, labels?: Tensor | null): Tensor;
+}
+
+/** [B] -> [B, 1, 1, 1] (for any rank of x) so that per-sample numbers broadcast over a sample. */
+export function perSample(v: Tensor, like: Tensor): Tensor {
+  return v.reshape([v.shape[0]!, ...like.shape.slice(1).map(() => 1)]);
+}
+
+/** The network's ε̂ with the input scaled by c_in = 1/sqrt(a² + b²) (1 for variance-preserving processes). */
+export function networkEps(net: EpsNetwork, x: Tensor, level: LevelTensors, labels: Tensor | null): Tensor {
+  const cin = ops.exp(ops.scale(ops.log(ops.add(ops.square(level.a), ops.square(level.b))), -0.5));
+  return net.forward(ops.mul(x, perSample(cin, x)), level.time, labels);
+}
+
+export interface GuidedDenoiserOptions {
+  /** Class labels of the batch (host data, B of them); omit for an unconditional model. */
+  labels?: Int32Array | null;
+  /** The null class of classifier-free guidance (the model's numClasses). */
+  nullClass?: number;
+  /** Guidance scale s: ε̂ = ε̂_u + s·(ε̂_c - ε̂_u); 1 is the conditional model alone. */
+  guidance?: number;
+}
+
+/**
+ * A network as a sampler's denoiser. With labels and guidance ≠ 1 the conditional and unconditional
+ * predictions come from one batched forward of 2B samples (Ho & Salimans 2022). The guidance scale
+ * lives in a device tensor so `setGuidance` changes it without recompiling.
+ */
+export class NetworkDenoiser {
+  private readonly labels: Tensor | null;
+  private readonly labels2: Tensor | null;
+  private readonly scale: Tensor;
+  readonly guided: boolean;
+  constructor(
+    readonly dev: Device,
+    readonly net: EpsNetwork,
+    readonly batch: number,
+    opts: GuidedDenoiserOptions = {},
+  ) {
+    const labels = opts.labels ?? null;
+    if (labels && labels.length !== batch) throw new ShapeError('sample', `got ${labels.length} labels for a batch of ${batch}`);
+    this.guided = labels !== null && (opts.guidance ?? 1) !== 1;
+    if (this.guided && opts.nullClass === undefined) throw new Error('sample: classifier-free guidance needs the null class');
+    this.labels = labels ? dev.tensor(labels, [batch]) : null;
+    this.labels2 = this.guided ? dev.tensor(Int32Array.from([...labels!, ...new Array<number>(batch).fill(opts.nullClass!)]), [2 * batch]) : null;
+    this.scale = dev.tensor(Float32Array.of(opts.guidance ?? 1), [1]);
+  }
+
+  /** Change the guidance scale used by steps compiled with this denoiser (only when it was built guided). */
+  setGuidance(s: number): void {
+    if (!this.guided) throw new Error('setGuidance: this denoiser was built without guidance (labels and a scale ≠ 1)');
+    const rt = this.dev.rt;
+    rt.flush();
+    rt.device.queue.writeBuffer(this.scale.data.buffer, this.scale.data.byteOffset, Float32Array.of(s));
+  }
+
+  readonly denoise: Denoiser = (x, level) => {
+    if (x.shape[0] !== this.batch) throw new ShapeError('sample', `x has shape ${fmtShape(x.shape)}, expected a batch of ${this.batch}`);
+    if (!this.guided) return networkEps(this.net, x, level, this.labels);
+    const two = (t: Tensor) => ops.concat([t, t], 0);
+    const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
+    const ec = ops.slice(e, 0, this.batch, 0);
+    const eu = ops.slice(e, this.batch, this.batch, 0);
+    return ops.add(eu, ops.mul(ops.sub(ec, eu), this.scale));
+  };
+}

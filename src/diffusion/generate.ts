@@ -1,0 +1,70 @@
+// Image generation from a trained model: rows of class-conditional samples with classifier-free
+// guidance, for the CLI, the demo, the browser lab and evaluation. Browser-safe.
+import type { Device } from '../graph/device.js';
+import { Tensor } from '../graph/tensor.js';
+import type { UNet } from '../models/unet.js';
+import type { NoiseProcess } from './process.js';
+import { NetworkDenoiser } from './denoiser.js';
+import { SamplingLoop, SampleResult } from './sample.js';
+import { makeSampler, SamplerOptions } from './samplers/index.js';
+import { SamplerError } from './samplers/types.js';
+
+export interface GenerateOptions {
+  sampler: string;
+  steps: number;
+  /** Class of each image (omit for an unconditional model). */
+  labels?: readonly number[] | null;
+  /** Number of images when unlabelled. */
+  count?: number;
+  guidance?: number;
+  seed?: number;
+  samplerOptions?: SamplerOptions;
+  snapshotEvery?: number;
+  onStep?: (i: number, n: number) => void;
+}
+
+/** Turns a label given by name or index into an index; errors name the allowed values. */
+export function parseLabel(label: string | number, classes: readonly string[]): number {
+  if (!classes.length) throw new SamplerError(`label '${label}': this model is unconditional and takes no labels`);
+  const s = String(label);
+  const byName = classes.indexOf(s);
+  if (byName >= 0) return byName;
+  const byIndex = /^\d+$/.test(s) ? Number(s) : NaN;
+  if (byIndex >= 0 && byIndex < classes.length) return byIndex;
+  throw new SamplerError(`label '${label}' is not a class of this model; allowed values: ${classes.join(', ')} (or 0..${classes.length - 1})`);
+}
+
+/** Samples a batch; the images are read back as [B, C, H, W] values in about [-1, 1]. */
+export async function generate(dev: Device, net: UNet, process: NoiseProcess, opts: GenerateOptions): Promise<SampleResult & { images: Float32Array; shape: [number, number, number, number] }> {
+  const cfg = net.config;
+  const labels = opts.labels ?? null;
+  if (cfg.conditioning !== 'none' && !labels) throw new SamplerError('this model is class-conditional: give labels');
+  if (cfg.conditioning === 'none' && labels) throw new SamplerError('this model is unconditional: it takes no labels');
+  if (labels) for (const l of labels) if (!(Number.isInteger(l) && l >= 0 && l < cfg.numClasses)) throw new SamplerError(`label ${l} is outside the classes 0..${cfg.numClasses - 1}`);
+  const B = labels ? labels.length : (opts.count ?? 1);
+  const guidance = opts.guidance ?? 1;
+  if (!(guidance >= 0)) throw new SamplerError(`guidance = ${guidance} must be a number >= 0`);
+  const sampler = makeSampler(opts.sampler, process, opts.samplerOptions);
+  const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance });
+  const shape: [number, number, number, number] = [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize];
+  const loop = new SamplingLoop(dev, sampler, den.denoise, shape);
+  try {
+    const r = await loop.run(opts.steps, { seed: opts.seed ?? 0, snapshotEvery: opts.snapshotEvery, onStep: opts.onStep });
+    const images = (await r.x.read()) as Float32Array;
+    return { ...r, images, shape };
+  } finally {
+    loop.destroy();
+  }
+}
+
+/** Reads snapshots back as one array [snapshots·B, C, H, W] (row k = the batch after snapshot k). */
+export async function readSnapshots(snaps: { x0: Tensor }[]): Promise<Float32Array> {
+  const parts = await Promise.all(snaps.map((s) => s.x0.read()));
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,151 @@
+// Samplers over a variance-preserving process (discrete DDPM or the continuous VP SDE): DDPM
+// ancestral, DDIM and PLMS. All three move from level i (ᾱ_i) to the next, less noisy one (ᾱ_next,
+// 1 after the last step) by
+//   x̂0 = (x - b·ε̂)/a,   x_next = c_x0·x̂0 + c_eps·ε̂ + c_z·z,
+// and differ only in the coefficients and in which ε̂ they use.
+import { Tensor } from '../../graph/tensor.js';
+import * as ops from '../../graph/ops/index.js';
+import { DiscreteVP, NoiseProcess, VPSDE, Level } from '../process.js';
+import { Sampler, SamplerError, StepContext, StepPlan, StepResult, checkSteps, clamp, lin } from './types.js';
+
+export interface VPSamplerOptions {
+  /** Clip x̂0 to [-1, 1] at every step (diffusers' clip_sample); off by default. */
+  clipSample?: boolean;
+}
+
+/** Noise levels visited by an n-step sampler, noisiest first, and ᾱ after each step. */
+export function vpGrid(process: NoiseProcess, n: number, name: string): { levels: Level[]; abNext: number[] } {
+  if (process instanceof DiscreteVP) {
+    checkSteps(name, n, process.T);
+    // "Trailing" spacing (Lin et al. 2024): the first step is at t = T - 1, the noisiest level.
+    const ts = Array.from({ length: n }, (_, i) => Math.round(process.T - (i * process.T) / n) - 1);
+    return { levels: ts.map((t) => process.levelAt(t)), abNext: ts.map((_, i) => (i + 1 < n ? process.alphaBar(ts[i + 1]!) : 1)) };
+  }
+  if (process instanceof VPSDE) {
+    checkSteps(name, n, Infinity);
+    const t0 = process.config.tMin;
+    // From t = 1 down to tMin; the last step then goes to the clean data.
+    const ts = Array.from({ length: n }, (_, i) => (n === 1 ? 1 : 1 - (i * (1 - t0)) / (n - 1)));
+    return { levels: ts.map((t) => process.level(t)), abNext: ts.map((_, i) => (i + 1 < n ? process.alphaBar(ts[i + 1]!) : 1)) };
+  }
+  throw new SamplerError(`sampler '${name}' needs a variance-preserving process ('ddpm' or 'vp-sde'); this model's process is '${process.kind}'`);
+}
+
+// Coefficient layout shared by the three samplers.
+const INV_A = 0, NEG_B_OVER_A = 1, NEG_A_OVER_B = 2, INV_B = 3, C_X0 = 4, C_EPS = 5, C_Z = 6;
+
+function baseCoef(l: Level, cX0: number, cEps: number, cZ: number): number[] {
+  return [1 / l.a, -l.b / l.a, -l.a / l.b, 1 / l.b, cX0, cEps, cZ];
+}
+
+/** The shared update from ε̂; with clipping, ε̂ is recomputed from the clipped x̂0 so both stay consistent. */
+function vpUpdate(ctx: StepContext, eps: Tensor, clip: boolean, noise: boolean): StepResult {
+  const c = (i: number) => ctx.coef(i);
+  let x0 = lin([ctx.x, c(INV_A)], [eps, c(NEG_B_OVER_A)]);
+  if (clip) {
+    x0 = clamp(x0, -1, 1);
+    eps = lin([ctx.x, c(INV_B)], [x0, c(NEG_A_OVER_B)]);
+  }
+  const terms: [Tensor, Tensor][] = [[x0, c(C_X0)], [eps, c(C_EPS)]];
+  if (noise) terms.push([ctx.noise(), c(C_Z)]);
+  return { x: lin(...terms), x0 };
+}
+
+/** DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any subsequence of levels via the posterior q(x_next | x_t, x0) (eqs. 6-7). */
+export class DDPMSampler implements Sampler {
+  readonly name = 'ddpm';
+  readonly stateSize = 0;
+  constructor(readonly process: NoiseProcess, readonly opts: VPSamplerOptions = {}) {
+    vpGrid(process, 1, this.name);
+  }
+  initialStd(): number {
+    return 1;
+  }
+  plan(n: number): StepPlan[] {
+    const { levels, abNext } = vpGrid(this.process, n, this.name);
+    return levels.map((l, i) => {
+      const ab = l.a * l.a, abn = abNext[i]!;
+      const beta = 1 - ab / abn; // β of the respaced chain
+      // Posterior mean  c1·x̂0 + c2·x_t  (eq. 7), rewritten with x_t = a·x̂0 + b·ε̂.
+      const c1 = (Math.sqrt(abn) * beta) / (1 - ab);
+      const c2 = (Math.sqrt(1 - beta) * (1 - abn)) / (1 - ab);
+      const variance = (beta * (1 - abn)) / (1 - ab); // β̃ (eq. 7)
+      return { kind: 'step', levels: [l], coef: baseCoef(l, c1 + c2 * l.a, c2 * l.b, Math.sqrt(Math.max(variance, 0))) };
+    });
+  }
+  step(_kind: string, ctx: StepContext): StepResult {
+    return vpUpdate(ctx, ctx.eps(0, ctx.x), this.opts.clipSample ?? false, true);
+  }
+}
+
+/** DDIM (Song, Meng & Ermon 2021), eq. 12 with σ from eq. 16 scaled by eta: 0 is deterministic, 1 is DDPM-like. */
+export class DDIMSampler implements Sampler {
+  readonly name = 'ddim';
+  readonly stateSize = 0;
+  constructor(readonly process: NoiseProcess, readonly opts: VPSamplerOptions & { eta?: number } = {}) {
+    vpGrid(process, 1, this.name);
+    const eta = opts.eta ?? 0;
+    if (!(eta >= 0 && eta <= 1)) throw new SamplerError(`ddim: eta = ${eta} is outside the allowed range [0, 1]`);
+  }
+  initialStd(): number {
+    return 1;
+  }
+  plan(n: number): StepPlan[] {
+    const eta = this.opts.eta ?? 0;
+    const { levels, abNext } = vpGrid(this.process, n, this.name);
+    return levels.map((l, i) => {
+      const ab = l.a * l.a, abn = abNext[i]!;
+      const sigma = eta * Math.sqrt(((1 - abn) / (1 - ab)) * (1 - ab / abn));
+      return { kind: eta > 0 ? 'stochastic' : 'deterministic', levels: [l], coef: baseCoef(l, Math.sqrt(abn), Math.sqrt(Math.max(1 - abn - sigma * sigma, 0)), sigma) };
+    });
+  }
+  step(kind: string, ctx: StepContext): StepResult {
+    return vpUpdate(ctx, ctx.eps(0, ctx.x), this.opts.clipSample ?? false, kind === 'stochastic');
+  }
+}
+
+/**
+ * PLMS, the pseudo linear multistep sampler of Liu et al. 2022 (PNDM) as latent diffusion uses it:
+ * the DDIM (eta = 0) update with ε' from the Adams-Bashforth combination of the current and up to
+ * three past ε̂ (eq. 12 of the paper), and a pseudo improved-Euler first step (two evaluations).
+ * The past ε̂ travel as state [ε_{-1}, ε_{-2}, ε_{-3}].
+ */
+export class PLMSSampler implements Sampler {
+  readonly name = 'plms';
+  readonly stateSize = 3;
+  constructor(readonly process: NoiseProcess, readonly opts: VPSamplerOptions = {}) {
+    vpGrid(process, 1, this.name);
+  }
+  initialStd(): number {
+    return 1;
+  }
+  plan(n: number): StepPlan[] {
+    const { levels, abNext } = vpGrid(this.process, n, this.name);
+    const AB = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]];
+    return levels.map((l, i) => {
+      const abn = abNext[i]!;
+      const base = baseCoef(l, Math.sqrt(abn), Math.sqrt(1 - abn), 0);
+      if (i === 0) {
+        // The second evaluation is at the next level (after one DDIM step); its own coefficients follow.
+        const next: Level = i + 1 < levels.length ? levels[i + 1]! : { a: Math.sqrt(abn), b: Math.sqrt(Math.max(1 - abn, 1e-12)), time: l.time };
+        return { kind: 'first', levels: [l, next], coef: base };
+      }
+      const w = AB[Math.min(i, 3)]!;
+      return { kind: 'multistep', levels: [l], coef: [...base, w[0]!, w[1] ?? 0, w[2] ?? 0, w[3] ?? 0] };
+    });
+  }
+  step(kind: string, ctx: StepContext): StepResult {
+    const clip = this.opts.clipSample ?? false;
+    const e = ctx.eps(0, ctx.x);
+    let ePrime: Tensor;
+    if (kind === 'first') {
+      // Pseudo improved Euler: ε' = (ε(x_t) + ε(x_next)) / 2 with x_next from a DDIM step on ε(x_t).
+      const xNext = vpUpdate(ctx, e, clip, false).x;
+      ePrime = ops.scale(ops.add(e, ctx.eps(1, xNext)), 0.5);
+    } else {
+      ePrime = lin([e, ctx.coef(7)], [ctx.state[0]!, ctx.coef(8)], [ctx.state[1]!, ctx.coef(9)], [ctx.state[2]!, ctx.coef(10)]);
+    }
+    const r = vpUpdate(ctx, ePrime, clip, false);
+    return { ...r, state: [e, ctx.state[0]!, ctx.state[1]!] };
+  }
+}

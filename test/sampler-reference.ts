@@ -1,0 +1,127 @@
+// Float64 reference for the samplers on one-dimensional Gaussian data N(μ, s²) with the optimal
+// denoiser ε̂(x) = k·(x - a·μ), k = b/(a²s² + b²). Every step of these samplers is then affine in x
+// plus independent noise, so the output distribution is Gaussian and its moments follow exactly.
+// The steps are written here again from the papers' equations (not taken from the samplers' plans),
+// with the schedule values from the process objects.
+import { DiscreteVP, NCSNProcess, NoiseProcess, SDEProcess, VPSDE } from '../src/diffusion/process.js';
+
+/**
+ * A quantity p·x_T + q + r·n: x_T is the initial noise ~ N(0, std²), n the noise the steps have
+ * added so far ~ N(0, W), independent of x_T. Within a step everything is linear in (x_T, n); a step
+ * that draws fresh noise z folds it in at its end (n' = r·n + σ·z).
+ */
+interface Aff {
+  p: number;
+  q: number;
+  r: number;
+}
+
+const add = (...xs: [Aff, number][]): Aff => ({
+  p: xs.reduce((s, [x, c]) => s + c * x.p, 0),
+  q: xs.reduce((s, [x, c]) => s + c * x.q, 0),
+  r: xs.reduce((s, [x, c]) => s + c * x.r, 0),
+});
+
+/** The optimal ε̂ at level (a, b) for data N(μ, s²). */
+function eps(x: Aff, a: number, b: number, mu: number, s2: number): Aff {
+  const k = b / (a * a * s2 + b * b);
+  return { p: k * x.p, q: k * (x.q - a * mu), r: k * x.r };
+}
+
+export interface RefOptions {
+  eta?: number;
+  stepSize?: number;
+}
+
+/** Mean and variance of the sampler's output for data N(mu, s2). */
+export function referenceMoments(sampler: string, process: NoiseProcess, steps: number, mu: number, s2: number, o: RefOptions = {}): { mean: number; variance: number } {
+  let x: Aff = { p: 1, q: 0, r: 0 };
+  let std = 1;
+  let W = 0;
+  /** y plus fresh noise of standard deviation sigma, as the new accumulated noise. */
+  const withNoise = (y: Aff, sigma: number): Aff => {
+    W = y.r * y.r * W + sigma * sigma;
+    return { p: y.p, q: y.q, r: W > 0 ? 1 : 0 };
+  };
+  const e = (y: Aff, a: number, b: number) => eps(y, a, b, mu, s2);
+
+  if (sampler === 'ddpm' || sampler === 'ddim' || sampler === 'plms') {
+    // ᾱ on the sampler's grid, noisiest first, then 1.
+    let ab: number[];
+    if (process instanceof DiscreteVP) {
+      const T = process.T;
+      ab = Array.from({ length: steps }, (_, i) => process.alphasCumprod[Math.round(T - (i * T) / steps) - 1]!);
+    } else if (process instanceof VPSDE) {
+      const t0 = process.config.tMin;
+      ab = Array.from({ length: steps }, (_, i) => process.alphaBar(steps === 1 ? 1 : 1 - (i * (1 - t0)) / (steps - 1)));
+    } else throw new Error('not VP');
+    ab.push(1);
+    const past: Aff[] = [];
+    for (let i = 0; i < steps; i++) {
+      const at = ab[i]!, ap = ab[i + 1]!;
+      const a = Math.sqrt(at), b = Math.sqrt(1 - at);
+      const ddimStep = (y: Aff, ey: Aff, sigma: number): Aff => {
+        const x0 = add([y, 1 / a], [ey, -b / a]); // eq. 9 of DDIM
+        const det = add([x0, Math.sqrt(ap)], [ey, Math.sqrt(Math.max(1 - ap - sigma * sigma, 0))]); // eq. 12
+        return sigma > 0 ? withNoise(det, sigma) : det;
+      };
+      const ex = e(x, a, b);
+      if (sampler === 'ddpm') {
+        // Ho et al. eqs. 6-7 on the respaced chain.
+        const beta = 1 - at / ap;
+        const x0 = add([x, 1 / a], [ex, -b / a]);
+        const mean = add([x0, (Math.sqrt(ap) * beta) / (1 - at)], [x, (Math.sqrt(1 - beta) * (1 - ap)) / (1 - at)]);
+        x = withNoise(mean, Math.sqrt((beta * (1 - ap)) / (1 - at)));
+      } else if (sampler === 'ddim') {
+        const eta = o.eta ?? 0;
+        x = ddimStep(x, ex, eta * Math.sqrt(((1 - ap) / (1 - at)) * (1 - at / ap))); // eq. 16
+      } else {
+        // PLMS (Liu et al. 2022): Adams-Bashforth on ε, pseudo improved Euler first.
+        let ep: Aff;
+        if (past.length === 0) {
+          const xn = ddimStep(x, ex, 0);
+          ep = add([ex, 0.5], [e(xn, Math.sqrt(ap), Math.sqrt(Math.max(1 - ap, 1e-12))), 0.5]);
+        } else if (past.length === 1) ep = add([ex, 3 / 2], [past[0]!, -1 / 2]);
+        else if (past.length === 2) ep = add([ex, 23 / 12], [past[0]!, -16 / 12], [past[1]!, 5 / 12]);
+        else ep = add([ex, 55 / 24], [past[0]!, -59 / 24], [past[1]!, 37 / 24], [past[2]!, -9 / 24]);
+        past.unshift(ex);
+        x = ddimStep(x, ep, 0);
+      }
+    }
+  } else if (sampler === 'langevin') {
+    if (!(process instanceof NCSNProcess)) throw new Error('not NCSN');
+    const sig = Array.from(process.sigmas);
+    const sL = sig[sig.length - 1]!;
+    std = sig[0]!;
+    const epsStep = o.stepSize ?? 2e-5;
+    for (const s of sig) {
+      const alpha = (epsStep * s * s) / (sL * sL); // Song & Ermon Alg. 1
+      for (let t = 0; t < steps; t++) x = withNoise(add([x, 1], [e(x, 1, s), -alpha / (2 * s)]), Math.sqrt(alpha));
+    }
+    x = add([x, 1], [e(x, 1, sL), -sL]);
+  } else if (sampler === 'euler-maruyama' || sampler === 'ode') {
+    if (!(process instanceof SDEProcess)) throw new Error('not an SDE');
+    const sde = process;
+    const t0 = sde.config.tMin;
+    const l1 = sde.level(1);
+    std = Math.sqrt(l1.b * l1.b + (sde.family === 'vp' ? l1.a * l1.a : 0));
+    const ts = Array.from({ length: steps + 1 }, (_, i) => 1 - (i * (1 - t0)) / steps);
+    // dx = [f - g²s]dt + g dw (reverse SDE) or [f - g²s/2]dt (probability flow), s = -ε̂/b.
+    const velocity = (y: Aff, t: number, half: boolean): Aff => {
+      const l = sde.level(t);
+      return add([y, sde.drift(t)], [e(y, l.a, l.b), ((half ? 0.5 : 1) * sde.g2(t)) / l.b]);
+    };
+    for (let i = 0; i < steps; i++) {
+      const t = ts[i]!, tn = ts[i + 1]!, h = tn - t;
+      if (sampler === 'euler-maruyama') x = withNoise(add([x, 1], [velocity(x, t, false), h]), Math.sqrt(sde.g2(t) * -h));
+      else {
+        const v1 = velocity(x, t, true);
+        const xe = add([x, 1], [v1, h]);
+        x = add([x, 1], [v1, h / 2], [velocity(xe, tn, true), h / 2]);
+      }
+    }
+    const l = sde.level(t0);
+    x = add([x, 1 / l.a], [e(x, l.a, l.b), -l.b / l.a]);
+  } else throw new Error(`no reference for ${sampler}`);
+  return { mean: x.q, variance: x.p * x.p * std * std + x.r * x.r * W };
+}

@@ -1,0 +1,157 @@
+// Every sampler against a case with a known answer: data x0 ~ N(μ, diag s²). The optimal denoiser
+// then has a closed form, E[ε | x] = b·(x - a·μ)/(a²·s² + b²) at x = a·x0 + b·ε, so a correct sampler
+// driven by it must return samples with the data's mean and variance, up to Monte Carlo error and the
+// sampler's own discretisation error.
+import { describe, expect, it } from 'vitest';
+import { useDevice, SEED } from './helpers.js';
+import { ops, Tensor } from '../src/index.js';
+import { makeProcess, NoiseProcess, ProcessConfig } from '../src/diffusion/process.js';
+import { makeSampler, SamplerOptions } from '../src/diffusion/samplers/index.js';
+import { Denoiser, perSample } from '../src/diffusion/denoiser.js';
+import { SamplingLoop } from '../src/diffusion/sample.js';
+import { mulberry32 } from '../src/data/rng.js';
+import { referenceMoments } from './sampler-reference.js';
+
+const dev = useDevice();
+
+const N = 4096; // samples
+const SHAPE = [N, 1, 4, 4];
+const D = 16; // dimensions, each with its own mean and variance
+
+function gaussianData(seed: number) {
+  const r = mulberry32(seed);
+  const mu = Float32Array.from({ length: D }, () => r() - 0.5); // in [-0.5, 0.5]
+  const s2 = Float32Array.from({ length: D }, () => (0.3 + 0.5 * r()) ** 2); // s in [0.3, 0.8]
+  return { mu, s2 };
+}
+
+function analyticDenoiser(mu: Tensor, s2: Tensor): Denoiser {
+  return (x, l) => {
+    const a = perSample(l.a, x);
+    const b = perSample(l.b, x);
+    const num = ops.mul(b, ops.sub(x, ops.mul(a, mu)));
+    return ops.div(num, ops.add(ops.mul(ops.square(a), s2), ops.square(b)));
+  };
+}
+
+/** Per-dimension sample mean and variance (float64). */
+function moments(x: Float32Array): { mean: Float64Array; variance: Float64Array } {
+  const mean = new Float64Array(D), m2 = new Float64Array(D);
+  for (let i = 0; i < N; i++) for (let d = 0; d < D; d++) mean[d]! += x[i * D + d]! / N;
+  for (let i = 0; i < N; i++) for (let d = 0; d < D; d++) m2[d]! += (x[i * D + d]! - mean[d]!) ** 2 / (N - 1);
+  return { mean, variance: m2 };
+}
+
+interface Case {
+  sampler: string;
+  process: ProcessConfig;
+  steps: number;
+  opts?: SamplerOptions;
+  /**
+   * How far the sampler's exact output (float64 reference) may be from the data at this step count,
+   * relative, for the variance; and the reason. Means must be within 1% of s.
+   */
+  varTol: number;
+  why: string;
+  /** No float64 reference (the step size depends on norms of the batch): compare with the data only. */
+  noReference?: boolean;
+}
+
+const DDPM: ProcessConfig = { kind: 'ddpm', timesteps: 1000, betaSchedule: 'linear' };
+const CASES: Case[] = [
+  { sampler: 'ddpm', process: DDPM, steps: 1000, varTol: 0.03, why: "β̃ (Ho et al. §3.2) is the smaller of the two reverse variances: -2.5% at s = 0.3" },
+  { sampler: 'ddpm', process: { ...DDPM, betaSchedule: 'cosine' }, steps: 250, varTol: 0.05, why: 'respaced to 250 steps, β̃ again: -4.6% at s = 0.3' },
+  { sampler: 'ddim', process: DDPM, steps: 250, opts: { eta: 0 }, varTol: 0.04, why: 'a first-order deterministic discretisation shrinks the variance: -3.7% at s = 0.3, 250 steps' },
+  { sampler: 'ddim', process: DDPM, steps: 250, opts: { eta: 1 }, varTol: 0.09, why: 'eta = 1 is DDPM respaced to 250 linear steps: -8.5% at s = 0.3' },
+  { sampler: 'plms', process: DDPM, steps: 50, varTol: 0.01, why: 'fourth-order multistep: -0.8% at s = 0.3, 50 steps' },
+  { sampler: 'ddim', process: { kind: 'vp-sde' }, steps: 250, varTol: 0.04, why: 'as DDIM on the discrete chain: -3.5% at s = 0.3' },
+  { sampler: 'langevin', process: { kind: 'ncsn', levels: 10, sigmaMin: 0.01, sigmaMax: 1 }, steps: 100, opts: { stepSize: 5e-5 }, varTol: 0.03, why: 'finite Langevin steps barely mix at the low levels: +2.5%' },
+  { sampler: 'euler-maruyama', process: { kind: 'vp-sde' }, steps: 250, varTol: 0.01, why: 'first order, Δ = 0.004: +0.6%' },
+  { sampler: 'euler-maruyama', process: { kind: 've-sde' }, steps: 250, varTol: 0.01, why: 'first order: < 0.1%' },
+  { sampler: 'ode', process: { kind: 'vp-sde' }, steps: 50, varTol: 0.01, why: "Heun's second order: +0.7% at s = 0.3" },
+  { sampler: 'ode', process: { kind: 've-sde' }, steps: 100, varTol: 0.015, why: "Heun's second order over σ from 50 to 0.01: +1.0%" },
+  { sampler: 'pc', process: { kind: 'vp-sde' }, steps: 100, varTol: 0.03, noReference: true, why: 'EM predictor plus one Langevin corrector step (snr 0.01)' },
+  { sampler: 'pc', process: { kind: 've-sde' }, steps: 100, varTol: 0.05, noReference: true, why: 'EM predictor plus one Langevin corrector step (snr 0.16): a finite Langevin step widens the distribution slightly' },
+];
+
+describe('samplers on Gaussian data with the optimal denoiser', () => {
+  for (const c of CASES) {
+    const name = `${c.sampler} (${c.process.kind}${c.process.betaSchedule ? ' ' + c.process.betaSchedule : ''}, ${c.steps} steps${c.opts ? ' ' + JSON.stringify(c.opts) : ''})`;
+    it(`${name} reproduces the data's mean and variance`, async () => {
+      const d = dev();
+      const { mu, s2 } = gaussianData(SEED + CASES.indexOf(c));
+      const proc: NoiseProcess = makeProcess(c.process);
+      const sampler = makeSampler(c.sampler, proc, c.opts);
+      const den = analyticDenoiser(d.tensor(mu, [1, 1, 4, 4]), d.tensor(s2, [1, 1, 4, 4]));
+      const loop = new SamplingLoop(d, sampler, den, SHAPE);
+      const { x } = await loop.run(c.steps, { seed: SEED });
+      const got = moments((await x.read()) as Float32Array);
+      loop.destroy();
+      // The exact output moments of this sampler (float64), or the data's where there is no reference.
+      const ref = Array.from(mu, (m, k) => (c.noReference ? { mean: m, variance: s2[k]! } : referenceMoments(c.sampler, proc, c.steps, m, s2[k]!, c.opts)));
+      // Monte Carlo: a mean's standard error is σ/sqrt(N) (1.6% of σ), a variance's sqrt(2/(N-1)) (2.2%).
+      // Each dimension within 4.5 standard errors (the largest of 16: p ≈ 1e-4); the average over the 16
+      // dimensions, whose standard error is a quarter, within 4.5 of those: this catches a systematic bias.
+      const seM = 1 / Math.sqrt(N), seV = Math.sqrt(2 / (N - 1));
+      const zMean = ref.map((r, k) => (got.mean[k]! - r.mean) / Math.sqrt(r.variance));
+      const zVar = ref.map((r, k) => got.variance[k]! / r.variance - 1);
+      const slack = c.noReference ? c.varTol : 0;
+      zMean.forEach((z, k) => expect(Math.abs(z), `mean of dim ${k} vs ${c.noReference ? 'data' : 'reference'}`).toBeLessThan(4.5 * seM + (c.noReference ? 0.01 : 0)));
+      zVar.forEach((z, k) => expect(Math.abs(z), `variance of dim ${k} vs ${c.noReference ? 'data' : 'reference'}`).toBeLessThan(4.5 * seV + slack));
+      const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+      expect(Math.abs(avg(zMean)), 'average standardised mean error').toBeLessThan((4.5 * seM) / 4 + (c.noReference ? 0.01 : 0));
+      expect(Math.abs(avg(zVar)), 'average relative variance error').toBeLessThan((4.5 * seV) / 4 + slack);
+      // The sampler itself, at this step count, is close to the data: its discretisation bias is bounded (c.why).
+      ref.forEach((r, k) => {
+        expect(Math.abs(r.mean - mu[k]!) / Math.sqrt(s2[k]!), `reference mean of dim ${k}`).toBeLessThan(0.01);
+        expect(Math.abs(r.variance / s2[k]! - 1), `reference variance of dim ${k}: ${c.why}`).toBeLessThan(c.varTol);
+      });
+    }, 600_000);
+  }
+
+  it('DDIM with eta = 0 is deterministic for a seed, and another seed gives other samples', async () => {
+    const d = dev();
+    const { mu, s2 } = gaussianData(SEED);
+    const sampler = makeSampler('ddim', makeProcess(DDPM), { eta: 0 });
+    const loop = new SamplingLoop(d, sampler, analyticDenoiser(d.tensor(mu, [1, 1, 4, 4]), d.tensor(s2, [1, 1, 4, 4])), [8, 1, 4, 4]);
+    const a = await (await loop.run(20, { seed: 5 })).x.read();
+    const b = await (await loop.run(20, { seed: 5 })).x.read();
+    const c = await (await loop.run(20, { seed: 6 })).x.read();
+    expect(Array.from(b)).toEqual(Array.from(a));
+    expect(Array.from(c)).not.toEqual(Array.from(a));
+    loop.destroy();
+  });
+
+  it('snapshots hold x̂0 every k steps, ending at the result', async () => {
+    const d = dev();
+    const { mu, s2 } = gaussianData(SEED);
+    const sampler = makeSampler('ddim', makeProcess(DDPM));
+    const loop = new SamplingLoop(d, sampler, analyticDenoiser(d.tensor(mu, [1, 1, 4, 4]), d.tensor(s2, [1, 1, 4, 4])), [4, 1, 4, 4]);
+    const r = await loop.run(10, { seed: 1, snapshotEvery: 4 });
+    expect(r.snapshots.map((s) => s.step)).toEqual([3, 7, 9]);
+    // At the last DDIM step ᾱ_next = 1, so x equals x̂0.
+    expect(Array.from(await r.snapshots[2]!.x0.read())).toEqual(Array.from(await r.x.read()));
+    loop.destroy();
+  });
+});
+
+describe('sampler options', () => {
+  const ddpm = makeProcess(DDPM);
+  it('an unknown sampler names the allowed values', () => {
+    expect(() => makeSampler('euler', ddpm)).toThrow(/sampler 'euler' is unknown; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode/);
+  });
+  it('steps beyond the schedule name the allowed range', () => {
+    expect(() => makeSampler('ddim', ddpm).plan(1001)).toThrow(/steps = 1001 is outside the allowed range 1\.\.1000/);
+  });
+  it('a sampler on the wrong process says which processes it needs', () => {
+    expect(() => makeSampler('langevin', ddpm)).toThrow(/needs a noise-conditional process \('ncsn' or 've-sde'\); this model's process is 'ddpm'/);
+    expect(() => makeSampler('pc', ddpm)).toThrow(/needs a score SDE/);
+    expect(() => makeSampler('ddim', makeProcess('ncsn'))).toThrow(/needs a variance-preserving process/);
+  });
+  it('an unknown process kind names the allowed values', () => {
+    expect(() => makeProcess({ kind: 'edm' as never })).toThrow(/allowed values: ddpm, ncsn, vp-sde, ve-sde/);
+  });
+  it('ddim eta outside [0, 1] is refused', () => {
+    expect(() => makeSampler('ddim', ddpm, { eta: 2 })).toThrow(/eta = 2 is outside the allowed range \[0, 1\]/);
+  });
+});
