@@ -1,0 +1,143 @@
+// The diffusion trainer and the CLI around it: exact resume, classifier-free-guidance label dropout,
+// the x_t the step forms, and clear errors for bad options.
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { useDevice, SEED } from './helpers.js';
+import { Init } from '../src/nn/module.js';
+import { UNet } from '../src/models/unet.js';
+import { makeProcess } from '../src/diffusion/process.js';
+import { DiffusionTrainer, ImageDataset, modelFromCheckpoint } from '../src/diffusion/train.js';
+import { decodeCheckpoint } from '../src/io/checkpoint.js';
+import { mulberry32 } from '../src/data/rng.js';
+import { main } from '../src/cli/main.js';
+import { decodePng } from '../src/data/png.js';
+
+const dev = useDevice();
+
+/** Labelled random 8x8 images: class k is a bright k-th row on a dark background, plus noise. */
+function toyData(n: number, classes = 3): ImageDataset {
+  const r = mulberry32(SEED);
+  const images = new Float32Array(n * 64), labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    labels[i] = i % classes;
+    for (let p = 0; p < 64; p++) images[i * 64 + p] = (Math.floor(p / 8) === 2 * labels[i]! ? 0.8 : -0.8) + 0.1 * (r() - 0.5);
+  }
+  return { images, labels, shape: [n, 1, 8, 8], classes: ['a', 'b', 'c'].slice(0, classes) };
+}
+
+const TINY = { sampleSize: 8, inChannels: 1, outChannels: 1, blockOutChannels: [8, 16], normGroups: 4, attentionHeads: 2, attentionResolutions: [4], conditioning: 'class' as const, numClasses: 3 };
+
+describe('diffusion trainer', () => {
+  it('resumed from a checkpoint, training continues bit for bit (weights, EMA, Adam, key, data order)', async () => {
+    const d = dev();
+    const data = toyData(10);
+    const make = (seed: number) => new DiffusionTrainer(d, new UNet(new Init(d, seed), TINY), makeProcess('ddpm'), data, { batch: 4, lr: 1e-3, steps: 6, seed: 3, guidanceDropout: 0.3 });
+    const a = make(1);
+    const losses: number[] = [];
+    let saved: Uint8Array | null = null;
+    for (let i = 0; i < 6; i++) {
+      if (i === 3) saved = await a.encode();
+      losses.push(await (await a.runStep()).item());
+    }
+    const b = make(99); // other initial weights: everything must come from the checkpoint
+    b.resume(decodeCheckpoint(saved!));
+    expect(b.step).toBe(3);
+    for (let i = 3; i < 6; i++) expect(await (await b.runStep()).item()).toBe(losses[i]);
+    const [pa, pb] = await Promise.all([a.params.read(a.ema.flat), b.params.read(b.ema.flat)]);
+    for (const n of a.params.names) expect(Array.from(pb.get(n)!)).toEqual(Array.from(pa.get(n)!));
+  });
+
+  it('batches: an epoch visits every image once; labels become the null class with probability p; levels come from the process', () => {
+    const d = dev();
+    const data = toyData(12);
+    const t = new DiffusionTrainer(d, new UNet(new Init(d, 0), TINY), makeProcess('ddpm'), data, { batch: 4, lr: 1e-3, steps: 1, seed: 5, guidanceDropout: 0.25 });
+    // Three steps of 4 cover the 12 images once: every image's bytes appear exactly once.
+    const seen = new Map<string, number>();
+    for (let s = 0; s < 3; s++) {
+      const b = t.batchAt(s);
+      for (let i = 0; i < 4; i++) {
+        const key = Array.from(b.x0.subarray(i * 64, i * 64 + 8)).join();
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+      }
+    }
+    expect(seen.size).toBe(12);
+    // Null labels over 2000 draws: p = 0.25, standard error 0.0097; 5 of them.
+    let nulls = 0, total = 0;
+    for (let s = 0; s < 500; s++) {
+      const b = t.batchAt(s);
+      for (const l of b.labels!) {
+        total++;
+        if (l === 3) nulls++;
+        else expect(l).toBeLessThan(3);
+      }
+      // DDPM levels: a² + b² = 1, time an integer in [0, 999].
+      for (let i = 0; i < 4; i++) {
+        expect(Math.abs(b.lv[i]! ** 2 + b.lv[4 + i]! ** 2 - 1)).toBeLessThan(1e-6);
+        expect(Number.isInteger(b.lv[8 + i]!) && b.lv[8 + i]! >= 0 && b.lv[8 + i]! < 1000).toBe(true);
+      }
+    }
+    expect(Math.abs(nulls / total - 0.25)).toBeLessThan(5 * 0.0097);
+  });
+
+  it('data that does not fit the model is refused with both shapes', () => {
+    const d = dev();
+    const net = new UNet(new Init(d, 0), TINY);
+    const data = { ...toyData(4), shape: [4, 3, 8, 8] as [number, number, number, number], images: new Float32Array(4 * 192) };
+    expect(() => new DiffusionTrainer(d, net, makeProcess('ddpm'), data, { batch: 2, lr: 1e-3, steps: 1 })).toThrow(/data is \[4, 3, 8, 8\] but the model takes \[B, 1, 8, 8\]/);
+  });
+});
+
+describe('wgd CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wgd-cli-'));
+  const run = join(dir, 'run');
+  const ck = join(run, 'checkpoint.safetensors');
+
+  it('train writes a run folder: config, log, checkpoint, loss plot and a sample grid; --resume continues', async () => {
+    dev(); // the CLI makes its own device; this keeps one alive for the file's other tests
+    const args = ['--data', 'letters', '--size', '16', '--count', '1', '--model', 'tiny', '--batch', '4', '--steps', '2', '--warmup', '0', '--checkpoint-every', '1', '--sample-every', '2', '--sample-steps', '2', '--out', run];
+    expect(await main(['train', ...args])).toBe(0);
+    for (const f of ['config.json', 'log.jsonl', 'checkpoint.safetensors', 'loss.png', 'samples/step-000002.png']) expect(existsSync(join(run, f)), f).toBe(true);
+    const log = readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log.map((l: { step: number }) => l.step)).toEqual([1, 2]);
+    // The grid: 8 classes x 4 samples of 16x16, 2-pixel gaps.
+    const png = decodePng(new Uint8Array(readFileSync(join(run, 'samples/step-000002.png'))));
+    expect([png.width, png.height]).toEqual([4 * 18 + 2, 8 * 18 + 2]);
+    await expect(main(['train', ...args])).rejects.toThrow(/exists: pass --resume/);
+    expect(await main(['train', ...args.map((a) => (a === '2' ? '3' : a)), '--resume'])).toBe(0);
+    expect(JSON.parse(readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').pop()!).step).toBe(3);
+  }, 600_000);
+
+  it('sample writes a grid with a row per label, and a strip of x̂0', async () => {
+    const out = join(dir, 'grid.png');
+    expect(await main(['sample', '--ckpt', ck, '--sampler', 'ddim', '--steps', '4', '--label', 'A,Z', '--count', '3', '--out', out, '--strip'])).toBe(0);
+    const g = decodePng(new Uint8Array(readFileSync(out)));
+    expect([g.width, g.height]).toEqual([3 * 18 + 2, 2 * 18 + 2]);
+    expect(existsSync(join(dir, 'grid-strip.png'))).toBe(true);
+  }, 600_000);
+
+  it('bad options name the option and its allowed values', async () => {
+    await expect(main(['sample', '--ckpt', ck, '--sampler', 'euler'])).rejects.toThrow(/--sampler = 'euler' is not allowed; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode/);
+    await expect(main(['sample', '--ckpt', ck, '--label', 'AA'])).rejects.toThrow(/label 'AA' is not a class of this model; allowed values: A, B, C/);
+    await expect(main(['sample', '--ckpt', ck, '--label', '26'])).rejects.toThrow(/label '26' is not a class/);
+    await expect(main(['sample', '--ckpt', ck, '--steps', '5000'])).rejects.toThrow(/steps = 5000 is outside the allowed range 1\.\.1000/);
+    await expect(main(['sample', '--ckpt', ck, '--sampler', 'langevin'])).rejects.toThrow(/needs a noise-conditional process/);
+    await expect(main(['train', '--process', 'edm'])).rejects.toThrow(/--process = 'edm' is not allowed; allowed values: ddpm, ncsn, vp-sde, ve-sde/);
+    await expect(main(['train', '--model', 'huge', '--out', join(dir, 'x')])).rejects.toThrow(/--model 'huge' is unknown; allowed values: tiny, small, base/);
+    await expect(main(['train', '--data', 'mnist', '--out', join(dir, 'y')])).rejects.toThrow(/dataset 'mnist' is unknown; allowed values: letters, colors/);
+    await expect(main(['train', '--batch', '0'])).rejects.toThrow(/--batch = '0': expected an integer >= 1/);
+  }, 600_000);
+
+  it('a checkpoint of another architecture is refused, naming what it is', async () => {
+    const d = dev();
+    // A diffusion checkpoint whose header says one U-Net and whose tensors are of another.
+    const bytes = readFileSync(ck);
+    const c = decodeCheckpoint(new Uint8Array(bytes));
+    const cfg = c.config as { model: { blockOutChannels: number[] } };
+    cfg.model.blockOutChannels = [32, 64];
+    expect(() => modelFromCheckpoint(d, c)).toThrow(/parameter 'conv_in.weight' has shape \[32, 1, 3, 3\] in the model but \[16, 1, 3, 3\]/);
+    const other = { ...c, config: { kind: 'classifier' } };
+    expect(() => modelFromCheckpoint(d, other)).toThrow(/not a diffusion model \(its config has kind 'classifier'\)/);
+  });
+});
