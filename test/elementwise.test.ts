@@ -102,6 +102,11 @@ describe('reductions', () => {
     [[4, 5, 6], [1]],
     [[4, 5, 6], [0, 2]],
     [[3, 300], [1]], // reduced length above the 64-thread workgroup
+    // The kernel merges axes and picks a thread or a workgroup per output (kernels/reduce.ts):
+    [[3, 5, 70, 4], [0, 2, 3]], // a bias gradient: workgroup per output, runs of 280 (axes 2, 3 merged)
+    [[300, 3, 2], [0, 2]], // workgroup per output, runs of 2 (shorter than the workgroup): flat index
+    [[2, 3, 1, 40, 5], [1, 2, 4]], // thread per output; kept and reduced axes interleaved, a size-1 axis
+    [[70, 9], [0]], // thread per output, strided run (split-K partial sums)
   ];
   for (const [shape, axes] of cases) {
     for (const kind of ['sum', 'mean'] as const) {
