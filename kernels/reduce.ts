@@ -1,32 +1,10 @@
 import { Kernel } from '../src/runtime/kernel.js';
 import { DeviceArray } from '../src/runtime/runtime.js';
 import source from '../shaders/reduce.wgsl';
-import { numel, stridesOf } from './shape.js';
+import { mergeAxes, numel, stridesOf } from './shape.js';
 import { contiguous, stridedMap } from './elementwise.js';
 
 const kernel = new Kernel('reduce', source);
-
-interface Axis {
-  size: number;
-  stride: number;
-  reduced: boolean;
-}
-
-/** Drops size-1 axes and merges neighbours that are both kept or both reduced and whose strides chain. */
-export function mergeAxes(shape: readonly number[], reduced: (axis: number) => boolean): Axis[] {
-  const st = stridesOf(shape);
-  const out: Axis[] = [];
-  shape.forEach((size, i) => {
-    if (size === 1) return;
-    const prev = out[out.length - 1];
-    const red = reduced(i);
-    if (prev && prev.reduced === red && prev.stride === st[i]! * size) {
-      prev.size *= size;
-      prev.stride = st[i]!;
-    } else out.push({ size, stride: st[i]!, reduced: red });
-  });
-  return out;
-}
 
 /** A thread per output unless the sums are long and the outputs few (then a workgroup each). */
 const LONG_SUM = 256;
@@ -36,7 +14,11 @@ const MANY_OUTPUTS = 16384;
 export function sumAxes(x: DeviceArray, axes: readonly number[], alpha = 1): DeviceArray {
   const rt = x.rt;
   const outShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-  const dims = mergeAxes(x.shape, (i) => axes.includes(i));
+  // Merged together with the output's strides (0 on reduced axes), a kept axis never merges with a
+  // reduced one; merged axes are reduced where their output stride is 0.
+  const outStrides = stridesOf(outShape).map((s, i) => (axes.includes(i) ? 0 : s));
+  const m = mergeAxes(x.shape, [stridesOf(x.shape), outStrides]);
+  const dims = m.shape.map((size, i) => ({ size, stride: m.strides[0]![i]!, reduced: m.strides[1]![i] === 0 }));
   const kept = dims.filter((d) => !d.reduced);
   const red = dims.filter((d) => d.reduced);
   const out = rt.alloc(outShape, 'f32', 'sum');
@@ -51,15 +33,22 @@ export function sumAxes(x: DeviceArray, axes: readonly number[], alpha = 1): Dev
   const maxX = rt.limits.maxComputeWorkgroupsPerDimension;
   const groups = each ? Math.ceil(nOut / 64) : nOut;
   const gx = Math.min(groups, maxX);
+  // Packed as the kernel reads them (shaders/reduce.wgsl): the runs' axis and each outermost axis
+  // apart, the other axes innermost first.
+  const runs = red[red.length - 1]!;
+  const others = red.slice(0, -1);
+  const packed = (ds: typeof dims) => ({ shape: ds.slice(1).reverse().map((d) => d.size), strides: ds.slice(1).reverse().map((d) => d.stride) });
+  const o = packed(kept);
+  const r = packed(others);
   rt.dispatch(kernel, each ? 'sum_each' : 'sum_wg', {
     bindings: { x, out },
     uniforms: {
-      n_out: nOut, out_rank: kept.length, red_rank: red.length, red_count: count, alpha,
-      _pad0: 0, _pad1: 0, _pad2: 0,
-      out_shape: kept.map((d) => d.size), out_strides: kept.map((d) => d.stride),
-      red_shape: red.map((d) => d.size), red_strides: red.map((d) => d.stride),
+      n_out: nOut, red_count: count, inner: runs.size, inner_stride: runs.stride, alpha,
+      out_outer: kept[0]?.stride ?? 0, red_outer: others[0]?.stride ?? 0, _pad0: 0,
+      out_shape: o.shape, out_strides: o.strides, red_shape: r.shape, red_strides: r.strides,
     },
     workgroups: [gx, Math.ceil(groups / gx)],
+    constants: { OUT_RANK: kept.length, RED_RANK: red.length },
   });
   return out;
 }
