@@ -58,13 +58,15 @@ function checkTile(t: Conv2dTile): void {
 }
 
 /**
- * The tile for a GEMM with m rows: the one with the fewest padded rows, 32-row tiles counted 1.2x
- * (their loads feed fewer FMAs; measured 10-20% slower per row at M = 64 on SwiftShader). So 32-row
- * tiles for M <= 32 and M = 96 (3 tiles, where 64-row ones would pad to 128), 64-row ones for M = 64.
+ * The tile for an m x k GEMM: the one with the fewest padded rows, 32-row tiles counted 1.2x (their
+ * loads feed fewer FMAs; measured 10-20% slower per row at M = 64 on SwiftShader). So 32-row tiles
+ * for M <= 32 and M = 96 (3 tiles, where 64-row ones would pad to 128), 64-row ones for M = 64. A K
+ * of at most 16 (a 3x3 convolution of one channel) takes 16-deep steps rather than padding to 32.
  */
-export function pickTile(m: number): Conv2dTile {
+export function pickTile(m: number, k: number): Conv2dTile {
   const padded = (tm: number) => Math.ceil(m / tm) * tm;
-  return 1.2 * padded(32) < padded(64) ? CONV2D_TILE_32 : CONV2D_TILE;
+  const t = 1.2 * padded(32) < padded(64) ? CONV2D_TILE_32 : CONV2D_TILE;
+  return k <= 16 ? { ...t, TK: 16 } : t;
 }
 
 function pair(op: string, name: string, v: Pair, min: number): [number, number] {
@@ -152,8 +154,9 @@ function gemm(entry: string, g: Conv2dGeometry, m: number, n: number, k: number,
 export function conv2dForward(x: DeviceArray, w: DeviceArray, b: DeviceArray | null, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
   const y = x.rt.alloc(conv2dOutShape(g), 'f32', 'conv2d');
   const m = g.cout / g.groups;
+  const k = (g.cin / g.groups) * g.kh * g.kw;
   // Without a bias the binding still needs a buffer; HAS_BIAS = 0 means it is never read.
-  gemm('forward', g, m, g.batch * g.oh * g.ow, (g.cin / g.groups) * g.kh * g.kw, { x, wt: w, bias: b ?? w, y }, { HAS_BIAS: b ? 1 : 0 }, tile ?? pickTile(m));
+  gemm('forward', g, m, g.batch * g.oh * g.ow, k, { x, wt: w, bias: b ?? w, y }, { HAS_BIAS: b ? 1 : 0 }, tile ?? pickTile(m, k));
   return y;
 }
 
@@ -161,8 +164,9 @@ export function conv2dForward(x: DeviceArray, w: DeviceArray, b: DeviceArray | n
 export function conv2dBackwardData(gy: DeviceArray, w: DeviceArray, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
   const dx = gy.rt.alloc([g.batch, g.cin, g.h, g.w], 'f32', 'conv2d backward');
   const m = g.cin / g.groups;
+  const k = (g.cout / g.groups) * g.kh * g.kw;
   const unit = g.stride[0] === 1 && g.stride[1] === 1;
-  gemm('backward_data', g, m, g.batch * g.h * g.w, (g.cout / g.groups) * g.kh * g.kw, { gy, wt: w, dx }, { UNIT_STRIDE: unit ? 1 : 0 }, tile ?? pickTile(m));
+  gemm('backward_data', g, m, g.batch * g.h * g.w, k, { gy, wt: w, dx }, { UNIT_STRIDE: unit ? 1 : 0 }, tile ?? pickTile(m, k));
   return dx;
 }
 
@@ -189,7 +193,7 @@ export function conv2dBackwardWeight(gy: DeviceArray, x: DeviceArray, g: Conv2dG
   const m = g.cout / g.groups;
   const n = cinG * g.kh * g.kw;
   const k = g.batch * g.oh * g.ow;
-  const t = tile ?? pickTile(m);
+  const t = tile ?? pickTile(m, k);
   const { splits, kSplit } = splitK(m, n, k, g.groups, t);
   const shape = [g.cout, cinG, g.kh, g.kw];
   // Split: each K range writes its own partial dw, [splits, ...shape], summed here.
