@@ -40,8 +40,10 @@ export interface Conv2dGeometry {
 export const CONV2D_TILE: Conv2dTile = { WG_M: 8, WG_N: 8, TK: 32 };
 /** For GEMMs of at most 32 rows (e.g. 32 channels): half the rows, so no work is padded away. */
 export const CONV2D_TILE_32: Conv2dTile = { WG_M: 4, WG_N: 8, TK: 32 };
+/** For at most 16 rows; 16 deep, as 32 would take more than 16 KiB of workgroup memory. */
+export const CONV2D_TILE_16: Conv2dTile = { WG_M: 2, WG_N: 16, TK: 16 };
 export interface Conv2dTile {
-  /** threads along M: 8 (64-row tiles) or 4 (32-row tiles) */
+  /** threads along M: 8, 4 or 2 (64-, 32- or 16-row tiles) */
   WG_M: number;
   WG_N: number;
   TK: number;
@@ -52,20 +54,22 @@ export interface Conv2dTile {
 function checkTile(t: Conv2dTile): void {
   const nt = t.WG_M * t.WG_N;
   const bytes = 4 * 8 * t.TK * (t.WG_M + t.WG_N);
-  if ((t.WG_M !== 4 && t.WG_M !== 8) || nt > 256 || nt % t.TK !== 0 || (8 * t.WG_M * t.TK) % nt !== 0 || bytes > 16384) {
-    throw new Error(`conv2d: tile ${JSON.stringify(t)} is not supported (WG_M must be 4 or 8, threads ${nt} <= 256 and a multiple of TK, workgroup memory ${bytes} <= 16384 bytes)`);
+  if (![2, 4, 8].includes(t.WG_M) || nt > 256 || nt % t.TK !== 0 || (8 * t.WG_M * t.TK) % nt !== 0 || bytes > 16384) {
+    throw new Error(`conv2d: tile ${JSON.stringify(t)} is not supported (WG_M must be 2, 4 or 8, threads ${nt} <= 256 and a multiple of TK, workgroup memory ${bytes} <= 16384 bytes)`);
   }
 }
 
 /**
- * The tile for an m x k GEMM: the one with the fewest padded rows, 32-row tiles counted 1.2x (their
- * loads feed fewer FMAs; measured 10-20% slower per row at M = 64 on SwiftShader). So 32-row tiles
- * for M <= 32 and M = 96 (3 tiles, where 64-row ones would pad to 128), 64-row ones for M = 64. A K
- * of at most 16 (a 3x3 convolution of one channel) takes 16-deep steps rather than padding to 32.
+ * The tile for an m x k GEMM: the one with the fewest padded rows, each tile's rows weighted by its
+ * cost per row (smaller tiles' loads feed fewer FMAs; measured on SwiftShader, relative to 64-row
+ * tiles: 1.2 for 32 rows, 1.9 for 16). So 16-row tiles for M <= 16 (e.g. a convolution out to
+ * 1-4 image channels), 32-row ones for M <= 32 and M = 96, 64-row ones for M = 64. A K of at most 16
+ * (a 3x3 convolution of one channel) takes 16-deep steps rather than padding to 32.
  */
 export function pickTile(m: number, k: number): Conv2dTile {
-  const padded = (tm: number) => Math.ceil(m / tm) * tm;
-  const t = 1.2 * padded(32) < padded(64) ? CONV2D_TILE_32 : CONV2D_TILE;
+  const cost = (t: Conv2dTile, perRow: number) => Math.ceil(m / (8 * t.WG_M)) * 8 * t.WG_M * perRow;
+  const options: [Conv2dTile, number][] = [[CONV2D_TILE, 1], [CONV2D_TILE_32, 1.2], [CONV2D_TILE_16, 1.9]];
+  const t = options.reduce((best, o) => (cost(...o) < cost(...best) ? o : best))[0];
   return k <= 16 ? { ...t, TK: 16 } : t;
 }
 

@@ -6,8 +6,8 @@
 //   weight   dw[co, (ci,ky,kx)] = sum over k = (b,oh,ow)   gy[b, co, oh, ow] * x[b, ci, oh*s-p+ky*d, ...]
 // A workgroup computes a TM x TN tile of the GEMM (M rows, N columns) from TK-deep tiles of A (M x K)
 // and B (K x N) staged in workgroup memory; each thread accumulates an 8 x 8 block in registers.
-// TM is 32 or 64 (WG_M = 4 or 8 threads along M), picked on the host from M: a 64-row tile over a
-// 32-row GEMM would do twice the work. workgroup_id.z = group * splits + split: the weight gradient,
+// TM is 16, 32 or 64 (WG_M = 2, 4 or 8 threads along M), picked on the host from M: a 64-row tile
+// over a 32-row GEMM would do twice the work. workgroup_id.z = group * splits + split: the weight gradient,
 // whose M x N is small and K long, may split K into `splits` ranges of `k_split` (a multiple of TK),
 // each writing its own partial dw that the host then sums.
 // All index arithmetic happens while loading tiles (B rows are stepped without dividing); the FMA
@@ -45,7 +45,7 @@ struct Params {
 
 const RM = 8u;     // rows per thread
 const RN = 8u;     // columns per thread
-override WG_M: u32 = 8u;   // threads along M: 8 or 4
+override WG_M: u32 = 8u;   // threads along M: 8, 4 or 2
 override WG_N: u32 = 8u;   // threads along N
 override TK: u32 = 32u;    // K depth of a tile; NT must be a multiple of TK
 override HAS_BIAS: bool = false;
@@ -53,8 +53,8 @@ override UNIT_STRIDE: bool = false; // backward_data: stride 1, no division
 override NT = WG_M * WG_N;
 override TM = WG_M * RM;
 override TN = WG_N * RN;
-// B columns each thread loads: 1 (WG_M = 8) or 2 (WG_M = 4), the second one NT columns further.
-override TWO_COLS = WG_M == 4u;
+// B columns each thread loads, NT apart: 1 (WG_M = 8), 2 (WG_M = 4) or 4 (WG_M = 2).
+override COLS = 8u / WG_M;
 
 // a_tile[kk * TM/4 + m/4][m % 4] = A[m0 + m, k0 + kk]; b_tile[kk * TN/4 + n/4][n % 4] = B[k0 + kk, n0 + n].
 // vec4 words, as a vec4 read costs less than four scalar ones.
@@ -110,7 +110,8 @@ fn put_a(kk: u32, mm: u32, v: f32) { a_tile[kk * (TM / 4u) + mm / 4u][mm % 4u] =
 fn put_b(kk: u32, bn: u32, v: f32) { b_tile[kk * (TN / 4u) + bn / 4u][bn % 4u] = v; }
 
 // Loader roles: for A, thread t loads column t % TK, rows t / TK + r * (NT / TK); for B, column t and,
-// when TWO_COLS, column t + NT. A thread's columns never change, so their index math is done once.
+// when COLS > 1, columns t + NT, t + 2 NT, ... A thread's columns never change, so their index math
+// is done once.
 
 // Forward B column n = (b, oh, ow): where its input window starts, and its image's base in x.
 struct FwdCol { ih0: i32, iw0: i32, xbase: u32, ok: bool }
@@ -137,6 +138,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
   let khw = p.k_h * p.k_w;
   let c0 = fwd_col(n0 + t, g);
   let c1 = fwd_col(n0 + t + NT, g);
+  let c2 = fwd_col(n0 + t + 2u * NT, g);
+  let c3 = fwd_col(n0 + t + 3u * NT, g);
   let ak = t % TK;
   let am = t / TK;
   let wbase = g * p.cout_g;
@@ -158,7 +161,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     for (var kk = 0u; kk < TK; kk++) {
       let k_ok = k0 + kk < p.gemm_k;
       put_b(kk, t, fwd_load(c0, ci, ky, kx, k_ok));
-      if (TWO_COLS) { put_b(kk, t + NT, fwd_load(c1, ci, ky, kx, k_ok)); }
+      if (COLS > 1u) { put_b(kk, t + NT, fwd_load(c1, ci, ky, kx, k_ok)); }
+      if (COLS > 2u) {
+        put_b(kk, t + 2u * NT, fwd_load(c2, ci, ky, kx, k_ok));
+        put_b(kk, t + 3u * NT, fwd_load(c3, ci, ky, kx, k_ok));
+      }
       kx += 1u;
       let wx = kx == p.k_w;
       kx = select(kx, 0u, wx);
@@ -248,6 +255,8 @@ fn backward_data(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
   let hw = p.in_h * p.in_w;
   let c0 = data_col(n0 + t, g);
   let c1 = data_col(n0 + t + NT, g);
+  let c2 = data_col(n0 + t + 2u * NT, g);
+  let c3 = data_col(n0 + t + 3u * NT, g);
   let ak = t % TK;
   let am = t / TK;
 
@@ -270,7 +279,11 @@ fn backward_data(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     for (var kk = 0u; kk < TK; kk++) {
       let k_ok = k0 + kk < p.gemm_k;
       put_b(kk, t, data_load(c0, co, ky, kx, k_ok));
-      if (TWO_COLS) { put_b(kk, t + NT, data_load(c1, co, ky, kx, k_ok)); }
+      if (COLS > 1u) { put_b(kk, t + NT, data_load(c1, co, ky, kx, k_ok)); }
+      if (COLS > 2u) {
+        put_b(kk, t + 2u * NT, data_load(c2, co, ky, kx, k_ok));
+        put_b(kk, t + 3u * NT, data_load(c3, co, ky, kx, k_ok));
+      }
       kx += 1u;
       let wx = kx == p.k_w;
       kx = select(kx, 0u, wx);
@@ -338,6 +351,8 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   let ohw = p.out_h * p.out_w;
   let c0 = weight_col(n0 + t, g);
   let c1 = weight_col(n0 + t + NT, g);
+  let c2 = weight_col(n0 + t + 2u * NT, g);
+  let c3 = weight_col(n0 + t + 3u * NT, g);
   let ak = t % TK;
   let am = t / TK;
   let k_beg = split * p.k_split;
@@ -361,7 +376,11 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     for (var kk = 0u; kk < TK; kk++) {
       let k_ok = k0 + kk < k_end;
       put_b(kk, t, weight_load(c0, kb, oh, ow, k_ok));
-      if (TWO_COLS) { put_b(kk, t + NT, weight_load(c1, kb, oh, ow, k_ok)); }
+      if (COLS > 1u) { put_b(kk, t + NT, weight_load(c1, kb, oh, ow, k_ok)); }
+      if (COLS > 2u) {
+        put_b(kk, t + 2u * NT, weight_load(c2, kb, oh, ow, k_ok));
+        put_b(kk, t + 3u * NT, weight_load(c3, kb, oh, ow, k_ok));
+      }
       ow += 1u;
       let wx = ow == p.out_w;
       ow = select(ow, 0u, wx);
