@@ -33,24 +33,44 @@ export interface Conv2dGeometry {
 }
 
 /**
- * Tiling (see shaders/conv2d.wgsl): a workgroup of 8 x WG_N threads computes a 64 x (8 * WG_N) tile
- * of the GEMM, each thread an 8 x 8 block, in TK-deep steps. 8 x 8 threads with TK = 32 (16 KiB of
- * workgroup memory) measured best on SwiftShader among WG_N in {4, 8, 16} and TK in {16, 32}.
+ * Tiling (see shaders/conv2d.wgsl): a workgroup of WG_M x WG_N threads computes a (8 WG_M) x (8 WG_N)
+ * tile of the GEMM, each thread an 8 x 8 block, in TK-deep steps. 8 x 8 threads with TK = 32 (16 KiB
+ * of workgroup memory) measured best on SwiftShader among WG_N in {4, 8, 16} and TK in {16, 32}.
  */
-export const CONV2D_TILE: Conv2dTile = { WG_N: 8, TK: 32 };
+export const CONV2D_TILE: Conv2dTile = { WG_M: 8, WG_N: 8, TK: 32 };
+/** For GEMMs of at most 32 rows (e.g. 32 channels): half the rows, so no work is padded away. */
+export const CONV2D_TILE_32: Conv2dTile = { WG_M: 4, WG_N: 8, TK: 32 };
+/** For at most 16 rows; 16 deep, as 32 would take more than 16 KiB of workgroup memory. */
+export const CONV2D_TILE_16: Conv2dTile = { WG_M: 2, WG_N: 16, TK: 16 };
 export interface Conv2dTile {
+  /** threads along M: 8, 4 or 2 (64-, 32- or 16-row tiles) */
+  WG_M: number;
   WG_N: number;
   TK: number;
+  /** weight gradient only: K ranges summed afterwards (default: from the sizes, see splitK) */
+  splits?: number;
 }
-const TM = 64;
-const RN = 8;
 
 function checkTile(t: Conv2dTile): void {
-  const nt = 8 * t.WG_N;
-  const bytes = 4 * (TM * t.TK + t.TK * RN * t.WG_N);
-  if (nt > 256 || nt % t.TK !== 0 || (TM * t.TK) % nt !== 0 || bytes > 16384) {
-    throw new Error(`conv2d: tile ${JSON.stringify(t)} is not supported (threads ${nt} must be <= 256 and a multiple of TK, workgroup memory ${bytes} <= 16384 bytes)`);
+  const nt = t.WG_M * t.WG_N;
+  const bytes = 4 * 8 * t.TK * (t.WG_M + t.WG_N);
+  if (![2, 4, 8].includes(t.WG_M) || nt > 256 || nt % t.TK !== 0 || (8 * t.WG_M * t.TK) % nt !== 0 || bytes > 16384) {
+    throw new Error(`conv2d: tile ${JSON.stringify(t)} is not supported (WG_M must be 2, 4 or 8, threads ${nt} <= 256 and a multiple of TK, workgroup memory ${bytes} <= 16384 bytes)`);
   }
+}
+
+/**
+ * The tile for an m x k GEMM: the one with the fewest padded rows, each tile's rows weighted by its
+ * cost per row (smaller tiles' loads feed fewer FMAs; measured on SwiftShader, relative to 64-row
+ * tiles: 1.2 for 32 rows, 1.9 for 16). So 16-row tiles for M <= 16 (e.g. a convolution out to
+ * 1-4 image channels), 32-row ones for M <= 32 and M = 96, 64-row ones for M = 64. A K of at most 16
+ * (a 3x3 convolution of one channel) takes 16-deep steps rather than padding to 32.
+ */
+export function pickTile(m: number, k: number): Conv2dTile {
+  const cost = (t: Conv2dTile, perRow: number) => Math.ceil(m / (8 * t.WG_M)) * 8 * t.WG_M * perRow;
+  const options: [Conv2dTile, number][] = [[CONV2D_TILE, 1], [CONV2D_TILE_32, 1.2], [CONV2D_TILE_16, 1.9]];
+  const t = options.reduce((best, o) => (cost(...o) < cost(...best) ? o : best))[0];
+  return k <= 16 ? { ...t, TK: 16 } : t;
 }
 
 function pair(op: string, name: string, v: Pair, min: number): [number, number] {
@@ -112,50 +132,78 @@ export const conv2dOutShape = (g: Conv2dGeometry): number[] => [g.batch, g.cout,
 /** Floating-point operations of the forward pass (each of dX and dW costs the same). */
 export const conv2dFlops = (g: Conv2dGeometry): number => 2 * g.batch * g.cout * g.oh * g.ow * (g.cin / g.groups) * g.kh * g.kw;
 
-function uniforms(g: Conv2dGeometry, m: number, n: number, k: number) {
+function uniforms(g: Conv2dGeometry, m: number, n: number, k: number, splits = 1, kSplit = k) {
   return {
     batch: g.batch, cin: g.cin, in_h: g.h, in_w: g.w,
     cout: g.cout, out_h: g.oh, out_w: g.ow, groups: g.groups,
     k_h: g.kh, k_w: g.kw, stride_h: g.stride[0], stride_w: g.stride[1],
     pad_h: g.padding[0], pad_w: g.padding[1], dil_h: g.dilation[0], dil_w: g.dilation[1],
     cin_g: g.cin / g.groups, cout_g: g.cout / g.groups,
-    gemm_m: m, gemm_n: n, gemm_k: k, _pad0: 0, _pad1: 0, _pad2: 0,
+    gemm_m: m, gemm_n: n, gemm_k: k, splits, k_split: kSplit, _pad0: 0,
   };
 }
 
-function gemm(entry: string, g: Conv2dGeometry, m: number, n: number, k: number, bindings: Record<string, DeviceArray>, extra: Record<string, number>, tile: Conv2dTile): void {
+function gemm(entry: string, g: Conv2dGeometry, m: number, n: number, k: number, bindings: Record<string, DeviceArray>, extra: Record<string, number>, tile: Conv2dTile, splits = 1, kSplit = k): void {
   checkTile(tile);
   const rt = Object.values(bindings)[0]!.rt;
   rt.dispatch(kernel, entry, {
     bindings,
-    uniforms: uniforms(g, m, n, k),
-    workgroups: [Math.ceil(n / (RN * tile.WG_N)), Math.ceil(m / TM), g.groups],
-    constants: { WG_N: tile.WG_N, TK: tile.TK, ...extra },
+    uniforms: uniforms(g, m, n, k, splits, kSplit),
+    workgroups: [Math.ceil(n / (8 * tile.WG_N)), Math.ceil(m / (8 * tile.WG_M)), g.groups * splits],
+    constants: { WG_M: tile.WG_M, WG_N: tile.WG_N, TK: tile.TK, ...extra },
   });
 }
 
 /** y = conv2d(x, w) + bias, [N, Cout, OH, OW]. */
-export function conv2dForward(x: DeviceArray, w: DeviceArray, b: DeviceArray | null, g: Conv2dGeometry, tile: Conv2dTile = CONV2D_TILE): DeviceArray {
+export function conv2dForward(x: DeviceArray, w: DeviceArray, b: DeviceArray | null, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
   const y = x.rt.alloc(conv2dOutShape(g), 'f32', 'conv2d');
-  const cinG = g.cin / g.groups;
+  const m = g.cout / g.groups;
+  const k = (g.cin / g.groups) * g.kh * g.kw;
   // Without a bias the binding still needs a buffer; HAS_BIAS = 0 means it is never read.
-  gemm('forward', g, g.cout / g.groups, g.batch * g.oh * g.ow, cinG * g.kh * g.kw, { x, wt: w, bias: b ?? w, y }, { HAS_BIAS: b ? 1 : 0 }, tile);
+  gemm('forward', g, m, g.batch * g.oh * g.ow, k, { x, wt: w, bias: b ?? w, y }, { HAS_BIAS: b ? 1 : 0 }, tile ?? pickTile(m, k));
   return y;
 }
 
 /** dL/dx from dL/dy, [N, Cin, H, W]. */
-export function conv2dBackwardData(gy: DeviceArray, w: DeviceArray, g: Conv2dGeometry, tile: Conv2dTile = CONV2D_TILE): DeviceArray {
+export function conv2dBackwardData(gy: DeviceArray, w: DeviceArray, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
   const dx = gy.rt.alloc([g.batch, g.cin, g.h, g.w], 'f32', 'conv2d backward');
-  gemm('backward_data', g, g.cin / g.groups, g.batch * g.h * g.w, (g.cout / g.groups) * g.kh * g.kw, { gy, wt: w, dx }, {}, tile);
+  const m = g.cin / g.groups;
+  const k = (g.cout / g.groups) * g.kh * g.kw;
+  const unit = g.stride[0] === 1 && g.stride[1] === 1;
+  gemm('backward_data', g, m, g.batch * g.h * g.w, k, { gy, wt: w, dx }, { UNIT_STRIDE: unit ? 1 : 0 }, tile ?? pickTile(m, k));
   return dx;
 }
 
+/** Workgroups the weight gradient should have at least, so that every core (or SM) gets work. */
+const MIN_WORKGROUPS = 32;
+/** K steps each split keeps at least, so that its partial sums stay worth the extra pass. */
+const MIN_SPLIT_STEPS = 8;
+
+/**
+ * How many K ranges the weight gradient's GEMM (M x N tiles few, K = batch * pixels long) is split
+ * into, and the length of each (a multiple of TK): enough for MIN_WORKGROUPS workgroups.
+ */
+export function splitK(m: number, n: number, k: number, groups: number, t: Conv2dTile): { splits: number; kSplit: number } {
+  const tiles = Math.ceil(m / (8 * t.WG_M)) * Math.ceil(n / (8 * t.WG_N)) * groups;
+  const want = t.splits ?? Math.min(Math.ceil(MIN_WORKGROUPS / tiles), Math.floor(k / (MIN_SPLIT_STEPS * t.TK)));
+  if (want <= 1) return { splits: 1, kSplit: k };
+  const kSplit = Math.ceil(k / want / t.TK) * t.TK;
+  return { splits: Math.ceil(k / kSplit), kSplit };
+}
+
 /** dL/dw from dL/dy and x, [Cout, Cin/groups, kh, kw]. */
-export function conv2dBackwardWeight(gy: DeviceArray, x: DeviceArray, g: Conv2dGeometry, tile: Conv2dTile = CONV2D_TILE): DeviceArray {
+export function conv2dBackwardWeight(gy: DeviceArray, x: DeviceArray, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
   const cinG = g.cin / g.groups;
-  const dw = gy.rt.alloc([g.cout, cinG, g.kh, g.kw], 'f32', 'conv2d backward');
-  gemm('backward_weight', g, g.cout / g.groups, cinG * g.kh * g.kw, g.batch * g.oh * g.ow, { gy, x, dw }, {}, tile);
-  return dw;
+  const m = g.cout / g.groups;
+  const n = cinG * g.kh * g.kw;
+  const k = g.batch * g.oh * g.ow;
+  const t = tile ?? pickTile(m, k);
+  const { splits, kSplit } = splitK(m, n, k, g.groups, t);
+  const shape = [g.cout, cinG, g.kh, g.kw];
+  // Split: each K range writes its own partial dw, [splits, ...shape], summed here.
+  const dw = gy.rt.alloc(splits > 1 ? [splits, ...shape] : shape, 'f32', 'conv2d backward');
+  gemm('backward_weight', g, m, n, k, { gy, x, dw }, {}, t, splits, kSplit);
+  return splits > 1 ? sumAxes(dw, [0]).reshape(shape) : dw;
 }
 
 /** dL/dbias = sum of dL/dy over N, OH, OW, [Cout]. */

@@ -3,7 +3,7 @@ import { DeviceArray } from '../src/runtime/runtime.js';
 import { ShapeError, fmtShape } from '../src/runtime/errors.js';
 import source from '../shaders/elementwise.wgsl';
 import opsSource from '../shaders/elementwise_ops.wgsl';
-import { broadcastShapes, broadcastStrides, checkRank, numel, stridesOf } from './shape.js';
+import { broadcastShapes, broadcastStrides, checkRank, mergeAxes, numel, stridesOf } from './shape.js';
 
 const kernel = new Kernel('elementwise', opsSource + source);
 
@@ -34,16 +34,26 @@ export function stridedMap(op: UnaryOp, src: DeviceArray, srcView: View, dst: De
   const rt = src.rt;
   // Fusable when the result is written whole and contiguously (not a slice of a larger array).
   const whole = dst.size === n && dstView.offset === 0 && sameStrides(dstView.strides, stridesOf(shape), shape);
+  const m = mergeAxes(shape, [srcView.strides, dstView.strides]);
   rt.dispatch(kernel, 'unary', {
     bindings: { a: src, out: dst },
     uniforms: {
-      n, rank: shape.length, a_offset: srcView.offset, b_offset: dstView.offset, alpha, beta, _pad0: 0, _pad1: 0,
-      shape, a_strides: srcView.strides, b_strides: dstView.strides,
+      n, _pad0: 0, a_offset: srcView.offset, b_offset: dstView.offset, alpha, beta,
+      ...innermostFirst(m),
     },
     workgroups: rt.grid1d(n, 256),
-    constants: { OP: UNARY.indexOf(op) },
+    constants: { OP: UNARY.indexOf(op), RANK: m.shape.length },
     fuse: whole ? { kind: 'unary', op: UNARY.indexOf(op), alpha, beta, shape, inputs: [{ array: src, offset: srcView.offset, strides: srcView.strides }], out: dst } : undefined,
   });
+}
+
+/** The kernel's shape and stride uniforms: merged axes, the outermost apart, the others innermost first (see shaders/elementwise.wgsl). */
+function innermostFirst(m: { shape: number[]; strides: number[][] }) {
+  const inner = (v: number[]) => v.slice(1).reverse();
+  return {
+    a_outer: m.strides[0]![0] ?? 0, b_outer: m.strides[1]![0] ?? 0,
+    shape: inner(m.shape), a_strides: inner(m.strides[0]!), b_strides: inner(m.strides[1]!),
+  };
 }
 
 /** Equal strides on every axis longer than 1 (the stride of a size-1 axis never matters). */
@@ -76,7 +86,7 @@ export function unaryGrad(op: UnaryOp, x: DeviceArray, gy: DeviceArray): DeviceA
 }
 
 function zeroUniforms(n: number) {
-  return { n, rank: 0, a_offset: 0, b_offset: 0, alpha: 1, beta: 0, _pad0: 0, _pad1: 0, shape: [], a_strides: [], b_strides: [] };
+  return { n, _pad0: 0, a_offset: 0, b_offset: 0, alpha: 1, beta: 0, a_outer: 0, b_outer: 0, shape: [], a_strides: [], b_strides: [] };
 }
 
 /** g(a, b) with NumPy broadcasting. */
@@ -87,14 +97,16 @@ export function binary(op: BinaryOp, a: DeviceArray, b: DeviceArray): DeviceArra
   const n = numel(shape);
   const aStrides = broadcastStrides(a.shape, shape);
   const bStrides = broadcastStrides(b.shape, shape);
+  // out is contiguous: its strides take part in the merge so that out[i] stays element i.
+  const m = mergeAxes(shape, [aStrides, bStrides, stridesOf(shape)]);
   rt.dispatch(kernel, 'binary', {
     bindings: { a, b, out },
     uniforms: {
-      n, rank: shape.length, a_offset: 0, b_offset: 0, alpha: 1, beta: 0, _pad0: 0, _pad1: 0,
-      shape, a_strides: aStrides, b_strides: bStrides,
+      n, _pad0: 0, a_offset: 0, b_offset: 0, alpha: 1, beta: 0,
+      ...innermostFirst(m),
     },
     workgroups: rt.grid1d(n, 256),
-    constants: { OP: BINARY.indexOf(op) },
+    constants: { OP: BINARY.indexOf(op), RANK: m.shape.length },
     fuse: {
       kind: 'binary', op: BINARY.indexOf(op), alpha: 1, beta: 0, shape,
       inputs: [{ array: a, offset: 0, strides: aStrides }, { array: b, offset: 0, strides: bStrides }], out,

@@ -14,6 +14,28 @@ export function stridesOf(shape: readonly number[]): number[] {
   return st;
 }
 
+/**
+ * Drops size-1 axes and merges neighbouring axes along which every view's strides chain (the outer
+ * stride is the inner one times the inner size): the same elements in the same order, fewer axes, so
+ * kernels that unravel a flat index divide less. Broadcast (zero-stride) axes merge with each other.
+ */
+export function mergeAxes(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const out: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  shape.forEach((d, i) => {
+    if (d === 1) return;
+    const last = out.length - 1;
+    if (last >= 0 && strides.every((s, j) => outStrides[j]![last] === s[i]! * d)) {
+      out[last]! *= d;
+      strides.forEach((s, j) => (outStrides[j]![last] = s[i]!));
+    } else {
+      out.push(d);
+      strides.forEach((s, j) => outStrides[j]!.push(s[i]!));
+    }
+  });
+  return { shape: out, strides: outStrides };
+}
+
 export function checkRank(op: string, shape: readonly number[]): void {
   if (shape.length > MAX_RANK) throw new ShapeError(op, `rank ${shape.length} of ${fmtShape(shape)} exceeds the limit of ${MAX_RANK}`);
 }

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
-import { conv2dGeometry, conv2dGradRef, conv2dRef, Conv2dOptions } from '../kernels/conv2d.js';
-import { checkOp, useDevice } from './helpers.js';
+import {
+  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, conv2dGeometry, conv2dGradRef, conv2dRef, Conv2dOptions, Conv2dTile,
+  CONV2D_TILE, CONV2D_TILE_16, CONV2D_TILE_32, splitK,
+} from '../kernels/conv2d.js';
+import { checkOp, expectClose, f32, randn, useDevice } from './helpers.js';
 
 const dev = useDevice();
 
@@ -15,8 +18,9 @@ interface Case {
   fdProbes?: number;
 }
 
-// The GEMM tiles are 64 (M) x 64 (N) x 32 (K); most sizes below are not multiples of them. Each GEMM
-// (forward, dx, dw) has its own M, N, K: see the comments on the larger cases.
+// The GEMM tiles are 64 (M) x 64 (N) x 32 (K), 32 x 64 x 32 when M <= 32, 16 x 128 x 16 when M <= 16
+// (kernels/conv2d.ts, pickTile); most sizes below are not multiples of them. Each GEMM (forward, dx, dw) has its own M, N, K: see the comments on the larger
+// cases. The weight gradient splits K when its M x N tiles are few (kernels/conv2d.ts, splitK).
 const cases: Case[] = [
   { name: '3x3 pad 1', x: [2, 3, 7, 6], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 } },
   { name: '3x3 stride 2 pad 1', x: [2, 4, 9, 8], w: [6, 4, 3, 3], bias: true, opts: { stride: 2, padding: 1 } },
@@ -29,6 +33,12 @@ const cases: Case[] = [
   { name: 'tile multiples', x: [1, 32, 8, 8], w: [64, 32, 3, 3], bias: true, opts: { padding: 1 }, fdProbes: 8 },
   // forward 70 x 112 x 180, dx 20 x 544 x 630, dw 70 x 180 x 112: more than one tile, ragged, everywhere.
   { name: 'several ragged tiles, stride 2, no padding', x: [2, 20, 17, 16], w: [70, 20, 3, 3], bias: true, opts: { stride: 2 }, fdProbes: 8 },
+  // 16-row tiles 128 wide (each thread loads 4 B columns), ragged: forward 6 x 162 x 108, dx 12 x 162 x 54,
+  // dw 6 x 108 x 162.
+  { name: '16-row tiles', x: [2, 12, 9, 9], w: [6, 12, 3, 3], bias: true, opts: { padding: 1 }, fdProbes: 8 },
+  // forward 24 x 800 x 360 (32-row tile), dx 40 x 800 x 216 (64-row tile), dw 24 x 360 x 800: K split
+  // into 3 ranges of 288, 288 and 224.
+  { name: 'split K in the weight gradient, 64-row data gradient', x: [2, 40, 20, 20], w: [24, 40, 3, 3], bias: true, opts: { padding: 1 }, fdProbes: 4 },
 ];
 
 describe('conv2d', () => {
@@ -59,6 +69,42 @@ describe('conv2d', () => {
       });
     });
   }
+
+  it('every tiling and K split gives the same numbers (forward, dx, dw)', async () => {
+    const rt = dev().rt;
+    // groups 2, stride 2, dilation 2: per group forward 21 x 200 x 45, dx 5 x 722 x 189, dw 21 x 45 x 200
+    // (splits 2: K ranges of 128 and 72; splits 5: ranges of 64, the last of 8; splits 3 at TK 16: 80, 80, 40).
+    const g = conv2dGeometry([2, 10, 19, 19], [42, 5, 3, 3], [42], { groups: 2, stride: 2, padding: 2, dilation: 2 });
+    const [xs, ws] = [[2, 10, 19, 19], [42, 5, 3, 3]];
+    const x = f32(randn(2 * 10 * 19 * 19));
+    const w = f32(randn(42 * 5 * 9));
+    const b = f32(randn(42));
+    const gy = f32(randn(2 * 42 * g.oh * g.ow));
+    const X = rt.upload(Float32Array.from(x), xs);
+    const W = rt.upload(Float32Array.from(w), ws);
+    const Bias = rt.upload(Float32Array.from(b), [42]);
+    const GY = rt.upload(Float32Array.from(gy), [2, 42, g.oh, g.ow]);
+    const y = conv2dRef(x, w, b, g);
+    const ref = conv2dGradRef(x, w, gy, g);
+    const tiles: Conv2dTile[] = [
+      CONV2D_TILE, CONV2D_TILE_32, CONV2D_TILE_16, { WG_M: 4, WG_N: 16, TK: 16 },
+      { ...CONV2D_TILE, splits: 2 }, { ...CONV2D_TILE_32, splits: 5 }, { ...CONV2D_TILE_16, splits: 3 },
+    ];
+    for (const t of tiles) {
+      const what = `tile ${JSON.stringify(t)}`;
+      // Dot products of K terms ~1: 1e-6·K, as in the cases above.
+      expectClose(`${what} forward`, await rt.read(conv2dForward(X, W, Bias, g, t)), y, 1e-6 * 45, 1e-6);
+      expectClose(`${what} dx`, await rt.read(conv2dBackwardData(GY, W, g, t)), ref.dx, 1e-6 * 189, 1e-6);
+      expectClose(`${what} dw`, await rt.read(conv2dBackwardWeight(GY, X, g, t)), ref.dw, 1e-6 * 200, 1e-6);
+    }
+    // The default split: none for this dw (K = 200 is short); a long K is split into ranges that are
+    // multiples of TK and cover it exactly.
+    expect(splitK(21, 45, 200, 2, CONV2D_TILE_32).splits).toBe(1);
+    const s = splitK(32, 288, 8192, 1, CONV2D_TILE_32);
+    expect(s.splits).toBeGreaterThan(1);
+    expect(s.kSplit % 32).toBe(0);
+    expect((s.splits - 1) * s.kSplit < 8192 && s.splits * s.kSplit >= 8192).toBe(true);
+  });
 
   it('a weight used twice accumulates both gradients', async () => {
     // y = conv2d(x, w, pad 1) + conv2d(x, w, pad 2, dilation 2): both keep the 6 x 7 size.

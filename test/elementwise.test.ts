@@ -102,6 +102,11 @@ describe('reductions', () => {
     [[4, 5, 6], [1]],
     [[4, 5, 6], [0, 2]],
     [[3, 300], [1]], // reduced length above the 64-thread workgroup
+    // The kernel merges axes and picks a thread or a workgroup per output (kernels/reduce.ts):
+    [[3, 5, 70, 4], [0, 2, 3]], // a bias gradient: workgroup per output, runs of 280 (axes 2, 3 merged)
+    [[300, 3, 2], [0, 2]], // workgroup per output, runs of 2 (shorter than the workgroup): flat index
+    [[2, 3, 1, 40, 5], [1, 2, 4]], // thread per output; kept and reduced axes interleaved, a size-1 axis
+    [[70, 9], [0]], // thread per output, strided run (split-K partial sums)
   ];
   for (const [shape, axes] of cases) {
     for (const kind of ['sum', 'mean'] as const) {
@@ -137,4 +142,107 @@ describe('reductions', () => {
       });
     }
   }
+});
+
+/** Row-major coordinates of flat index k in `shape`, and back. */
+const coords = (k: number, shape: readonly number[]) => {
+  const c = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    c[d] = k % shape[d]!;
+    k = Math.floor(k / shape[d]!);
+  }
+  return c;
+};
+const flat = (c: readonly number[], shape: readonly number[]) => c.reduce((acc, v, d) => acc * shape[d]! + v, 0);
+
+// Strided copies (one kernel; the host merges axes whose strides chain before dispatch). Copies are
+// exact: tolerance 0.
+describe('strided copies: permute, concat, slice', () => {
+  const perms: [number[], number[]][] = [
+    [[2, 3, 4, 5], [0, 2, 1, 3]], // attention's head split: the outer and inner axes merge with nothing
+    [[2, 3, 4, 5], [0, 1, 3, 2]], // axes 0 and 1 merge in both views
+    [[3, 1, 4], [2, 0, 1]], // a size-1 axis
+    [[2, 3, 4, 5], [3, 2, 1, 0]],
+  ];
+  for (const [shape, perm] of perms) {
+    it(`permute ${JSON.stringify(shape)} by ${JSON.stringify(perm)}`, async () => {
+      const outShape = perm.map((p) => shape[p]!);
+      const n = shape.reduce((a, b) => a * b, 1);
+      // out[c] = x[c'] where c'[perm[d]] = c[d]
+      const src = (k: number) => {
+        const c = coords(k, outShape);
+        const ci = new Array<number>(shape.length);
+        perm.forEach((p, d) => (ci[p] = c[d]!));
+        return flat(ci, shape);
+      };
+      await checkOp(dev(), {
+        name: 'permute',
+        inputs: [{ shape }],
+        run: ([x]) => ops.permute(x!, perm),
+        ref: ([x]) => Float64Array.from({ length: n }, (_, k) => x![src(k)]!),
+        refGrad: (_, gy) => {
+          const g = new Float64Array(n);
+          for (let k = 0; k < n; k++) g[src(k)] = gy[k]!;
+          return [g];
+        },
+        atol: 0,
+        rtol: 0,
+      });
+    });
+  }
+
+  const concats: [number[][], number][] = [
+    [[[2, 3, 4, 5], [2, 2, 4, 5]], 1], // U-Net skip connections: channels
+    [[[2, 3, 4], [1, 3, 4], [3, 3, 4]], 0],
+    [[[2, 3, 4], [2, 3, 1]], 2],
+  ];
+  for (const [shapes, axis] of concats) {
+    it(`concat ${JSON.stringify(shapes)} along ${axis}, and its gradient (slices)`, async () => {
+      const outShape = shapes[0]!.slice();
+      outShape[axis] = shapes.reduce((s, sh) => s + sh[axis]!, 0);
+      const n = outShape.reduce((a, b) => a * b, 1);
+      // Element k of the output: which part and which of its elements.
+      const src = (k: number): [number, number] => {
+        const c = coords(k, outShape);
+        let at = c[axis]!;
+        let part = 0;
+        while (at >= shapes[part]![axis]!) at -= shapes[part++]![axis]!;
+        c[axis] = at;
+        return [part, flat(c, shapes[part]!)];
+      };
+      await checkOp(dev(), {
+        name: 'concat',
+        inputs: shapes.map((shape) => ({ shape })),
+        run: (xs) => ops.concat(xs, axis),
+        ref: (xs) => Float64Array.from({ length: n }, (_, k) => { const [p, i] = src(k); return xs[p]![i]!; }),
+        refGrad: (xs, gy) => {
+          const gs = xs.map((x) => new Float64Array(x.length));
+          for (let k = 0; k < n; k++) { const [p, i] = src(k); gs[p]![i] = gy[k]!; }
+          return gs;
+        },
+        atol: 0,
+        rtol: 0,
+      });
+    });
+  }
+
+  it('slice [2, 7, 3, 3] channels 2..5, and its gradient (zeros elsewhere)', async () => {
+    const shape = [2, 7, 3, 3];
+    const outShape = [2, 4, 3, 3];
+    const n = 2 * 4 * 9;
+    const src = (k: number) => { const c = coords(k, outShape); c[1]! += 2; return flat(c, shape); };
+    await checkOp(dev(), {
+      name: 'slice',
+      inputs: [{ shape }],
+      run: ([x]) => ops.slice(x!, 2, 4, 1),
+      ref: ([x]) => Float64Array.from({ length: n }, (_, k) => x![src(k)]!),
+      refGrad: (_, gy) => {
+        const g = new Float64Array(2 * 7 * 9);
+        for (let k = 0; k < n; k++) g[src(k)] = gy[k]!;
+        return [g];
+      },
+      atol: 0,
+      rtol: 0,
+    });
+  });
 });
