@@ -84,8 +84,9 @@ export interface VQGANStats {
 export function adaptiveWeight(gRec: Tensor, gGan: Tensor, weight: number): Tensor {
   const norm = (g: Tensor) => ops.sqrt(ops.sum(ops.square(g)));
   const ratio = ops.div(norm(gRec), ops.affine(norm(gGan), 1, ADAPTIVE_DELTA));
-  // ratio >= 0 already; min(ratio, MAX) = MAX − relu(MAX − ratio).
-  return ops.scale(ops.affine(ops.relu(ops.affine(ratio, -1, ADAPTIVE_MAX)), -1, ADAPTIVE_MAX), weight);
+  // ratio >= 0 already; min(ratio, MAX) = ratio − relu(ratio − MAX), exact below MAX (MAX − relu(MAX − ratio)
+  // would round ratio to the f32 spacing near 10⁴, ~1e-3).
+  return ops.scale(ops.sub(ratio, ops.relu(ops.affine(ratio, 1, -ADAPTIVE_MAX))), weight);
 }
 
 /** Clip to [-1, 1]: x − relu(x − 1) + relu(−x − 1). */
