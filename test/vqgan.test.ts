@@ -19,8 +19,10 @@ import { makeColorsDataset } from '../src/data/colors.js';
 const dev = useDevice();
 const r = rng(SEED + 23);
 
-// The toy training run: steps, and the PSNR (dB) it must start below and end above.
-const TOY_STEPS = 120;
+// The toy training run: steps, and the PSNR (dB) it must start below and end above. Seeds are fixed, so
+// the run is deterministic on one adapter; on SwiftShader it went from 7.8 dB to 15.4 dB at step 140
+// (14.8 at 160, 20 steps into the GAN phase): 12 dB leaves room for another adapter's rounding.
+const TOY_STEPS = 160;
 const TOY_START_MAX = 10;
 const TOY_PSNR = 12;
 
@@ -473,12 +475,15 @@ describe('adaptive weight and the trainer', () => {
 
   it('a tiny VQ-GAN (f = 4) trained on a handful of 16x16 colors images raises PSNR (L1 + quantizer, then the GAN)', async () => {
     const d = dev();
-    const vq = new VQGAN(new Init(d, 1), { blockOutChannels: [8, 16, 16], normGroups: 4, latentChannels: 4, numEmbeddings: 64, restartAfter: 10 });
+    // EMA codes (decay 0.9) with restarts after 5 idle steps: codes take the encoder's scale at once,
+    // where gradient-trained codes start at ±1/K and need ~lr per step to grow (the same run with
+    // gradient codes took ~200 steps to pass 13 dB).
+    const vq = new VQGAN(new Init(d, 1), { blockOutChannels: [8, 16, 16], normGroups: 4, latentChannels: 4, numEmbeddings: 64, codebookUpdate: 'ema', emaDecay: 0.9, restartAfter: 5 });
     expect(vq.factor).toBe(4);
     const B = 4;
     const steps = TOY_STEPS;
     const data = makeColorsDataset({ n: 2 * B, size: 16, seed: 3 });
-    const tr = await VQGANTrainer.create(d, vq, { batchSize: B, height: 16, width: 16, lr: 2e-3, discLr: 2e-3, discStart: steps - 20, discriminator: { channels: 8, layers: 2, normGroups: 4 } });
+    const tr = await VQGANTrainer.create(d, vq, { batchSize: B, height: 16, width: 16, lr: 2e-3, discLr: 2e-3, betas: [0.9, 0.999], discStart: steps - 20, discriminator: { channels: 8, layers: 2, normGroups: 4 } });
     const psnr: number[] = [];
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
