@@ -11,7 +11,7 @@ import { groupNormRef } from '../kernels/groupnorm.js';
 import { VectorQuantizer, vectorQuantize, QuantizerConfig } from '../src/models/quantizer.js';
 import { VQGAN, VQGANConfig, resolveVQGANConfig } from '../src/models/vqgan.js';
 import { LeakyReLU, PatchConv, PatchDiscriminator, PatchNorm, generatorLoss, hingeDiscriminatorLoss } from '../src/models/discriminator.js';
-import { LPIPS, loadLPIPSWeights, maxPool2x } from '../src/models/lpips.js';
+import { LPIPS, loadLPIPSWeights } from '../src/models/lpips.js';
 import { VQGANTrainer, ADAPTIVE_DELTA, ADAPTIVE_MAX } from '../src/models/vqgan-trainer.js';
 import { encodeDataset, decodeLatents } from '../src/models/vqgan-latents.js';
 import { makeColorsDataset } from '../src/data/colors.js';
@@ -428,7 +428,6 @@ describe('discriminator and LPIPS vs float64 references', () => {
     };
     // Distances are means of unit-normalised squared differences (order 0.1) through f32 convs: 1e-5.
     await checkAgainstReference(d, 'LPIPS', [{ name: 'x', t: x }, { name: 'y', t: y }, ...params.map(([n, t]) => ({ name: n, t }))], () => lp.forward(x, y), ref, [1e-5, 1e-4]);
-    void maxPool2x;
   });
 });
 
@@ -600,6 +599,10 @@ describe('checkpoints, latents, loading and errors', () => {
     expect(() => resolveVQGANConfig({ numEmbeddings: 1 })).toThrow(/config\.numEmbeddings = 1: must be an integer >= 2/);
     expect(() => resolveVQGANConfig({ blockOutChannels: [] })).toThrow(/blockOutChannels.*3 levels for f = 4, 4 levels for f = 8/);
     expect(resolveVQGANConfig({ blockOutChannels: [8, 8, 16, 16], downsampleFactor: 8 }).downsampleFactor).toBe(8);
+    // f = 8 is reachable: 4 levels turn 16x16 images into 2x2 latents.
+    const f8 = new VQGAN(new Init(d, SEED), { blockOutChannels: [4, 4, 8, 8], normGroups: 2, downsampleFactor: 8 });
+    expect(f8.factor).toBe(8);
+    expect(f8.encode(d.zeros([1, 3, 16, 16])).shape).toEqual([1, 4, 2, 2]);
     const vq = new VQGAN(new Init(d, SEED), { blockOutChannels: [4, 8, 8], normGroups: 2 });
     expect(() => vq.encode(d.zeros([1, 3, 10, 10]))).toThrow(ShapeError);
     expect(() => vq.encode(d.zeros([1, 3, 10, 10]))).toThrow(/H and W multiples of f = 4/);
