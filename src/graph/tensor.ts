@@ -168,17 +168,15 @@ function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null
     }
     if (seen.has(t)) continue;
     seen.add(t);
-    if (t.released) {
-      throw new Error(`backward: ${t} was produced by an op whose record an earlier backward pass released; pass { retainGraph: true } to the earlier grad() to take several gradients through one graph`);
-    }
     stack.push([t, true]);
     for (const i of t.gradNode?.inputs ?? []) if (i?.requiresGrad && !seen.has(i)) stack.push([i, false]);
   }
   // `order` lists inputs before the ops that use them: one forward pass finds the tensors whose
-  // gradient leads to a tensor of `wrt`.
+  // gradient leads to a tensor of `wrt`. A tensor whose record was released might have led there:
+  // it counts as needed, so that a gradient reaching it raises the error below.
   const needed = new Set<Tensor>();
   for (const t of order) {
-    if (!wrt || wrt.has(t) || t.gradNode?.inputs.some((i) => i && needed.has(i))) needed.add(t);
+    if (!wrt || wrt.has(t) || t.released || t.gradNode?.inputs.some((i) => i && needed.has(i))) needed.add(t);
   }
   const grads = new Map<Tensor, DeviceArray>([[root, seed]]);
   const result = new Map<Tensor, DeviceArray>();
@@ -193,6 +191,9 @@ function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null
         result.set(t, g === seed ? unary('identity', g) : g);
       }
       grads.delete(t);
+      if (!node && t.released && !wrt?.has(t)) {
+        throw new Error(`backward: the gradient reached ${t}, whose op was released by an earlier backward pass; pass { retainGraph: true } to the earlier grad() to take several gradients through one graph`);
+      }
       if (!node || !node.inputs.some((i) => i?.requiresGrad && needed.has(i))) continue;
       const gs = node.backward(g);
       node.inputs.forEach((inp, i) => {
