@@ -567,6 +567,7 @@ describe('checkpoints, latents, loading and errors', () => {
     const dst = new LPIPS(new Init(d, SEED + 1), cfg);
     loadLPIPSWeights(dst, tv);
     const x = randT(d, [1, 3, 4, 4]), y = randT(d, [1, 3, 4, 4]);
+    // The same f32 weights through the same kernels: bit-identical distances.
     expect(await dst.forward(x, y).item()).toBe(await src.forward(x, y).item());
     const wrong = new Map(tv);
     wrong.set('features.2.weight', { shape: [4, 4, 1, 1], data: new Float32Array(16) });
