@@ -2,6 +2,7 @@ export { createDevice, Device } from './graph/device.js';
 export type { TensorOptions } from './graph/device.js';
 export type { CreateDeviceOptions } from './runtime/device.js';
 export { Tensor, noGrad, grad } from './graph/tensor.js';
+export type { GradOptions } from './graph/tensor.js';
 export { CompiledStep } from './graph/compile.js';
 export type { InputSpec, InputValue, StepOutputs } from './graph/compile.js';
 export type { StepStats, ExecutorOptions } from './graph/executor.js';

@@ -1,7 +1,8 @@
 // Op checking shared by the vitest suites and the headless-browser page: no vitest imports here.
 import type { Device } from '../src/graph/device.js';
-import { Tensor } from '../src/graph/tensor.js';
-import { mul, sum } from '../src/graph/ops/elementwise.js';
+import type { Module } from '../src/nn/module.js';
+import { Tensor, grad } from '../src/graph/tensor.js';
+import { abs, mul, sum } from '../src/graph/ops/elementwise.js';
 import { fmtShape } from '../src/runtime/errors.js';
 
 /** Seeded PRNG (mulberry32): inputs are fresh each run (seed from the clock) yet reproducible from the seed printed on failure. */
@@ -142,3 +143,48 @@ export function checkRefGradByFiniteDifferences(c: OpCheck, xs: Float64Array[], 
     }
   });
 }
+
+/**
+ * Checks a module's gradients against finite differences on the GPU: for the input and for every
+ * parameter, the directional derivative of L = Σ f(x)·r along a random unit direction d, by central
+ * differences (L(θ + h d) - L(θ - h d)) / 2h, against Σ ∇L·d from grad(). In f32, the difference of
+ * two losses carries rounding of ~1e-7·Σ|f·r| each, divided by 2h = 2e-2: the tolerance is that
+ * noise (times 20) plus 1% of the derivative for the O(h²) truncation. `params` picks the parameters
+ * to check (all by default).
+ */
+export async function checkModule(d: Device, name: string, m: Module, inputs: Tensor[], f: (xs: Tensor[]) => Tensor, opts: { inputGrad?: boolean[]; params?: (name: string) => boolean } = {}) {
+  const params = m.namedParameters().filter(([n]) => opts.params?.(n) ?? true);
+  const diffable = inputs.map((t, i) => (opts.inputGrad?.[i] ?? t.dtype === 'f32'));
+  const xs = inputs.map((t, i) => (diffable[i] ? new Tensor(t.data, true) : t));
+  const y0 = f(xs);
+  const r = d.tensor(Float32Array.from(randn(y0.size)), y0.shape);
+  const lossOf = () => sum(mul(f(xs), r));
+  const wrt: [string, Tensor][] = [...xs.map((x, i) => [`input ${i}`, x] as [string, Tensor]).filter((_, i) => diffable[i]), ...params];
+  const grads = grad(lossOf(), wrt.map(([, t]) => t));
+  const absL = async () => {
+    const ay = abs(mul(f(xs), r));
+    return (await sum(ay).item()) as number;
+  };
+  const scale = await absL();
+  const h = 1e-2;
+  for (let k = 0; k < wrt.length; k++) {
+    const [pname, t] = wrt[k]!;
+    const base = (await t.read()) as Float32Array;
+    const dir = Float64Array.from(randn(t.size));
+    const norm = Math.sqrt(dir.reduce((s, v) => s + v * v, 0));
+    const g = (await grads[k]!.read()) as Float32Array;
+    const analytic = g.reduce((s, v, i) => s + v * (dir[i]! / norm), 0);
+    const orig = t.data;
+    const at = async (sign: number) => {
+      t.rebind(d.tensor(base.map((v, i) => v + (sign * h * dir[i]!) / norm), t.shape).data);
+      return (await lossOf().item()) as number;
+    };
+    const fd = ((await at(1)) - (await at(-1))) / (2 * h);
+    t.rebind(orig);
+    const tol = (20 * 1.2e-7 * scale) / (2 * h) + 1e-2 * Math.abs(analytic);
+    if (!(Math.abs(fd - analytic) <= tol)) {
+      throw new Error(`${name}: d/d(${pname}) along a random direction: finite differences ${fd}, grad() ${analytic} (tolerance ${tol.toExponential(2)}; TEST_SEED=${SEED})`);
+    }
+  }
+}
+

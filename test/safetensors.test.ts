@@ -77,6 +77,17 @@ describe('safetensors round trip', () => {
     expect(serializeSafetensors(new Map(Object.entries(tensors)), metadata)).toEqual(bytes);
   });
 
+  it('reads from a Node Buffer inside a larger pool (as fs.readFile gives) without aliasing the pool', () => {
+    const bytes = serializeSafetensors(new Map([['a', { shape: [3], data: Float32Array.from([1, 2, 3]) }], ['b', { shape: [2], data: Int32Array.from([7, 8]) }]]));
+    const pool = Buffer.alloc(bytes.length + 64);
+    pool.set(bytes, 16);
+    const view = pool.subarray(16, 16 + bytes.length);
+    const { tensors } = parseSafetensors(view);
+    expect(Array.from(tensors.get('a')!.data)).toEqual([1, 2, 3]);
+    expect(Array.from(tensors.get('b')!.data)).toEqual([7, 8]);
+    expect(tensors.get('a')!.data.buffer.byteLength).toBe(12);
+  });
+
   it('lays out the header as the format says: u64 LE length, JSON, space padding to 8, contiguous data', () => {
     const bytes = serializeSafetensors(
       { b: { shape: [2], data: new Float32Array([1.5, -2]) }, a: { shape: [3], data: new Int32Array([1, -1, 70000]) } },

@@ -1,7 +1,7 @@
 import { Capture, Command } from '../runtime/capture.js';
 import { Runtime, Storage } from '../runtime/runtime.js';
 import { fuseElementwise } from './fusion.js';
-import { elideCopies, planMemory } from './memory.js';
+import { eliminateDeadCode, elideCopies, planMemory } from './memory.js';
 
 export interface ExecutorOptions {
   /** Fuse elementwise chains into generated kernels (default true). */
@@ -12,6 +12,8 @@ export interface StepStats {
   /** Dispatches per replay, and how many the trace recorded before fusion and copy elision. */
   dispatches: number;
   traced: number;
+  /** Dispatches dropped because nothing used what they wrote. */
+  eliminated: number;
   fusedKernels: number;
   fusedOps: number;
   elidedCopies: number;
@@ -40,7 +42,8 @@ export class Executor {
   ) {
     const virtual = new Set(capture.virtual);
     const traced = capture.commands.length;
-    const fused = opts.fuse === false ? { commands: capture.commands, fusedKernels: 0, fusedOps: 0 } : fuseElementwise(rt, capture.commands, pinned, virtual);
+    const live = eliminateDeadCode(capture.commands, virtual, pinned);
+    const fused = opts.fuse === false ? { commands: live.commands, fusedKernels: 0, fusedOps: 0 } : fuseElementwise(rt, live.commands, pinned, virtual);
     const { commands, elided } = elideCopies(fused.commands, virtual, pinned);
     this.commands = commands;
     const plan = planMemory(commands, virtual, pinned);
@@ -73,6 +76,7 @@ export class Executor {
     this.stats = {
       dispatches: commands.length,
       traced,
+      eliminated: live.eliminated,
       fusedKernels: fused.fusedKernels,
       fusedOps: fused.fusedOps,
       elidedCopies: elided,

@@ -15,6 +15,26 @@ export function lifetimes(commands: Command[]): Map<Storage, { first: number; la
 }
 
 /**
+ * Dead-code elimination: drops every dispatch whose writes all go to intermediates that no later
+ * remaining dispatch binds and that are not outputs (e.g. the gradient of an input that a backward
+ * rule computes although nobody asked for it). Writes to parameters, optimizer state or other
+ * memory made outside the step are effects and always stay.
+ */
+export function eliminateDeadCode(commands: Command[], virtual: Set<Storage>, pinned: Set<Storage>): { commands: Command[]; eliminated: number } {
+  const used = new Set<Storage>();
+  const keep: boolean[] = new Array(commands.length).fill(false);
+  for (let k = commands.length - 1; k >= 0; k--) {
+    const c = commands[k]!;
+    const live = c.bindings.some((b) => b.write && (!virtual.has(b.array.storage) || pinned.has(b.array.storage) || used.has(b.array.storage)));
+    if (!live) continue;
+    keep[k] = true;
+    for (const b of c.bindings) used.add(b.array.storage);
+  }
+  const kept = commands.filter((_, k) => keep[k]);
+  return { commands: kept, eliminated: commands.length - kept.length };
+}
+
+/**
  * Copy elision: a copy of an intermediate V into an existing array E (a parameter's slot in the flat
  * gradient buffer, say) is dropped, and V is computed in E's memory directly, when the copy is V's
  * last use, E is untouched while V is live, and no dispatch that binds V also binds E's buffer (a

@@ -124,8 +124,11 @@ export class Tensor {
   }
   /** @internal drop the recorded op (after back-propagation) */
   releaseNode(): void {
+    if (this.node) this.released = true;
     this.node = null;
   }
+  /** @internal the recorded op was dropped by a backward pass */
+  released = false;
 
   toString(): string {
     return `Tensor(${fmtShape(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
@@ -137,8 +140,11 @@ export class Tensor {
  * applies each op's backward rule (which records more ops, so under compile the backward becomes part
  * of the traced graph). Returns the gradient of each tensor in `wrt` (every requiresGrad leaf when
  * `wrt` is null) that root depends on. A tensor used twice receives the sum of both gradients.
+ * With `wrt`, only ops on a path from root to a tensor of `wrt` are differentiated (a backward rule
+ * may still compute gradients of its other inputs; a compiled step drops that unused work). The
+ * recorded ops are released afterwards unless `retain` (to take another gradient through them).
  */
-function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null): Map<Tensor, DeviceArray> {
+function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null, retain = false): Map<Tensor, DeviceArray> {
   if (!root.requiresGrad) throw new Error('backward: this tensor does not depend on any tensor with requiresGrad: true');
   const rt = root.rt;
   let seed: DeviceArray;
@@ -165,6 +171,13 @@ function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null
     stack.push([t, true]);
     for (const i of t.gradNode?.inputs ?? []) if (i?.requiresGrad && !seen.has(i)) stack.push([i, false]);
   }
+  // `order` lists inputs before the ops that use them: one forward pass finds the tensors whose
+  // gradient leads to a tensor of `wrt`. A tensor whose record was released might have led there:
+  // it counts as needed, so that a gradient reaching it raises the error below.
+  const needed = new Set<Tensor>();
+  for (const t of order) {
+    if (!wrt || wrt.has(t) || t.released || t.gradNode?.inputs.some((i) => i && needed.has(i))) needed.add(t);
+  }
   const grads = new Map<Tensor, DeviceArray>([[root, seed]]);
   const result = new Map<Tensor, DeviceArray>();
   noGrad(() => {
@@ -177,28 +190,42 @@ function backprop(root: Tensor, gradient: Tensor | null, wrt: Set<Tensor> | null
         // A leaf's gradient must not be the caller's own `gradient` tensor.
         result.set(t, g === seed ? unary('identity', g) : g);
       }
-      if (!node) continue;
-      const gs = node.backward(g);
       grads.delete(t);
+      if (!node && t.released && !wrt?.has(t)) {
+        throw new Error(`backward: the gradient reached ${t}, whose op was released by an earlier backward pass; pass { retainGraph: true } to the earlier grad() to take several gradients through one graph`);
+      }
+      if (!node || !node.inputs.some((i) => i?.requiresGrad && needed.has(i))) continue;
+      const gs = node.backward(g);
       node.inputs.forEach((inp, i) => {
         const gi = gs[i];
-        if (!inp?.requiresGrad || !gi) return;
+        if (!inp?.requiresGrad || !gi || !needed.has(inp)) return;
         const prev = grads.get(inp);
         grads.set(inp, prev ? binary('add', prev, gi) : gi);
       });
-      t.releaseNode();
+      if (!retain) t.releaseNode();
     }
   });
   return result;
 }
 
+export interface GradOptions {
+  /**
+   * Keep the recorded ops so that another grad() can run through them (torch's retain_graph): e.g.
+   * the gradients of two losses with respect to one layer, then of their weighted sum. Default false.
+   */
+  retainGraph?: boolean;
+  /** The gradient of a non-scalar `output` to back-propagate (a vector-Jacobian product); default 1 for a scalar. */
+  gradOutput?: Tensor;
+}
+
 /**
- * Gradients of a scalar `loss` with respect to each tensor in `wrt`, as new tensors (zeros for one
- * that the loss does not depend on). Works eagerly and inside a compiled function, where it adds the
- * backward graph to the trace.
+ * Gradients of a scalar `loss` (or of Σ output·gradOutput) with respect to each tensor in `wrt`, as
+ * new tensors (zeros for one that the loss does not depend on). Works eagerly and inside a compiled
+ * function, where it adds the backward graph to the trace. Only the part of the graph between the
+ * loss and `wrt` is differentiated. The graph is released afterwards unless `retainGraph`.
  */
-export function grad(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
-  const grads = backprop(loss, null, new Set(wrt));
+export function grad(loss: Tensor, wrt: readonly Tensor[], opts: GradOptions = {}): Tensor[] {
+  const grads = backprop(loss, opts.gradOutput ?? null, new Set(wrt), opts.retainGraph ?? false);
   return wrt.map((t) => {
     const g = grads.get(t);
     if (g) return new Tensor(g.reshape(t.shape));

@@ -23,6 +23,11 @@ export interface TrainingState {
  * metadata as JSON.
  */
 export async function encodeCheckpoint(s: TrainingState): Promise<Uint8Array> {
+  return serializeSafetensors(await checkpointTensors(s), { format: 'webgpu-diffusion', config: JSON.stringify(s.config ?? {}) });
+}
+
+/** The tensors encodeCheckpoint stores, by name, on the host (to combine several states in one file). */
+export async function checkpointTensors(s: TrainingState): Promise<Map<string, { shape: readonly number[]; data: Float32Array | Int32Array }>> {
   const out = new Map<string, { shape: readonly number[]; data: Float32Array | Int32Array }>();
   const add = async (prefix: string, flat: Parameters<ParameterSet['read']>[0]) => {
     for (const [n, data] of await s.params.read(flat)) out.set(prefix + n, { shape: s.params.tensors[s.params.names.indexOf(n)]!.shape, data });
@@ -35,7 +40,7 @@ export async function encodeCheckpoint(s: TrainingState): Promise<Uint8Array> {
     out.set('optimizer.state', { shape: s.optimizer.state.shape, data: (await s.params.rt.read(s.optimizer.state)) as Float32Array });
   }
   if (s.key) out.set('rng.key', { shape: [2], data: (await s.key.read()) as Int32Array });
-  return serializeSafetensors(out, { format: 'webgpu-diffusion', config: JSON.stringify(s.config ?? {}) });
+  return out;
 }
 
 /** What a checkpoint holds before it is loaded into a model: tensors by name and the config. */
@@ -94,7 +99,8 @@ export function loadCheckpoint(ck: CheckpointData, s: TrainingState): void {
   }
 }
 
-function writeArray(rt: ParameterSet['rt'], dst: Tensor['data'], data: Float32Array | Int32Array): void {
+/** Write host data into a device array now (in stream order after earlier work). */
+export function writeArray(rt: ParameterSet['rt'], dst: Tensor['data'], data: Float32Array | Int32Array): void {
   rt.flush();
   rt.device.queue.writeBuffer(dst.buffer, dst.storage.offset + dst.byteOffset, data.buffer, data.byteOffset, data.byteLength);
 }

@@ -190,7 +190,8 @@ function decode(e: SafeHeaderEntry, bytes: Uint8Array, start: number): Float32Ar
     case 'I32': {
       // Copy to a fresh buffer: the source offset need not be 4-aligned, and the result must not alias.
       const Ctor = e.dtype === 'F32' ? Float32Array : Int32Array;
-      if (littleEndianHost) return new Ctor(bytes.slice(start + e.begin, start + e.end).buffer);
+      // (A Node Buffer's slice() is a view of the whole pool, not a copy: copy through the Uint8Array constructor.)
+      if (littleEndianHost) return new Ctor(new Uint8Array(bytes.subarray(start + e.begin, start + e.end)).buffer);
       const out = new Ctor(count);
       for (let i = 0; i < count; i++) out[i] = e.dtype === 'F32' ? view.getFloat32(4 * i, true) : view.getInt32(4 * i, true);
       return out;

@@ -169,3 +169,14 @@ export function slice(x: Tensor, start: number, length: number, axis = 1): Tenso
     return [g];
   });
 }
+
+/**
+ * Write `value` into `target`'s memory (same number of elements), with no gradient: a state update
+ * (an EMA statistic, a codebook) that a compiled step records and replays like an optimizer update.
+ */
+export function assign(target: Tensor, value: Tensor): void {
+  if (target.size !== value.size || target.dtype !== value.dtype) {
+    throw new ShapeError('assign', `value ${value.dtype} ${fmtShape(value.shape)} does not fit target ${target.dtype} ${fmtShape(target.shape)}`);
+  }
+  E.stridedMap('identity', value.data, E.contiguous([value.size]), target.data, E.contiguous([target.size]));
+}

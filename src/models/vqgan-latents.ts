@@ -1,0 +1,59 @@
+import { Tensor, noGrad } from '../graph/tensor.js';
+import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { compileStep } from '../graph/compile.js';
+import type { VQGAN } from './vqgan.js';
+
+/** Runs a compiled map over a dataset in batches; the last partial batch is padded with copies of its last item. */
+async function mapBatches(
+  vqgan: VQGAN, fn: (x: Tensor) => Tensor, data: Float32Array, shape: readonly number[], batch: number, outItem: readonly number[], what: string,
+): Promise<Float32Array> {
+  const [n, ...item] = shape as [number, ...number[]];
+  const inSize = item.reduce((a, b) => a * b, 1);
+  if (shape.length !== 4 || data.length !== n * inSize) throw new ShapeError(what, `data has ${data.length} values for shape ${fmtShape(shape)}; expected [N, C, H, W] with N·C·H·W values`);
+  if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(what, `batch must be an integer >= 1, got ${batch}`);
+  const b = Math.min(batch, n);
+  const outSize = outItem.reduce((a, c) => a * c, 1);
+  const out = new Float32Array(n * outSize);
+  if (n === 0) return out;
+  const rt = vqgan.lastLayer.rt;
+  const step = await compileStep(rt, (x: Tensor) => noGrad(() => fn(x)), [{ shape: [b, ...item] }]);
+  const buf = new Float32Array(b * inSize);
+  try {
+    for (let at = 0; at < n; at += b) {
+      const m = Math.min(b, n - at);
+      buf.set(data.subarray(at * inSize, (at + m) * inSize));
+      for (let i = m; i < b; i++) buf.copyWithin(i * inSize, (m - 1) * inSize, m * inSize);
+      const y = (await step.run(buf).read()) as Float32Array;
+      out.set(y.subarray(0, m * outSize), at * outSize);
+    }
+  } finally {
+    step.destroy();
+  }
+  return out;
+}
+
+/**
+ * Pre-quantisation latents z [N, D, H/f, W/f] of images [N, C, H, W] (in [-1, 1]), as LDM trains its
+ * diffusion model on: one compiled encoder step run over batches of `batch`. Returns the latents and
+ * their shape.
+ */
+export async function encodeDataset(vqgan: VQGAN, images: Float32Array, shape: readonly number[], batch = 16): Promise<{ latents: Float32Array; shape: number[] }> {
+  const zShape = vqgan.latentShape(shape);
+  const latents = await mapBatches(vqgan, (x) => vqgan.encode(x), images, shape, batch, zShape.slice(1), 'encodeDataset');
+  return { latents, shape: zShape };
+}
+
+/**
+ * Images [N, C, H·f, W·f] from latents [N, D, H, W]: quantised to the nearest codes first (unless
+ * `quantize: false`), then decoded, in batches of `batch` with one compiled step.
+ */
+export async function decodeLatents(
+  vqgan: VQGAN, latents: Float32Array, shape: readonly number[], batch = 16, opts: { quantize?: boolean } = {},
+): Promise<{ images: Float32Array; shape: number[] }> {
+  const d = vqgan.config.embedDim;
+  const f = vqgan.factor;
+  if (shape.length !== 4 || shape[1] !== d) throw new ShapeError('decodeLatents', `latents have shape ${fmtShape(shape)}, expected [N, ${d}, h, w]`);
+  const imShape = [shape[0]!, vqgan.config.outChannels, shape[2]! * f, shape[3]! * f];
+  const images = await mapBatches(vqgan, (z) => vqgan.decode(z, opts), latents, shape, batch, imShape.slice(1), 'decodeLatents');
+  return { images, shape: imShape };
+}
