@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useDevice, randn, rng, SEED, checkModule } from './helpers.js';
-import { Device } from '../src/index.js';
+import { Device, Tensor } from '../src/index.js';
 import { Init } from '../src/nn/module.js';
 import { Conv2d, Embedding, GroupNorm, LayerNorm, Linear, Dropout, withRandom } from '../src/nn/layers.js';
 import { Attention, ResBlock, SpatialSelfAttention, SpatialTransformer, Downsample, Upsample, Timesteps, TimestepEmbedding } from '../src/nn/blocks.js';
