@@ -7,6 +7,8 @@ import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { MODEL_PRESETS } from './models.js';
 import { trainClassifierCommand, evalSamplesCommand } from './classifier.js';
+import { trainVQGANCommand } from './vqgan.js';
+import { evalColorsCommand } from './colors.js';
 
 type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }>;
 
@@ -36,6 +38,43 @@ const TRAIN: Spec = {
   'checkpoint-every': { type: 'string', default: '250', help: 'steps between checkpoints (and log lines)' },
   'sample-every': { type: 'string', default: '500', help: 'steps between sample grids' },
   'sample-steps': { type: 'string', default: '25', help: 'DDIM steps for the grids' },
+  latent: { type: 'string', help: 'VQ-GAN checkpoint: train a latent diffusion model on its latents' },
+};
+
+const VQGAN_TRAIN: Spec = {
+  data: { type: 'string', default: 'colors', help: 'dataset: colors, letters, or a folder of PNGs' },
+  size: { type: 'string', default: '32', help: 'image side in pixels' },
+  count: { type: 'string', help: 'colors: images (default 4096); letters: variants per glyph' },
+  channels: { type: 'string', default: '3', help: 'folder datasets: 1 (grey) or 3 (RGB)' },
+  'level-channels': { type: 'string', default: '32,64,64', help: 'channels per level; 3 levels give f = 4, 4 levels f = 8' },
+  codebook: { type: 'string', default: '1024x4', help: 'codebook size K x D' },
+  beta: { type: 'string', default: '0.25', help: 'commitment weight' },
+  'codebook-update': { type: 'string', default: 'ema', help: 'ema or gradient' },
+  'restart-after': { type: 'string', default: '100', help: 're-initialise codes unused for this many steps (0: never)' },
+  'mid-attention': { type: 'string', default: 'yes', help: 'non-local block at the lowest resolution: yes or no' },
+  steps: { type: 'string', default: '2000', help: 'training steps' },
+  batch: { type: 'string', default: '8', help: 'batch size' },
+  lr: { type: 'string', default: '2e-4', help: 'learning rate (Adam, betas 0.5, 0.9)' },
+  'disc-start': { type: 'string', default: '1000', help: 'step at which the patch discriminator and GAN loss start' },
+  'disc-weight': { type: 'string', default: '0.8', help: 'scale of the adaptive GAN weight' },
+  ema: { type: 'string', default: '0.99', help: 'EMA decay of the weights used for encoding and decoding (0: off)' },
+  lpips: { type: 'string', help: 'comma-separated safetensors with VGG16 and LPIPS weights (perceptual loss; off when absent)' },
+  seed: { type: 'string', default: '0', help: 'seed' },
+  out: { type: 'string', default: 'runs/vqgan', help: 'run folder' },
+  resume: { type: 'boolean', default: false, help: "continue from the run folder's checkpoint" },
+  'checkpoint-every': { type: 'string', default: '100', help: 'steps between checkpoints and reconstruction grids' },
+};
+
+const EVAL_COLORS: Spec = {
+  ckpt: { type: 'string', help: 'diffusion checkpoint trained on colors (pixel or latent)' },
+  guidance: { type: 'string', default: '1,2,5,15', help: 'comma-separated guidance scales' },
+  count: { type: 'string', default: '8', help: 'images per colour and scale' },
+  sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
+  steps: { type: 'string', default: '50', help: 'sampler steps' },
+  seed: { type: 'string', default: '0', help: 'seed' },
+  classifier: { type: 'string', help: 'classifier trained on colors: its features for Fréchet distance and retrieval (default: pixels)' },
+  vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
+  out: { type: 'string', default: 'runs/eval-colors', help: 'output folder' },
 };
 
 const SAMPLE: Spec = {
@@ -51,6 +90,7 @@ const SAMPLE: Spec = {
   snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
   'step-size': { type: 'string', help: 'langevin: ε' },
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
+  vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   strip: { type: 'boolean', default: false, help: 'also write OUT-strip.png with x̂0 every steps/10 steps' },
 };
 
@@ -79,6 +119,8 @@ const EVAL_SAMPLES: Spec = {
 const COMMANDS: Record<string, { spec: Spec; help: string }> = {
   train: { spec: TRAIN, help: 'train a diffusion model into a run folder' },
   sample: { spec: SAMPLE, help: 'sample a PNG grid from a checkpoint' },
+  'train-vqgan': { spec: VQGAN_TRAIN, help: 'train a VQ-GAN (the first stage of latent diffusion)' },
+  'eval-colors': { spec: EVAL_COLORS, help: 'colour accuracy and distances over a guidance sweep, Fréchet distance, nearest training images' },
   'train-classifier': { spec: CLASSIFIER, help: 'train a classifier and evaluate it on held-out data' },
   'eval-samples': { spec: EVAL_SAMPLES, help: "label a model's class-conditional samples with a classifier" },
   info: { spec: {}, help: 'show the WebGPU adapter and its limits' },
@@ -158,8 +200,41 @@ export async function main(argv: string[]): Promise<number> {
       checkpointEvery: num('checkpoint-every', s('checkpoint-every'), { int: true, min: 1 }),
       sampleEvery: num('sample-every', s('sample-every'), { int: true, min: 1 }),
       sampleSteps: num('sample-steps', s('sample-steps'), { int: true, min: 1 }),
+      latent: v.latent as string | undefined,
     });
     console.log(`final loss ${r.finalLoss.toFixed(4)}; run folder ${r.out}`);
+    dev.destroy();
+    return 0;
+  }
+  if (cmd === 'train-vqgan') {
+    const [K, D] = s('codebook').split('x').map((x) => num('codebook', x, { int: true, min: 1 }));
+    if (D === undefined) throw new Error(`--codebook = '${s('codebook')}': expected K x D, e.g. 1024x4`);
+    const dev = await device();
+    const r = await trainVQGANCommand(dev, {
+      data: { name: s('data'), size: num('size', s('size'), { int: true, min: 4 }), count: v.count ? num('count', s('count'), { int: true, min: 1 }) : undefined, channels: oneOf('channels', s('channels'), ['1', '3'] as const) === '1' ? 1 : 3 },
+      model: {
+        blockOutChannels: s('level-channels').split(',').map((x) => num('level-channels', x, { int: true, min: 1 })), numEmbeddings: K!, embedDim: D, latentChannels: D,
+        beta: num('beta', s('beta'), { min: 0 }), codebookUpdate: oneOf('codebook-update', s('codebook-update'), ['ema', 'gradient'] as const),
+        restartAfter: num('restart-after', s('restart-after'), { int: true, min: 0 }), midAttention: oneOf('mid-attention', s('mid-attention'), ['yes', 'no'] as const) === 'yes',
+      },
+      steps: num('steps', s('steps'), { int: true, min: 1 }), batch: num('batch', s('batch'), { int: true, min: 1 }), lr: num('lr', s('lr'), { min: 0 }),
+      discStart: num('disc-start', s('disc-start'), { int: true, min: 0 }), discWeight: num('disc-weight', s('disc-weight'), { min: 0 }),
+      emaDecay: num('ema', s('ema'), { min: 0, max: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), resume: v.resume as boolean,
+      checkpointEvery: num('checkpoint-every', s('checkpoint-every'), { int: true, min: 1 }), lpips: v.lpips ? s('lpips').split(',') : undefined,
+    });
+    console.log(`PSNR ${r.psnr.toFixed(2)} dB; wrote ${r.path}`);
+    dev.destroy();
+    return 0;
+  }
+  if (cmd === 'eval-colors') {
+    if (!v.ckpt) throw new Error('eval-colors: give --ckpt');
+    oneOf('sampler', s('sampler'), SAMPLER_NAMES);
+    const dev = await device();
+    await evalColorsCommand(dev, {
+      checkpoint: s('ckpt'), guidance: s('guidance').split(',').map((g) => num('guidance', g, { min: 0 })), count: num('count', s('count'), { int: true, min: 1 }),
+      sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
+      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined,
+    });
     dev.destroy();
     return 0;
   }
@@ -193,7 +268,7 @@ export async function main(argv: string[]): Promise<number> {
     const r = await sampleCommand(dev, {
       checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean),
-      count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean,
+      count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
         ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), clipSample: v.clip as boolean,
         ...(v.snr !== undefined ? { snr: num('snr', s('snr'), { min: 0 }) } : {}), ...(v['step-size'] !== undefined ? { stepSize: num('step-size', s('step-size'), { min: 0 }) } : {}),

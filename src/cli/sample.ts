@@ -9,6 +9,7 @@ import { generate, parseLabel, readSnapshots } from '../diffusion/generate.js';
 import { SamplerOptions } from '../diffusion/samplers/index.js';
 import { gridPng } from '../data/png.js';
 import { Progress } from './progress.js';
+import { decoderFor } from './vqgan.js';
 
 export interface SampleCommand {
   checkpoint: string;
@@ -24,14 +25,15 @@ export interface SampleCommand {
   /** Also write OUT-strip.png: x̂0 every few steps. */
   strip: boolean;
   samplerOptions?: SamplerOptions;
-  /** Latent models: decode the samples to images. */
-  decode?: (latents: Float32Array, shape: [number, number, number, number]) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
+  /** Latent models: the VQ-GAN to decode with, when not where the checkpoint says. */
+  vqgan?: string;
 }
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
   const ck = await readCheckpointFile(cmd.checkpoint);
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   const classes = config.classes ?? [];
+  const decode = await decoderFor(dev, cmd.checkpoint, config, cmd.vqgan);
   let labels: number[] | null = null;
   if (net.config.conditioning !== 'none') {
     const names = cmd.labels.length === 0 || cmd.labels.includes('all') ? classes.map((_, i) => String(i)) : cmd.labels;
@@ -48,7 +50,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   });
   bar.finish(cmd.steps);
   const seconds = (performance.now() - t0) / 1000;
-  const { images, shape } = cmd.decode ? await cmd.decode(r.images, r.shape) : r;
+  const { images, shape } = decode ? await decode(r.images, r.shape) : r;
   mkdirSync(dirname(cmd.out) || '.', { recursive: true });
   writeFileSync(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])) }));
   let strip: string | undefined;
@@ -58,7 +60,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
     const firsts = labels ? labels.map((_, i) => i).filter((i) => i % cmd.count === 0) : Array.from({ length: Math.min(8, B) }, (_, i) => i);
     let snaps = await readSnapshots(r.snapshots);
     let sshape: [number, number, number, number] = [r.snapshots.length * r.shape[0], ...(r.shape.slice(1) as [number, number, number])];
-    if (cmd.decode) ({ images: snaps, shape: sshape } = await cmd.decode(snaps, sshape));
+    if (decode) ({ images: snaps, shape: sshape } = await decode(snaps, sshape));
     const per = sshape[1] * sshape[2] * sshape[3];
     const S = r.snapshots.length;
     const tiles = new Float32Array(firsts.length * S * per);

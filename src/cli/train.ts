@@ -8,7 +8,7 @@ import * as ops from '../graph/ops/index.js';
 import { Init } from '../nn/module.js';
 import { UNet, UNetConfig, resolveUNetConfig } from '../models/unet.js';
 import { makeProcess, ProcessConfig, ProcessKind } from '../diffusion/process.js';
-import { DiffusionTrainer, TrainOptions, ImageDataset } from '../diffusion/train.js';
+import { DiffusionTrainer, TrainOptions } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import { samplersFor } from '../diffusion/samplers/index.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
@@ -18,6 +18,7 @@ import { linePlotPng } from '../data/plot.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { presetConfig } from './models.js';
 import { Progress } from './progress.js';
+import { latentDataset } from './vqgan.js';
 
 export interface TrainCommand {
   data: DatasetSpec;
@@ -36,8 +37,8 @@ export interface TrainCommand {
   sampleSteps: number;
   /** Extra fields for the checkpoint header (latent runs record their VQ-GAN here). */
   extraConfig?: Record<string, unknown>;
-  /** Turn generated latents into images for the sample grids (latent runs). */
-  decode?: (latents: Float32Array, shape: [number, number, number, number]) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
+  /** Train on the latents of this VQ-GAN checkpoint (latent diffusion); samples are decoded with it. */
+  latent?: string;
 }
 
 /** Up to 8 classes spread over the label range, a row of 4 samples each; or 16 unlabelled samples. */
@@ -48,12 +49,16 @@ function gridLabels(classes: readonly string[]): number[] | null {
   return picks.flatMap((c) => [c, c, c, c]);
 }
 
-export async function trainCommand(dev: Device, cmd: TrainCommand, data?: ImageDataset): Promise<{ finalLoss: number; out: string }> {
-  const ds = data ?? loadDataset(cmd.data);
-  const [, channels, size] = ds.shape;
+export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ finalLoss: number; out: string }> {
   const ckPath = join(cmd.out, 'checkpoint.safetensors');
   mkdirSync(join(cmd.out, 'samples'), { recursive: true });
   if (existsSync(ckPath) && !cmd.resume) throw new Error(`${ckPath} exists: pass --resume to continue that run, or choose another --out`);
+  const images = loadDataset(cmd.data);
+  // Latent diffusion: the same loop on the VQ-GAN's latents (encoded once, cached in the run folder).
+  const latent = cmd.latent ? await latentDataset(dev, cmd.latent, images, cmd.out) : null;
+  const ds = latent?.data ?? images;
+  const decode = latent?.decode;
+  const [, channels, size] = ds.shape;
 
   let modelCfg: UNetConfig;
   let processCfg: ProcessConfig;
@@ -64,7 +69,8 @@ export async function trainCommand(dev: Device, cmd: TrainCommand, data?: ImageD
     modelCfg = resolveUNetConfig(c.model);
     processCfg = c.process;
   } else {
-    const conditioning = cmd.conditioning ?? (ds.labels ? 'class' : 'none');
+    // Class labels join through cross-attention in latent models (as LDM's class-conditional ones), else the time embedding.
+    const conditioning = cmd.conditioning ?? (ds.labels ? (latent ? 'cross' : 'class') : 'none');
     modelCfg = resolveUNetConfig({ ...presetConfig(cmd.model, size, channels, conditioning, ds.classes.length), ...cmd.modelConfig });
     processCfg = { ...cmd.processConfig, kind: cmd.process };
   }
@@ -72,7 +78,7 @@ export async function trainCommand(dev: Device, cmd: TrainCommand, data?: ImageD
   const net = new UNet(new Init(dev, cmd.train.seed ?? 0), modelCfg);
   const trainer = new DiffusionTrainer(dev, net, noise, ds, cmd.train);
   if (ck) trainer.resume(ck);
-  const extra = { data: { ...cmd.data }, ...(cmd.extraConfig ?? {}) };
+  const extra = { data: { ...cmd.data }, ...(latent ? { latent: latent.info } : {}), ...(cmd.extraConfig ?? {}) };
   writeFileSync(join(cmd.out, 'config.json'), JSON.stringify({ ...trainer.checkpointConfig(extra), step: undefined, parameters: net.parameterCount, command: process0() }, null, 2));
 
   const logPath = join(cmd.out, 'log.jsonl');
@@ -105,7 +111,7 @@ export async function trainCommand(dev: Device, cmd: TrainCommand, data?: ImageD
       await writeFileAtomic(ckPath, await trainer.encode(extra));
       await writeFileAtomic(join(cmd.out, 'loss.png'), linePlotPng(history.map((h) => h[1]), { x: history.map((h) => h[0]), logY: true, smooth: 10 }));
     }
-    if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s);
+    if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s, decode);
   }
   bar.finish(trainer.step, { loss: lastLoss });
   return { finalLoss: lastLoss, out: cmd.out };
@@ -126,11 +132,13 @@ function readLoss(path: string, upTo: number): [number, number][] {
     .map((r) => [r.step, r.loss]);
 }
 
-async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainCommand, step: number): Promise<void> {
+type Decode = (z: Float32Array, shape: [number, number, number, number]) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
+
+async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainCommand, step: number, decode?: Decode): Promise<void> {
   const net = trainer.emaModel();
   const labels = gridLabels(trainer.data.classes);
   const sampler = samplersFor(trainer.process).includes('ddim') ? 'ddim' : samplersFor(trainer.process)[0]!;
   const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1 });
-  const { images, shape } = cmd.decode ? await cmd.decode(r.images, r.shape) : r;
+  const { images, shape } = decode ? await decode(r.images, r.shape) : r;
   await writeFileAtomic(join(cmd.out, 'samples', `step-${String(step).padStart(6, '0')}.png`), gridPng(images, shape, { cols: 4 }));
 }

@@ -54,7 +54,18 @@ export interface DiffusionCheckpointConfig {
   classes: readonly string[];
   data?: Record<string, unknown>;
   /** A latent model: the VQ-GAN checkpoint whose latents it was trained on. */
-  latent?: Record<string, unknown>;
+  latent?: LatentInfo;
+}
+
+/** The latent description stored in a latent diffusion checkpoint's header. */
+export interface LatentInfo {
+  /** The VQ-GAN checkpoint, relative to the diffusion run folder. */
+  vqgan: string;
+  /** Latents are multiplied by this before diffusion (1 / their standard deviation, as LDM's scale_factor). */
+  scale: number;
+  /** Latent shape of one image [D, h, w] and the image shape [C, H, W]. */
+  latentShape: [number, number, number];
+  imageShape: [number, number, number];
 }
 
 const TRAIN_DEFAULTS = { warmupSteps: 0, schedule: 'constant' as const, weightDecay: 0, maxGradNorm: 1, emaDecay: 0.999, guidanceDropout: 0.1, hflip: false, seed: 0 };

@@ -1,7 +1,11 @@
 import { Tensor, noGrad } from '../graph/tensor.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
 import { compileStep } from '../graph/compile.js';
-import type { VQGAN } from './vqgan.js';
+import { VQGAN, VQGANConfig } from './vqgan.js';
+import type { Device } from '../graph/device.js';
+import { Init } from '../nn/module.js';
+import { ParameterSet } from '../nn/params.js';
+import type { CheckpointData } from '../io/checkpoint.js';
 
 /** Runs a compiled map over a dataset in batches; the last partial batch is padded with copies of its last item. */
 async function mapBatches(
@@ -56,4 +60,25 @@ export async function decodeLatents(
   const imShape = [shape[0]!, vqgan.config.outChannels, shape[2]! * f, shape[3]! * f];
   const images = await mapBatches(vqgan, (z) => vqgan.decode(z, opts), latents, shape, batch, imShape.slice(1), 'decodeLatents');
   return { images, shape: imShape };
+}
+
+/**
+ * A VQ-GAN for encoding and decoding, from a checkpoint written by VQGANTrainer.checkpoint(): the
+ * weight EMA when the checkpoint has one (and `ema` is not false), else the trained weights; the
+ * codebook as trained (in EMA-codebook mode it is stored beside the weights).
+ */
+export function loadVQGAN(dev: Device, ck: CheckpointData, opts: { ema?: boolean } = {}): VQGAN {
+  const c = ck.config as { kind?: string; vqgan?: Partial<VQGANConfig> };
+  if (!c.vqgan) throw new ShapeError('load', `this checkpoint is not a VQ-GAN (its config has ${c.kind ? `kind '${c.kind}'` : 'no vqgan section'}); write one with wgd train-vqgan`);
+  const vqgan = new VQGAN(new Init(dev, 0), c.vqgan);
+  vqgan.eval();
+  const params = new ParameterSet(vqgan.namedParameters());
+  const useEma = opts.ema !== false;
+  const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const n of params.names) {
+    const t = (useEma ? ck.tensors.get(`ema.${n}`) : undefined) ?? ck.tensors.get(n);
+    if (t && t.data instanceof Float32Array) values.set(n, { shape: t.shape, data: t.data });
+  }
+  params.write(values, params.flat, 'VQ-GAN checkpoint');
+  return vqgan;
 }

@@ -291,7 +291,7 @@ export class VQGANTrainer {
     const tensors = await checkpointTensors({ params: this.params, ema: this.ema, optimizer: this.optimizer, key: this.key });
     for (const [n, t] of await checkpointTensors({ params: this.discParams, optimizer: this.discOptimizer })) tensors.set(`loss.discriminator.${n}`, t);
     for (const [n, t] of this.extraState()) tensors.set(n, { shape: t.shape, data: (await t.read()) as Float32Array });
-    const config = { vqgan: this.vqgan.config, discriminator: this.discriminator.config, trainer: this.options, step: this.steps };
+    const config = { kind: 'vqgan', vqgan: this.vqgan.config, discriminator: this.discriminator.config, trainer: this.options, step: this.steps };
     return serializeSafetensors(tensors, { format: 'webgpu-diffusion', config: JSON.stringify(config) });
   }
 

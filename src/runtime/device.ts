@@ -40,8 +40,21 @@ async function nodeAdapter(opts: CreateDeviceOptions, log: (s: string) => void):
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
     return { gpu, adapter };
   };
-  let { gpu, adapter } = await tryCreate();
-  if (!adapter && !env.VK_ICD_FILENAMES && fs.existsSync(SWIFTSHADER_ICD)) {
+  // SwiftShader's Vulkan library (built with Wayland support) complains on every start when there is no
+  // runtime directory; a private empty one keeps it quiet.
+  if (!env.XDG_RUNTIME_DIR && process.platform === 'linux') {
+    const dir = `${(await import('node:os')).tmpdir()}/webgpu-diffusion-runtime-${process.getuid?.() ?? 0}`;
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    env.XDG_RUNTIME_DIR = dir;
+  }
+  // On Linux without GPU device nodes there is no hardware adapter to find: go straight to SwiftShader
+  // (probing first makes Dawn load and refuse Mesa's lavapipe, with a warning).
+  const noGpuNodes = process.platform === 'linux' && !['/dev/dri', '/dev/nvidiactl', '/dev/kfd'].some((p) => fs.existsSync(p));
+  const swiftshader = !env.VK_ICD_FILENAMES && fs.existsSync(SWIFTSHADER_ICD);
+  let gpu: GPU | undefined;
+  let adapter: GPUAdapter | null = null;
+  if (!(noGpuNodes && swiftshader)) ({ gpu, adapter } = await tryCreate());
+  if (!adapter && swiftshader) {
     // The Vulkan loader reads VK_ICD_FILENAMES when Dawn creates its instance, so setting it now works.
     env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
     ({ gpu, adapter } = await tryCreate());

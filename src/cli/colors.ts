@@ -1,0 +1,134 @@
+// `wgd eval-colors`: colour-conditioned generation measured as the colour-to-image thesis measures it:
+// per-pixel distance to the asked colour (sRGB and CIE-LAB) and colour accuracy, per label and overall,
+// for a sweep of guidance scales; plus Fréchet distance to the training images and nearest-neighbour
+// retrieval of training images for a look at memorisation.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Device } from '../graph/device.js';
+import { readCheckpointFile } from '../io/checkpoint-file.js';
+import { modelFromCheckpoint } from '../diffusion/train.js';
+import { generate } from '../diffusion/generate.js';
+import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport } from '../metrics/color.js';
+import { frechetDistance } from '../metrics/frechet.js';
+import { nearestNeighbours } from '../metrics/retrieval.js';
+import { classify } from '../models/classifier.js';
+import { gridPng } from '../data/png.js';
+import { loadDataset } from './datasets.js';
+import { loadClassifier } from './classifier.js';
+import { decoderFor } from './vqgan.js';
+import { Progress } from './progress.js';
+
+export interface EvalColorsCommand {
+  checkpoint: string;
+  guidance: number[];
+  /** Images per colour and scale. */
+  count: number;
+  sampler: string;
+  steps: number;
+  seed: number;
+  out: string;
+  /** A classifier trained on colors (wgd train-classifier --data colors): its penultimate layer gives the features. */
+  classifier?: string;
+  vqgan?: string;
+}
+
+export interface EvalColorsResult {
+  guidance: number;
+  report: Omit<ColorReport, 'predicted'>;
+  frechet: number;
+  seconds: number;
+}
+
+export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Promise<EvalColorsResult[]> {
+  const ck = await readCheckpointFile(cmd.checkpoint);
+  const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
+  if (config.classes.join() !== COLOR_CLASSES.join()) {
+    throw new Error(`eval-colors: ${cmd.checkpoint} was trained on classes ${config.classes.join(', ') || '(none)'}; it needs the 8 colour classes (${COLOR_CLASSES.join(', ')}) of the colors dataset`);
+  }
+  const decode = await decoderFor(dev, cmd.checkpoint, config, cmd.vqgan);
+  const K = COLOR_CLASSES.length;
+  const labels = Array.from({ length: K * cmd.count }, (_, i) => Math.floor(i / cmd.count));
+  // Reference set: the training images (as the run's config describes them).
+  const spec = config.data as { name: string; size: number; count?: number; seed?: number } | undefined;
+  const train = loadDataset({ name: 'colors', size: spec?.size ?? 32, count: Math.min(spec?.count ?? 4096, 1024), seed: spec?.seed ?? 0 });
+  const clf = cmd.classifier ? await loadClassifier(dev, cmd.classifier) : null;
+  // Without a classifier, the features are the images' 4x4 block averages (48 numbers): full pixel
+  // vectors would give a covariance far larger than the sample count.
+  const featuresOf = async (x: Float32Array) => (clf ? (await classify(dev, clf.net, x)).features : blockMeans(x, train.shape[1], train.shape[2]));
+  const dim = clf ? clf.net.config.channels[2] : train.shape[1] * 16;
+  const trainFeatures = await featuresOf(train.images);
+  mkdirSync(cmd.out, { recursive: true });
+  const results: EvalColorsResult[] = [];
+  const blocks: Float32Array[] = [];
+  let imShape: [number, number, number, number] = [0, 0, 0, 0];
+  for (const g of cmd.guidance) {
+    const t0 = performance.now();
+    const bar = new Progress(cmd.steps, `guidance ${g}`);
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, seed: cmd.seed, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    bar.finish(cmd.steps);
+    const { images, shape } = decode ? await decode(r.images, r.shape) : r;
+    const clipped = images.map((v) => Math.max(-1, Math.min(1, v)));
+    imShape = shape;
+    blocks.push(clipped);
+    const report = evalColors(clipped, shape, labels);
+    const feats = await featuresOf(clipped);
+    const frechet = frechetDistance(feats, trainFeatures, dim);
+    const { predicted: _p, ...rest } = report;
+    void _p;
+    results.push({ guidance: g, report: rest, frechet, seconds: (performance.now() - t0) / 1000 });
+    writeFileSync(join(cmd.out, `samples-s${g}.png`), gridPng(clipped, shape, { cols: cmd.count }));
+    console.log(`\nguidance ${g}: Fréchet distance to the training images ${frechet.toFixed(3)} (${clf ? 'classifier features' : '4x4 colour layout'})\n${formatColorTable(report)}`);
+  }
+  // The sweep: one row per colour, the scales side by side (count columns each, in the order given).
+  const [, c, h, w] = imShape;
+  const per = c * h * w;
+  const S = cmd.guidance.length;
+  const sweep = new Float32Array(K * S * cmd.count * per);
+  for (let k = 0; k < K; k++) {
+    for (let s = 0; s < S; s++) {
+      for (let j = 0; j < cmd.count; j++) sweep.set(blocks[s]!.subarray((k * cmd.count + j) * per, (k * cmd.count + j + 1) * per), ((k * S + s) * cmd.count + j) * per);
+    }
+  }
+  writeFileSync(join(cmd.out, 'sweep.png'), gridPng(sweep, [K * S * cmd.count, c, h, w], { cols: S * cmd.count }));
+  // Retrieval: for the first sample of each colour at the last scale, the 5 nearest training images.
+  const last = blocks[S - 1]!;
+  const queries = Array.from({ length: K }, (_, k) => k * cmd.count);
+  const qFeat = await featuresOf(last);
+  const qRows = new Float32Array(K * dim);
+  queries.forEach((q, i) => qRows.set(qFeat.subarray(q * dim, (q + 1) * dim), i * dim));
+  const nn = nearestNeighbours(qRows, trainFeatures, dim, 5);
+  const tiles = new Float32Array(K * 6 * per);
+  queries.forEach((q, i) => {
+    tiles.set(last.subarray(q * per, (q + 1) * per), i * 6 * per);
+    for (let j = 0; j < 5; j++) {
+      const t = nn.index[i * 5 + j]!;
+      tiles.set(train.images.subarray(t * per, (t + 1) * per), (i * 6 + 1 + j) * per);
+    }
+  });
+  writeFileSync(join(cmd.out, 'nearest.png'), gridPng(tiles, [K * 6, c, h, w], { cols: 6 }));
+  const table = [
+    '| guidance | accuracy | RGB distance | CIE-LAB ΔE76 | Fréchet |',
+    '|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.guidance} | ${(100 * r.report.overall.accuracy).toFixed(1)}% | ${r.report.overall.rgbDistance.toFixed(1)} | ${r.report.overall.labDistance.toFixed(2)} | ${r.frechet.toFixed(3)} |`),
+  ].join('\n');
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results }, null, 2));
+  writeFileSync(join(cmd.out, 'table.md'), table + '\n');
+  console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
+  return results;
+}
+
+/** Each image [C, S, S] as the means of its 4x4 grid of blocks per channel: [C·16] features. */
+function blockMeans(images: Float32Array, c: number, s: number): Float32Array {
+  const per = c * s * s;
+  const n = images.length / per;
+  const out = new Float32Array(n * c * 16);
+  const b = s / 4;
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let y = 0; y < s; y++) {
+        for (let x = 0; x < s; x++) out[((i * c + ch) * 4 + Math.floor(y / b)) * 4 + Math.floor(x / b)]! += images[i * per + (ch * s + y) * s + x]! / (b * b);
+      }
+    }
+  }
+  return out;
+}
