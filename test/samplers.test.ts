@@ -7,7 +7,7 @@ import { useDevice, SEED } from './helpers.js';
 import { ops, Tensor } from '../src/index.js';
 import { makeProcess, NoiseProcess, ProcessConfig } from '../src/diffusion/process.js';
 import { makeSampler, SamplerOptions } from '../src/diffusion/samplers/index.js';
-import { Denoiser, perSample } from '../src/diffusion/denoiser.js';
+import { Denoiser, NetworkDenoiser, perSample } from '../src/diffusion/denoiser.js';
 import { SamplingLoop } from '../src/diffusion/sample.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { referenceMoments } from './sampler-reference.js';
@@ -155,3 +155,49 @@ describe('sampler options', () => {
     expect(() => makeSampler('ddim', ddpm, { eta: 2 })).toThrow(/eta = 2 is outside the allowed range \[0, 1\]/);
   });
 });
+
+describe('classifier-free guidance', () => {
+  it('ε̂ = ε̂_u + s·(ε̂_c - ε̂_u) per sample from one batched forward, and the null class for ε̂_u', async () => {
+    const d = dev();
+    // A stand-in network whose ε̂ is x·w[label] + t/1000, with w a per-class table: ε̂_c and ε̂_u differ.
+    const w = Float32Array.from([0.5, -1.5, 2, 0.25]); // classes 0..2 and the null class 3
+    const table = d.tensor(w, [4, 1]);
+    let calls = 0;
+    const net = {
+      forward(x: Tensor, t: Tensor, labels?: Tensor | null) {
+        calls++;
+        const k = ops.embedding(labels!, table).reshape([x.shape[0]!, 1, 1, 1]);
+        return ops.add(ops.mul(x, k), ops.scale(t.reshape([x.shape[0]!, 1, 1, 1]), 1e-3));
+      },
+    };
+    const B = 3;
+    const x = Float32Array.from(randnF(B * 4));
+    const labels = Int32Array.from([0, 1, 2]);
+    const scales = [0, 2.5, 7];
+    const den = new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: scales });
+    const level = { a: d.tensor(new Float32Array(B).fill(0.6), [B]), b: d.tensor(new Float32Array(B).fill(0.8), [B]), time: d.tensor(Float32Array.from([10, 500, 900]), [B]) };
+    const got = (await den.denoise(d.tensor(x, [B, 1, 2, 2]), level).read()) as Float32Array;
+    expect(calls).toBe(1);
+    for (let i = 0; i < B; i++) {
+      for (let p = 0; p < 4; p++) {
+        // c_in = 1/sqrt(0.6² + 0.8²) = 1
+        const ec = x[i * 4 + p]! * w[labels[i]!]! + [10, 500, 900][i]! * 1e-3;
+        const eu = x[i * 4 + p]! * w[3]! + [10, 500, 900][i]! * 1e-3;
+        // f32 products and sums of numbers of order 1: 1e-6.
+        expect(Math.abs(got[i * 4 + p]! - (eu + scales[i]! * (ec - eu)))).toBeLessThan(1e-5);
+      }
+    }
+    // Guidance 1 everywhere: the conditional model alone, one forward of B.
+    calls = 0;
+    const plain = new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: 1 });
+    const y = (await plain.denoise(d.tensor(x, [B, 1, 2, 2]), level).read()) as Float32Array;
+    expect(calls).toBe(1);
+    expect(plain.guided).toBe(false);
+    for (let i = 0; i < B; i++) expect(Math.abs(y[i * 4]! - (x[i * 4]! * w[labels[i]!]! + [10, 500, 900][i]! * 1e-3))).toBeLessThan(1e-5);
+  });
+});
+
+function randnF(n: number): number[] {
+  const r = mulberry32(SEED + 77);
+  return Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()));
+}

@@ -34,8 +34,11 @@ export interface GuidedDenoiserOptions {
   labels?: Int32Array | null;
   /** The null class of classifier-free guidance (the model's numClasses). */
   nullClass?: number;
-  /** Guidance scale s: ε̂ = ε̂_u + s·(ε̂_c - ε̂_u); 1 is the conditional model alone. */
-  guidance?: number;
+  /**
+   * Guidance scale s: ε̂ = ε̂_u + s·(ε̂_c - ε̂_u); 1 is the conditional model alone. One number for
+   * the batch, or one per sample (a sweep of scales in a single run).
+   */
+  guidance?: number | readonly number[];
 }
 
 /**
@@ -56,19 +59,24 @@ export class NetworkDenoiser {
   ) {
     const labels = opts.labels ?? null;
     if (labels && labels.length !== batch) throw new ShapeError('sample', `got ${labels.length} labels for a batch of ${batch}`);
-    this.guided = labels !== null && (opts.guidance ?? 1) !== 1;
+    const g = opts.guidance ?? 1;
+    const scales = typeof g === 'number' ? new Array<number>(batch).fill(g) : [...g];
+    if (scales.length !== batch) throw new ShapeError('sample', `got ${scales.length} guidance scales for a batch of ${batch}`);
+    this.guided = labels !== null && scales.some((s) => s !== 1);
     if (this.guided && opts.nullClass === undefined) throw new Error('sample: classifier-free guidance needs the null class');
     this.labels = labels ? dev.tensor(labels, [batch]) : null;
     this.labels2 = this.guided ? dev.tensor(Int32Array.from([...labels!, ...new Array<number>(batch).fill(opts.nullClass!)]), [2 * batch]) : null;
-    this.scale = dev.tensor(Float32Array.of(opts.guidance ?? 1), [1]);
+    this.scale = dev.tensor(Float32Array.from(scales), [batch]);
   }
 
-  /** Change the guidance scale used by steps compiled with this denoiser (only when it was built guided). */
-  setGuidance(s: number): void {
+  /** Change the guidance scales used by steps compiled with this denoiser (only when it was built guided). */
+  setGuidance(s: number | readonly number[]): void {
     if (!this.guided) throw new Error('setGuidance: this denoiser was built without guidance (labels and a scale ≠ 1)');
+    const values = typeof s === 'number' ? new Float32Array(this.batch).fill(s) : Float32Array.from(s);
+    if (values.length !== this.batch) throw new ShapeError('setGuidance', `got ${values.length} scales for a batch of ${this.batch}`);
     const rt = this.dev.rt;
     rt.flush();
-    rt.device.queue.writeBuffer(this.scale.data.buffer, this.scale.data.byteOffset, Float32Array.of(s));
+    rt.device.queue.writeBuffer(this.scale.data.buffer, this.scale.data.byteOffset, values);
   }
 
   readonly denoise: Denoiser = (x, level) => {
@@ -78,6 +86,6 @@ export class NetworkDenoiser {
     const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
     const ec = ops.slice(e, 0, this.batch, 0);
     const eu = ops.slice(e, this.batch, this.batch, 0);
-    return ops.add(eu, ops.mul(ops.sub(ec, eu), this.scale));
+    return ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)));
   };
 }

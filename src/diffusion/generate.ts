@@ -16,7 +16,8 @@ export interface GenerateOptions {
   labels?: readonly number[] | null;
   /** Number of images when unlabelled. */
   count?: number;
-  guidance?: number;
+  /** One scale, or one per image. */
+  guidance?: number | readonly number[];
   seed?: number;
   samplerOptions?: SamplerOptions;
   snapshotEvery?: number;
@@ -43,7 +44,7 @@ export async function generate(dev: Device, net: UNet, process: NoiseProcess, op
   if (labels) for (const l of labels) if (!(Number.isInteger(l) && l >= 0 && l < cfg.numClasses)) throw new SamplerError(`label ${l} is outside the classes 0..${cfg.numClasses - 1}`);
   const B = labels ? labels.length : (opts.count ?? 1);
   const guidance = opts.guidance ?? 1;
-  if (!(guidance >= 0)) throw new SamplerError(`guidance = ${guidance} must be a number >= 0`);
+  for (const g of typeof guidance === 'number' ? [guidance] : guidance) if (!(g >= 0)) throw new SamplerError(`guidance = ${g} must be a number >= 0`);
   const sampler = makeSampler(opts.sampler, process, opts.samplerOptions);
   const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance });
   const shape: [number, number, number, number] = [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize];
