@@ -3,7 +3,8 @@
 // loader and SwiftShader, which Debian ships in `libvulkan1` and `chromium`; as root they are installed
 // with apt-get, otherwise this stops and says what to install. Headless-browser tests need chromium too.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,15 +12,19 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const say = (s) => console.log(`[setup] ${s}`);
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
 
-// 1. npm packages
-const stamp = join(root, 'node_modules', '.package-lock.json');
-if (!existsSync(stamp) || statSync(join(root, 'package.json')).mtimeMs > statSync(stamp).mtimeMs) {
+// 1. npm packages: installed when node_modules was not made from this package-lock.json (by content,
+// so that a checkout touching files does not reinstall).
+const lock = join(root, 'package-lock.json');
+const stamp = join(root, 'node_modules', '.wgd-setup-lock');
+const want = existsSync(lock) ? createHash('sha256').update(readFileSync(lock)).digest('hex') : 'no-lock';
+if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== want) {
   say('installing npm packages (npm ci)...');
-  const r = run('npm', [existsSync(join(root, 'package-lock.json')) ? 'ci' : 'install', '--no-audit', '--no-fund']);
+  const r = run('npm', [existsSync(lock) ? 'ci' : 'install', '--no-audit', '--no-fund']);
   if (r.status !== 0) {
     console.error('[setup] npm install failed; see the output above.');
     process.exit(1);
   }
+  writeFileSync(stamp, want);
 }
 
 // 2. a WebGPU adapter for Node
@@ -46,10 +51,16 @@ if (!probe() || needChromium) {
   if (isRoot && hasApt) {
     say('installing Debian packages chromium and libvulkan1 (SwiftShader WebGPU for Node and headless Chromium)...');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    if (run('apt-get', ['update', '-qq'], { env }).status !== 0 || run('apt-get', ['install', '-y', '-qq', 'chromium', 'libvulkan1'], { env }).status !== 0) {
+    // apt's own output goes to a log; only failures are shown.
+    const quiet = { env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' };
+    const steps = [['update', '-qq'], ['install', '-y', '-qq', 'chromium', 'libvulkan1']];
+    const failed = steps.map((a) => run('apt-get', a, quiet)).find((r) => r.status !== 0);
+    if (failed) {
+      console.error(failed.stdout, failed.stderr);
       console.error('[setup] apt-get failed; install chromium and libvulkan1 by hand.');
       process.exit(1);
     }
+    say('installed chromium and libvulkan1');
   } else {
     console.error(
       '[setup] No WebGPU adapter is available to Node, and packages cannot be installed automatically here.\n' +
