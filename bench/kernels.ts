@@ -1,7 +1,8 @@
 // Kernel benchmarks: each kernel at shapes a small U-Net meets, side by side with tfjs's WebGPU backend
 // on the same adapter, plus the adapter's measured FMA peak. Outputs are checked against tfjs before
 // anything is timed; then a training step of a small U-Net-like stack (bench/train.ts), also beside
-// tfjs. Usage: npm run bench [-- --json FILE] [--reps N] [--only NAME|training] [--no-training]
+// tfjs; then sampling, VQ-GAN and latent-diffusion throughput on the shipped models (bench/models.ts).
+// Usage: npm run bench [-- --json FILE] [--reps N] [--only NAME|training|models] [--no-training] [--no-models]
 // [--batch N --size N --channels N --steps N --rounds N for the training step]
 import { writeFileSync } from 'node:fs';
 import { createDevice, ops, Device, Tensor } from '../src/index.js';
@@ -10,6 +11,7 @@ import peakSource from './peak.wgsl';
 
 import { TF, randn, nchwToNhwc, loadTf } from './common.js';
 import { trainingBench, trainingOptions, TrainingResult } from './train.js';
+import { modelsBench, ModelsResult } from './models.js';
 
 interface Timing {
   ms: number;
@@ -204,9 +206,11 @@ async function main() {
   }
   let training: TrainingResult | null = null;
   if ((!ONLY || ONLY === 'training') && !args.includes('--no-training')) training = await trainingBench(dev, tf, trainingOptions(args));
+  let models: ModelsResult | null = null;
+  if ((!ONLY || ONLY === 'models') && !args.includes('--no-models')) models = await modelsBench(dev);
   const json = opt('--json');
   if (json) {
-    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results, training }, null, 2));
+    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results, training, models }, null, 2));
     console.log(`wrote ${json}`);
   }
   dev.destroy();
