@@ -109,9 +109,15 @@ describe('wgd CLI', () => {
     expect(JSON.parse(readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').pop()!).step).toBe(3);
   }, 600_000);
 
-  it('sample writes a grid with a row per label, and a strip of x̂0', async () => {
+  it('export keeps the EMA weights as the weights; sample writes a grid with a row per label, and a strip of x̂0', async () => {
+    const exported = join(dir, 'model.safetensors');
+    expect(await main(['export', '--ckpt', ck, '--out', exported])).toBe(0);
+    const full = decodeCheckpoint(new Uint8Array(readFileSync(ck)));
+    const small = decodeCheckpoint(new Uint8Array(readFileSync(exported)));
+    expect([...small.tensors.keys()].some((n) => /^(ema|optimizer|rng)\./.test(n))).toBe(false);
+    expect(Array.from(small.tensors.get('conv_in.weight')!.data)).toEqual(Array.from(full.tensors.get('ema.conv_in.weight')!.data));
     const out = join(dir, 'grid.png');
-    expect(await main(['sample', '--ckpt', ck, '--sampler', 'ddim', '--steps', '4', '--label', 'A,Z', '--count', '3', '--out', out, '--strip'])).toBe(0);
+    expect(await main(['sample', '--ckpt', exported, '--sampler', 'ddim', '--steps', '4', '--label', 'A,Z', '--count', '3', '--out', out, '--strip'])).toBe(0);
     const g = decodePng(new Uint8Array(readFileSync(out)));
     expect([g.width, g.height]).toEqual([3 * 18 + 2, 2 * 18 + 2]);
     expect(existsSync(join(dir, 'grid-strip.png'))).toBe(true);

@@ -9,6 +9,7 @@ import { MODEL_PRESETS } from './models.js';
 import { trainClassifierCommand, evalSamplesCommand } from './classifier.js';
 import { trainVQGANCommand } from './vqgan.js';
 import { evalColorsCommand } from './colors.js';
+import { exportCommand } from './export.js';
 
 type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }>;
 
@@ -116,6 +117,11 @@ const EVAL_SAMPLES: Spec = {
   out: { type: 'string', default: 'runs/eval', help: 'output folder (eval.json and grids)' },
 };
 
+const EXPORT: Spec = {
+  ckpt: { type: 'string', help: 'training checkpoint (diffusion, VQ-GAN or classifier)' },
+  out: { type: 'string', help: 'output .safetensors: EMA weights and config only' },
+};
+
 const COMMANDS: Record<string, { spec: Spec; help: string }> = {
   train: { spec: TRAIN, help: 'train a diffusion model into a run folder' },
   sample: { spec: SAMPLE, help: 'sample a PNG grid from a checkpoint' },
@@ -123,6 +129,7 @@ const COMMANDS: Record<string, { spec: Spec; help: string }> = {
   'eval-colors': { spec: EVAL_COLORS, help: 'colour accuracy and distances over a guidance sweep, Fréchet distance, nearest training images' },
   'train-classifier': { spec: CLASSIFIER, help: 'train a classifier and evaluate it on held-out data' },
   'eval-samples': { spec: EVAL_SAMPLES, help: "label a model's class-conditional samples with a classifier" },
+  export: { spec: EXPORT, help: 'reduce a training checkpoint to what sampling needs (EMA weights, config)' },
   info: { spec: {}, help: 'show the WebGPU adapter and its limits' },
 };
 
@@ -204,6 +211,12 @@ export async function main(argv: string[]): Promise<number> {
     });
     console.log(`final loss ${r.finalLoss.toFixed(4)}; run folder ${r.out}`);
     dev.destroy();
+    return 0;
+  }
+  if (cmd === 'export') {
+    if (!v.ckpt || !v.out) throw new Error('export: give --ckpt and --out');
+    const r = await exportCommand(s('ckpt'), s('out'));
+    console.log(`wrote ${s('out')}: ${r.kind}, ${r.tensors} tensors, ${(r.bytes / 1024).toFixed(0)} KiB`);
     return 0;
   }
   if (cmd === 'train-vqgan') {
