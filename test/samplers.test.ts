@@ -201,3 +201,46 @@ function randnF(n: number): number[] {
   const r = mulberry32(SEED + 77);
   return Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()));
 }
+
+describe('noise processes against their closed forms', () => {
+  it('DDPM: linear betas from 1e-4 to 0.02; ᾱ the running product; cosine ᾱ_t = f(t+1)/f(0) with f = cos²((t/T + s)/(1 + s)·π/2)', () => {
+    const lin = makeProcess({ kind: 'ddpm', timesteps: 1000 }) as import('../src/diffusion/process.js').DiscreteVP;
+    expect(lin.betas[0]).toBeCloseTo(1e-4, 12);
+    expect(lin.betas[999]).toBeCloseTo(0.02, 12);
+    expect(lin.betas[500]! - lin.betas[499]!).toBeCloseTo((0.02 - 1e-4) / 999, 12);
+    let p = 1;
+    for (let t = 0; t < 1000; t++) p *= 1 - (1e-4 + ((0.02 - 1e-4) * t) / 999);
+    expect(lin.alphaBar(999) / p).toBeCloseTo(1, 10);
+    const cos = makeProcess({ kind: 'ddpm', timesteps: 1000, betaSchedule: 'cosine' }) as import('../src/diffusion/process.js').DiscreteVP;
+    const f = (t: number) => Math.cos(((t / 1000 + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
+    // Until β hits its 0.999 clip near the end, ᾱ_t = f(t + 1)/f(0) exactly (float64 products: 1e-12).
+    for (const t of [0, 10, 500, 900]) expect(cos.alphaBar(t)).toBeCloseTo(f(t + 1) / f(0), 10);
+    expect(Math.max(...cos.betas)).toBeLessThanOrEqual(0.999);
+  });
+
+  it('VP SDE: ᾱ(t) = exp(-∫β) against a numerical integral; VE: σ(t) from σmin to σmax geometrically; NCSN: 10 geometric σ from 1 to 0.01', () => {
+    const vp = makeProcess('vp-sde') as import('../src/diffusion/process.js').VPSDE;
+    for (const t of [0.1, 0.5, 1]) {
+      let integral = 0;
+      const n = 10000;
+      for (let i = 0; i < n; i++) integral += (vp.beta(((i + 0.5) * t) / n) * t) / n; // midpoint rule, exact for linear β
+      expect(vp.alphaBar(t)).toBeCloseTo(Math.exp(-integral), 12);
+      const l = vp.level(t);
+      expect(l.a * l.a + l.b * l.b).toBeCloseTo(1, 12);
+    }
+    const ve = makeProcess('ve-sde') as import('../src/diffusion/process.js').VESDE;
+    expect(ve.sigma(0)).toBeCloseTo(0.01, 12);
+    expect(ve.sigma(1)).toBeCloseTo(50, 9);
+    expect(ve.sigma(0.5)).toBeCloseTo(Math.sqrt(0.01 * 50), 9);
+    // g² = dσ²/dt = 2σ² ln(σmax/σmin)
+    const h = 1e-6;
+    expect(ve.g2(0.3) / ((ve.sigma(0.3 + h) ** 2 - ve.sigma(0.3 - h) ** 2) / (2 * h))).toBeCloseTo(1, 6);
+    const nc = makeProcess('ncsn') as import('../src/diffusion/process.js').NCSNProcess;
+    expect(nc.sigmas.length).toBe(10);
+    expect(nc.sigmas[0]).toBeCloseTo(1, 12);
+    expect(nc.sigmas[9]).toBeCloseTo(0.01, 12);
+    for (let i = 1; i < 10; i++) expect(nc.sigmas[i]! / nc.sigmas[i - 1]!).toBeCloseTo(0.01 ** (1 / 9), 12);
+    expect(nc.trainLevel(0).time).toBeCloseTo(999, 9); // σmax
+    expect(nc.trainLevel(0.999).time).toBeCloseTo(0, 9); // σmin
+  });
+});

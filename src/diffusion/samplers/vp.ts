@@ -51,15 +51,26 @@ function vpUpdate(ctx: StepContext, eps: Tensor, clip: boolean, noise: boolean):
   return { x: lin(...terms), x0 };
 }
 
-/** DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any subsequence of levels via the posterior q(x_next | x_t, x0) (eqs. 6-7). */
-export class DDPMSampler implements Sampler {
-  readonly name = 'ddpm';
-  readonly stateSize = 0;
-  constructor(readonly process: NoiseProcess, readonly opts: VPSamplerOptions = {}) {
-    vpGrid(process, 1, this.name);
+/** What the three samplers share: a variance-preserving process (checked up front) and x_T ~ N(0, I). */
+abstract class VPSampler<O extends VPSamplerOptions> implements Sampler {
+  abstract readonly name: string;
+  abstract readonly stateSize: number;
+  constructor(readonly process: NoiseProcess, readonly opts: O, name: string) {
+    vpGrid(process, 1, name);
   }
   initialStd(): number {
     return 1;
+  }
+  abstract plan(steps: number): StepPlan[];
+  abstract step(kind: string, ctx: StepContext): StepResult;
+}
+
+/** DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any subsequence of levels via the posterior q(x_next | x_t, x0) (eqs. 6-7). */
+export class DDPMSampler extends VPSampler<VPSamplerOptions> {
+  readonly name = 'ddpm';
+  readonly stateSize = 0;
+  constructor(process: NoiseProcess, opts: VPSamplerOptions = {}) {
+    super(process, opts, 'ddpm');
   }
   plan(n: number): StepPlan[] {
     const { levels, abNext } = vpGrid(this.process, n, this.name);
@@ -79,16 +90,13 @@ export class DDPMSampler implements Sampler {
 }
 
 /** DDIM (Song, Meng & Ermon 2021), eq. 12 with σ from eq. 16 scaled by eta: 0 is deterministic, 1 is DDPM-like. */
-export class DDIMSampler implements Sampler {
+export class DDIMSampler extends VPSampler<VPSamplerOptions & { eta?: number }> {
   readonly name = 'ddim';
   readonly stateSize = 0;
-  constructor(readonly process: NoiseProcess, readonly opts: VPSamplerOptions & { eta?: number } = {}) {
-    vpGrid(process, 1, this.name);
+  constructor(process: NoiseProcess, opts: VPSamplerOptions & { eta?: number } = {}) {
+    super(process, opts, 'ddim');
     const eta = opts.eta ?? 0;
     if (!(eta >= 0 && eta <= 1)) throw new SamplerError(`ddim: eta = ${eta} is outside the allowed range [0, 1]`);
-  }
-  initialStd(): number {
-    return 1;
   }
   plan(n: number): StepPlan[] {
     const eta = this.opts.eta ?? 0;
@@ -110,14 +118,11 @@ export class DDIMSampler implements Sampler {
  * three past ε̂ (eq. 12 of the paper), and a pseudo improved-Euler first step (two evaluations).
  * The past ε̂ travel as state [ε_{-1}, ε_{-2}, ε_{-3}].
  */
-export class PLMSSampler implements Sampler {
+export class PLMSSampler extends VPSampler<VPSamplerOptions> {
   readonly name = 'plms';
   readonly stateSize = 3;
-  constructor(readonly process: NoiseProcess, readonly opts: VPSamplerOptions = {}) {
-    vpGrid(process, 1, this.name);
-  }
-  initialStd(): number {
-    return 1;
+  constructor(process: NoiseProcess, opts: VPSamplerOptions = {}) {
+    super(process, opts, 'plms');
   }
   plan(n: number): StepPlan[] {
     const { levels, abNext } = vpGrid(this.process, n, this.name);
