@@ -113,7 +113,7 @@ describe('lab page in headless Chromium', () => {
     await screenshot(page, 'lab-loaded.png');
     expect(logs.filter((l) => /^(error|pageerror)/.test(l))).toEqual([]);
     await page.close();
-  });
+  }, 60_000);
 
   it('says clearly that WebGPU is missing in a browser without it, and disables the controls', async () => {
     const { page } = await newPage(browser);
@@ -127,7 +127,7 @@ describe('lab page in headless Chromium', () => {
     expect(enabled).toEqual([]);
     await screenshot(page, 'lab-no-webgpu.png');
     await page.close();
-  });
+  }, 60_000);
 
   it('samples a grid from the shipped checkpoint, live, and its pixels match Node for the same seed (within 2/255)', async () => {
     const { page, logs } = await open();
@@ -192,7 +192,7 @@ describe('lab page in headless Chromium', () => {
     expect([png.width, png.height, png.channels]).toEqual([got.width, got.height, 1]);
     expect(Array.from(png.data)).toEqual(values);
     await page.close();
-  });
+  }, 300_000);
 
   it('trains in the tab: live loss, steps/s and progress, pause and resume; the loss falls; the checkpoint downloads', async () => {
     const { page, logs } = await open();
@@ -236,7 +236,7 @@ describe('lab page in headless Chromium', () => {
     const { config } = modelFromCheckpoint(dev, c);
     expect(config.classes.length).toBe(26);
     await page.close();
-  });
+  }, 600_000);
 
   it('shows an error for a malformed uploaded checkpoint, keeps the loaded model, and keeps working', async () => {
     const { page } = await open();
@@ -280,5 +280,5 @@ describe('lab page in headless Chromium', () => {
     expect(await errorShown(page)).toBe(false);
     expect(existsSync(ck.path)).toBe(true);
     await page.close();
-  });
+  }, 300_000);
 });

@@ -63,6 +63,8 @@ let current: Current | null = null;
 let run: TrainRun | null = null;
 let sampling = false;
 let loading = false;
+/** The checkpoint loaded last (a run can continue from it even after another model became current). */
+let loadedCk: Current | null = null;
 let lastGrid: Grid | null = null;
 let lastGridName = 'samples.png';
 let shipped: { name: string; url: string; bytes: number }[] = [];
@@ -134,8 +136,10 @@ function refresh(): void {
   el.trPause.disabled = !ready || !run || sampling || loading || (!training && run.trainer.step >= run.total) || (training && run.pauseRequested);
   el.trPause.textContent = run && !training && run.trainer.step < run.total ? 'Resume' : 'Pause';
   const fromLoaded = el.trFrom.value === 'loaded';
-  (el.trFrom.options[1] as HTMLOptionElement).disabled = !current?.ck;
-  if (fromLoaded && !current?.ck) el.trFrom.value = 'new';
+  const fromOption = el.trFrom.options[1] as HTMLOptionElement;
+  fromOption.disabled = !loadedCk;
+  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name})` : 'the loaded checkpoint';
+  if (fromLoaded && !loadedCk) el.trFrom.value = 'new';
   el.trModel.disabled = el.trFrom.value === 'loaded';
   el.smRun.disabled = !idle || !current;
   el.smDownload.disabled = !lastGrid || sampling;
@@ -217,7 +221,8 @@ async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
   const ck = decodeCheckpoint(bytes, name);
   const { net, process, config } = modelFromCheckpoint(dev, ck);
   await dev.sync();
-  setCurrent({ source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], bytes, ck, step: config.step ?? 0 });
+  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], bytes, ck, step: config.step ?? 0 };
+  setCurrent(loadedCk);
 }
 
 async function withLoading(what: string, f: () => Promise<void>): Promise<void> {
@@ -317,7 +322,7 @@ async function startTraining(): Promise<void> {
   const data = await loadData(spec);
   drawGrid(el.trPreview, toGrid(data.images.subarray(0, 16 * data.shape[1] * data.shape[2] * data.shape[3]), [Math.min(16, data.shape[0]), data.shape[1], data.shape[2], data.shape[3]], 4), 160, 160);
 
-  const fromCk = el.trFrom.value === 'loaded' && current?.ck ? current : null;
+  const fromCk = el.trFrom.value === 'loaded' ? loadedCk : null;
   let net: UNet;
   let process: NoiseProcess;
   if (fromCk) {

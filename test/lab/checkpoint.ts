@@ -1,5 +1,6 @@
-// The checkpoint the lab tests sample from, named in one place. The shipped demo checkpoint
-// (examples/checkpoints/letters/letters.safetensors) when it exists; otherwise a stand-in of the same
+// The checkpoint the lab tests sample from, named in one place: $LAB_CHECKPOINT when set (to try
+// another one); else the shipped demo checkpoint (examples/checkpoints/letters/letters.safetensors)
+// when it exists; otherwise a stand-in of the same
 // kind (class-conditional 16x16 letters, 'tiny' U-Net, DDPM), trained briefly here in Node and kept in
 // .cache/lab/ for later runs. The stand-in samples noise-like images, not letters.
 import { existsSync, mkdirSync } from 'node:fs';
@@ -18,6 +19,11 @@ export interface LabCheckpoint {
 }
 
 export async function labCheckpoint(dev: Device): Promise<LabCheckpoint> {
+  const chosen = process.env.LAB_CHECKPOINT;
+  if (chosen) {
+    if (!existsSync(chosen)) throw new Error(`LAB_CHECKPOINT=${chosen}: no such file`);
+    return { name: 'env/LAB_CHECKPOINT', path: chosen, shipped: true };
+  }
   if (existsSync(SHIPPED_CHECKPOINT)) return { name: 'letters/letters', path: SHIPPED_CHECKPOINT, shipped: true };
   if (!existsSync(STAND_IN)) {
     const { glyphsPng, meta } = loadLettersGlyphs();
