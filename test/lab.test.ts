@@ -178,8 +178,12 @@ describe('lab page in headless Chromium', () => {
     // Same SwiftShader, same WGSL, same counter-based noise: the two runtimes compute the same floats;
     // 2/255 leaves room for a different rounding of transcendental builtins on another driver.
     expect(maxDiff).toBeLessThanOrEqual(2);
-    // Not blank: the image pixels (padding excluded: it is black) spread over many grey levels.
-    const inner = Array.from(imagesToGrid(r.images, r.shape, { cols: n, pad: 0 }).pixels);
+    // Not blank: the canvas's image pixels (the black 2-pixel padding between tiles left out) spread
+    // over many grey levels.
+    const [, , H, W] = r.shape;
+    const inTile = (v: number, size: number) => v >= 2 && (v - 2) % (size + 2) < size;
+    const inner = values.filter((_, i) => inTile(i % got.width, W) && inTile(Math.floor(i / got.width), H));
+    expect(inner.length).toBe(n * H * W);
     const m = mean(inner);
     const std = Math.sqrt(mean(inner.map((v) => (v - m) ** 2)));
     expect(std).toBeGreaterThan(20);
@@ -221,9 +225,12 @@ describe('lab page in headless Chromium', () => {
     const first = mean(losses.slice(0, 4));
     const last = mean(losses.slice(-4));
     console.log(`lab training: 16 steps of batch 4 in ${seconds.toFixed(1)} s (paused after ${pausedAt}); loss over steps 1-4 ${first.toFixed(3)}, over 13-16 ${last.toFixed(3)}; status '${await text(page, '#tr-status')}'`);
-    // The untrained network's ε-MSE is about 1 (plus its output variance); a few Adam steps at
-    // lr 2e-3 take it well below that on letters. A step that did not learn would leave it near 1.
-    expect(first).toBeGreaterThan(0.7);
+    // The first step's loss is the untrained network's: its prediction does not depend on ε, so the
+    // ε-MSE is E[ε²] = 1 plus the prediction's mean square (the mean over 4·256 values of ε² has a
+    // standard deviation of about 0.04). Adam at lr 2e-3 takes it far below that within 16 steps on
+    // letters (measured: steps 1-4 0.76, steps 13-16 0.24); weights that did not learn would leave
+    // every step near 1.
+    expect(losses[0]).toBeGreaterThan(0.8);
     expect(last).toBeLessThan(0.75 * first);
     await screenshot(page, 'lab-train.png');
 
