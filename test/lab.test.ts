@@ -3,12 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer-core';
 import { createDevice, Device, decodeCheckpoint, decodePng, generate, imagesToGrid, modelFromCheckpoint, parseLabel, parseSafetensors, serializeSafetensors } from '../src/index.js';
 import { startLabServer, LabServer } from '../examples/lab/server.js';
 import { gridColumns } from '../examples/lab/view.js';
-import { launchChromium, newPage, screenshot } from './lab/chromium.js';
+import { launchChromium, newPage, screenshot, ROOT } from './lab/chromium.js';
 import { labCheckpoint, LabCheckpoint } from './lab/checkpoint.js';
 
 let dev: Device;
@@ -96,6 +97,37 @@ async function waitForFile(dir: string, suffix: string, timeout = 30_000): Promi
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 // ---------------------------------------------------------------- tests
+
+describe('lab server (npm run lab)', () => {
+  it('prints its 127.0.0.1 address and serves the page, the sprite sheet and the checkpoint list', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'run.mjs'), 'examples/lab/serve.ts', '--port', '0', '--checkpoint', `${ck.name}=${ck.path}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no address printed within 60 s; output: ${out}`)), 60_000);
+        child.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          const m = /webgpu-diffusion lab: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]!);
+          }
+        });
+        child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+        child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
+      });
+      expect(await (await fetch(url)).text()).toContain('<title>webgpu-diffusion lab</title>');
+      expect((await fetch(url + 'main.js')).status).toBe(200);
+      expect((await fetch(url + 'data/letters/glyphs.png')).headers.get('content-type')).toBe('image/png');
+      const list = (await (await fetch(url + 'checkpoints/index.json')).json()) as { name: string; url: string; bytes: number }[];
+      expect(list.map((c) => c.name)).toEqual([ck.name]);
+      expect((await fetch(new URL(list[0]!.url, url))).headers.get('content-length')).toBe(String(list[0]!.bytes));
+      expect((await fetch(url + '../package.json')).status).toBe(404);
+    } finally {
+      child.kill();
+    }
+  }, 120_000);
+});
 
 describe('lab page in headless Chromium', () => {
   it('loads: shows the adapter and its limits and lists the shipped checkpoint', async () => {

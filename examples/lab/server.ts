@@ -100,7 +100,8 @@ export async function startLabServer(opts: LabServerOptions = {}): Promise<LabSe
     const f = files[url];
     if (!f || !existsSync(f)) return void res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${url}`);
     const ext = f.slice(f.lastIndexOf('.'));
-    res.writeHead(200, { 'content-type': TYPES[ext] ?? 'application/octet-stream', 'cache-control': 'no-store' }).end(readFileSync(f));
+    const body = readFileSync(f);
+    res.writeHead(200, { 'content-type': TYPES[ext] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : body);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
