@@ -3,9 +3,9 @@
 // when it exists; otherwise a stand-in of the same
 // kind (class-conditional 16x16 letters, 'tiny' U-Net, DDPM), trained briefly here in Node and kept in
 // .cache/lab/ for later runs. The stand-in samples noise-like images, not letters.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Device, DiffusionTrainer, Init, UNet, makeProcess, makeLetters, presetConfig, resolveUNetConfig } from '../../src/index.js';
+import { Device, DiffusionTrainer, Init, UNet, decodeCheckpoint, makeProcess, makeLetters, modelFromCheckpoint, presetConfig, resolveUNetConfig } from '../../src/index.js';
 import { loadLettersGlyphs, writeFileAtomic } from '../../src/node.js';
 import { ROOT } from './chromium.js';
 
@@ -25,7 +25,7 @@ export async function labCheckpoint(dev: Device): Promise<LabCheckpoint> {
     return { name: 'env/LAB_CHECKPOINT', path: chosen, shipped: true };
   }
   if (existsSync(SHIPPED_CHECKPOINT)) return { name: 'letters/letters', path: SHIPPED_CHECKPOINT, shipped: true };
-  if (!existsSync(STAND_IN)) {
+  if (!existsSync(STAND_IN) || !loads(dev, STAND_IN)) {
     const { glyphsPng, meta } = loadLettersGlyphs();
     const d = makeLetters({ glyphsPng, meta, size: 16, perGlyph: 1, seed: 0, split: 'train' });
     const data = { images: d.images, labels: d.labels, shape: d.shape, classes: meta.letters.split('') };
@@ -36,4 +36,14 @@ export async function labCheckpoint(dev: Device): Promise<LabCheckpoint> {
     await writeFileAtomic(STAND_IN, await trainer.encode({ data: { name: 'letters', size: 16, count: 1, seed: 0 } }));
   }
   return { name: 'stand-in/letters-tiny', path: STAND_IN, shipped: false };
+}
+
+/** Whether a cached stand-in still fits this engine's U-Net (parameter names and shapes). */
+function loads(dev: Device, path: string): boolean {
+  try {
+    modelFromCheckpoint(dev, decodeCheckpoint(new Uint8Array(readFileSync(path)), path));
+    return true;
+  } catch {
+    return false;
+  }
 }
