@@ -27,6 +27,8 @@ await build({
   logLevel: 'warning',
 });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
-writeFileSync(join(root, 'dist/index.d.ts'), "export * from './types/src/index.js';\n");
-writeFileSync(join(root, 'dist/node.d.ts'), "export * from './types/src/node.js';\n");
+// The types name WebGPU's (GPUDevice, ...): @webgpu/types declares them, and comes with `webgpu`.
+const gpuTypes = '/// <reference types="@webgpu/types" />\n';
+writeFileSync(join(root, 'dist/index.d.ts'), `${gpuTypes}export * from './types/src/index.js';\n`);
+writeFileSync(join(root, 'dist/node.d.ts'), `${gpuTypes}export * from './types/src/node.js';\n`);
 console.log('built dist/index.js, dist/node.js, dist/cli.js and their types');
