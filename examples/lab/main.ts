@@ -497,7 +497,18 @@ function action(f: () => Promise<void>): () => void {
 function wire(): void {
   el.errorClose.onclick = clearError;
   el.ckSelect.onchange = refresh;
-  el.trFrom.onchange = refresh;
+  // count means variants per (font, letter) for letters (1: 286 images) and images for colors.
+  el.trData.onchange = () => (el.trCount.value = el.trData.value === 'colors' ? '512' : '1');
+  el.trFrom.onchange = () => {
+    // Continuing a checkpoint: its own dataset, when its header names one this page can make.
+    const data = (loadedCk?.ck?.config as { data?: Partial<DataSpec> } | undefined)?.data;
+    if (el.trFrom.value === 'loaded' && data && (data.name === 'letters' || data.name === 'colors')) {
+      el.trData.value = data.name;
+      if (data.size) el.trSize.value = String(data.size);
+      if (data.count) el.trCount.value = String(data.count);
+    }
+    refresh();
+  };
   el.smSampler.onchange = refresh;
   el.ckLoad.onclick = action(async () => {
     const c = shipped[Number(el.ckSelect.value)];
