@@ -14,7 +14,11 @@ const checkpoints: ShippedCheckpoint[] = values.checkpoint?.length
       return eq > 0 ? { name: s.slice(0, eq), path: resolve(s.slice(eq + 1)) } : { name: s.replace(/^.*\//, '').replace(/\.safetensors$/, ''), path: resolve(s) };
     })
   : shippedCheckpoints();
-const lab = await startLabServer({ port, checkpoints });
+const lab = await startLabServer({ port, checkpoints }).catch((e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EADDRINUSE') throw e;
+  console.error(`lab: port ${port} on 127.0.0.1 is in use; pass --port N (0 picks a free one)`);
+  process.exit(1);
+});
 console.log(`webgpu-diffusion lab: ${lab.url}`);
 console.log(checkpoints.length ? `checkpoints: ${checkpoints.map((c) => `${c.name} (${shortPath(c.path)})`).join(', ')}` : 'no shipped checkpoints (examples/checkpoints/*/*.safetensors); train one in the page or upload one');
 console.log('Ctrl-C stops the server.');
