@@ -253,6 +253,22 @@ describe('lab page in headless Chromium', () => {
     expect(await page.$eval('#tr-pause', (b) => b.textContent)).toBe('Resume');
     await screenshot(page, 'lab-train-paused.png');
     await page.click('#tr-pause');
+    // The page stays responsive while it trains: over 2 s, the longest the main thread is kept from
+    // running a timer (the training loop yields at every readback; the GPU works in its own process).
+    const gapMs = await page.evaluate(async () => {
+      let max = 0;
+      let last = performance.now();
+      const end = last + 2000;
+      while (performance.now() < end) {
+        await new Promise((r) => setTimeout(r, 0));
+        const now = performance.now();
+        max = Math.max(max, now - last);
+        last = now;
+      }
+      return max;
+    });
+    expect(await page.evaluate(() => document.querySelector<HTMLElement>('#tr-status')!.dataset.state)).toBe('running');
+    expect(gapMs).toBeLessThan(1000);
     expect(await waitState(page, '#tr-status', ['done', 'error'], 600_000), `${await text(page, '#tr-status')}\n${logs.join('\n')}`).toBe('done');
     const seconds = (performance.now() - t0) / 1000;
     const { losses, lossSteps } = await page.evaluate(() => ({ losses: window.lab.losses, lossSteps: window.lab.lossSteps }));
@@ -260,7 +276,7 @@ describe('lab page in headless Chromium', () => {
     expect(await page.$eval('#tr-progress', (p) => (p as HTMLProgressElement).value)).toBe(1);
     const first = mean(losses.slice(0, 4));
     const last = mean(losses.slice(-4));
-    console.log(`lab training: 16 steps of batch 4 in ${seconds.toFixed(1)} s (paused after ${pausedAt}); loss over steps 1-4 ${first.toFixed(3)}, over 13-16 ${last.toFixed(3)}; status '${await text(page, '#tr-status')}'`);
+    console.log(`lab training: 16 steps of batch 4 in ${seconds.toFixed(1)} s (paused after ${pausedAt}; longest main-thread stall while training ${gapMs.toFixed(0)} ms); loss over steps 1-4 ${first.toFixed(3)}, over 13-16 ${last.toFixed(3)}; status '${await text(page, '#tr-status')}'`);
     // The first step's loss is the untrained network's: its prediction does not depend on ε, so the
     // ε-MSE is E[ε²] = 1 plus the prediction's mean square (the mean over 4·256 values of ε² has a
     // standard deviation of about 0.04). Adam at lr 2e-3 takes it far below that within 16 steps on
