@@ -10,3 +10,57 @@ export { Runtime, DeviceArray } from './runtime/runtime.js';
 export type { DType } from './runtime/runtime.js';
 export { ShapeError, LimitError, KernelCompileError } from './runtime/errors.js';
 export * as ops from './graph/ops/index.js';
+
+// Everything below is browser-safe too (no node:* imports); Node-only helpers (checkpoint files, the
+// letters sheet on disk, image folders, the CLI) are in 'webgpu-diffusion/node' (src/node.ts).
+
+// Layers, models, optimisers
+export { Init, Module, ModuleList } from './nn/module.js';
+export { ParameterSet } from './nn/params.js';
+export { Linear, Conv2d, GroupNorm, LayerNorm, Embedding, Dropout } from './nn/layers.js';
+export { Attention, ResBlock, Downsample, Upsample, Timesteps, TimestepEmbedding, SpatialSelfAttention, SpatialTransformer } from './nn/blocks.js';
+export { Adam, AdamW } from './optim/adam.js';
+export type { AdamOptions } from './optim/adam.js';
+export { EMA } from './optim/ema.js';
+export { UNet, UNET_DEFAULTS, resolveUNetConfig } from './models/unet.js';
+export type { UNetConfig } from './models/unet.js';
+export { VQGAN, resolveVQGANConfig } from './models/vqgan.js';
+export type { VQGANConfig } from './models/vqgan.js';
+export { VQGANTrainer } from './models/vqgan-trainer.js';
+export { MODEL_PRESETS, presetConfig } from './cli/models.js';
+
+// Diffusion
+export { makeProcess, betaSchedule, PROCESS_KINDS, NoiseProcess, ConfigError } from './diffusion/process.js';
+export type { ProcessConfig, ProcessKind, Level } from './diffusion/process.js';
+export { makeSampler, samplersFor, SAMPLER_NAMES, SamplerError } from './diffusion/samplers/index.js';
+export type { Sampler, SamplerOptions } from './diffusion/samplers/index.js';
+export { SamplingLoop, sample } from './diffusion/sample.js';
+export type { SampleRunOptions, SampleResult } from './diffusion/sample.js';
+export { NetworkDenoiser } from './diffusion/denoiser.js';
+export type { Denoiser } from './diffusion/denoiser.js';
+export { generate, parseLabel, readSnapshots } from './diffusion/generate.js';
+export type { GenerateOptions } from './diffusion/generate.js';
+export { DiffusionTrainer, modelFromCheckpoint } from './diffusion/train.js';
+export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig } from './diffusion/train.js';
+
+// Checkpoints and safetensors (bytes in, bytes out)
+export { encodeCheckpoint, decodeCheckpoint, loadCheckpoint, checkpointTensors } from './io/checkpoint.js';
+export type { CheckpointData, TrainingState } from './io/checkpoint.js';
+export { parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
+export type { SafeTensor, SafeDType } from './io/safetensors.js';
+
+// Data and images
+export { makeLetters, lettersFonts } from './data/letters.js';
+export type { LettersMeta, LettersOptions, LettersData } from './data/letters.js';
+export { makeColorsDataset } from './data/colors.js';
+export type { ColorsDataset } from './data/colors.js';
+export { encodePng, decodePng, gridPng, imagesToGrid, resampleArea } from './data/png.js';
+export type { Image8, GridOptions } from './data/png.js';
+export { linePlotPng } from './data/plot.js';
+export type { PlotOptions } from './data/plot.js';
+export { mulberry32, mixSeed } from './data/rng.js';
+
+// Metrics
+export { COLOR_CLASSES, srgbToLab, deltaE76, dominantColorClass, evalColors } from './metrics/color.js';
+export { frechetDistance } from './metrics/frechet.js';
+export { nearestNeighbours } from './metrics/retrieval.js';

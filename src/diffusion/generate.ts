@@ -5,7 +5,7 @@ import { Tensor } from '../graph/tensor.js';
 import type { UNet } from '../models/unet.js';
 import type { NoiseProcess } from './process.js';
 import { NetworkDenoiser } from './denoiser.js';
-import { SamplingLoop, SampleResult } from './sample.js';
+import { SamplingLoop, SampleResult, SampleRunOptions } from './sample.js';
 import { makeSampler, SamplerOptions } from './samplers/index.js';
 import { SamplerError } from './samplers/types.js';
 
@@ -22,6 +22,8 @@ export interface GenerateOptions {
   samplerOptions?: SamplerOptions;
   snapshotEvery?: number;
   onStep?: (i: number, n: number) => void;
+  /** Awaited with each snapshot as it is taken (see SampleRunOptions.onSnapshot), for a live view. */
+  onSnapshot?: SampleRunOptions['onSnapshot'];
 }
 
 /** Turns a label given by name or index into an index; errors name the allowed values. */
@@ -50,7 +52,7 @@ export async function generate(dev: Device, net: UNet, process: NoiseProcess, op
   const shape: [number, number, number, number] = [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize];
   const loop = new SamplingLoop(dev, sampler, den.denoise, shape);
   try {
-    const r = await loop.run(opts.steps, { seed: opts.seed ?? 0, snapshotEvery: opts.snapshotEvery, onStep: opts.onStep });
+    const r = await loop.run(opts.steps, { seed: opts.seed ?? 0, snapshotEvery: opts.snapshotEvery, onStep: opts.onStep, onSnapshot: opts.onSnapshot });
     const images = (await r.x.read()) as Float32Array;
     return { ...r, images, shape };
   } finally {

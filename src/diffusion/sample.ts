@@ -21,6 +21,12 @@ export interface SampleRunOptions {
   snapshotEvery?: number;
   /** Called after each step is submitted, with its index and the number of steps (for progress bars). */
   onStep?: (i: number, n: number) => void;
+  /**
+   * Called with each snapshot as it is taken, and awaited before the next step is submitted: a live
+   * view reads `x0` here (the loop then waits for the GPU to reach that step; without it, every step
+   * is submitted at once and nothing can be shown until the end).
+   */
+  onSnapshot?: (snap: { step: number; x0: Tensor }, n: number) => void | Promise<void>;
 }
 
 export interface SampleResult {
@@ -123,7 +129,11 @@ export class SamplingLoop {
       state = state.map((_, k) => out![`s${k}`]!);
       hostMs += performance.now() - t0;
       const every = opts.snapshotEvery ?? 0;
-      if (every > 0 && (i % every === every - 1 || i === plan.length - 1)) snapshots.push({ step: i, x0: copy(out.x0!) });
+      if (every > 0 && (i % every === every - 1 || i === plan.length - 1)) {
+        const snap = { step: i, x0: copy(out.x0!) };
+        snapshots.push(snap);
+        await opts.onSnapshot?.(snap, plan.length);
+      }
       opts.onStep?.(i, plan.length);
     }
     // The step's output buffers are overwritten by its next run: hand the caller its own copy.

@@ -32,7 +32,9 @@ async function nodeAdapter(opts: CreateDeviceOptions, log: (s: string) => void):
   }
   Object.assign(globalThis, dawn.globals);
   const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
-  const fs = await import('node:fs');
+  // Also hidden from bundlers: a browser bundle of the package must not have to resolve node:fs.
+  const fsName = 'node:fs';
+  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
   const tryCreate = async () => {
     // Dawn otherwise zero-fills workgroup memory with an OpConstantNull initializer, which SwiftShader
     // compiles into one store per element: ~3 s per pipeline with a 16 KiB tile (10 ms without).

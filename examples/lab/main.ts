@@ -1,0 +1,567 @@
+// The lab page: load a shipped or uploaded checkpoint, or train a model in the tab (live loss plot,
+// steps/s, progress, pause and resume); sample it with any sampler, showing x̂₀ while it denoises;
+// download the checkpoint and the images. Plain DOM and canvas over the package's public entry.
+import {
+  createDevice, Device, noGrad, ops, Tensor,
+  decodeCheckpoint, modelFromCheckpoint, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
+  makeProcess, samplersFor, generate, parseLabel, encodePng, makeLetters, makeColorsDataset,
+} from '../../src/index.js';
+import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions } from '../../src/index.js';
+import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
+
+// ---------------------------------------------------------------- state
+
+/** A model that can be sampled: a loaded checkpoint, or the EMA weights of the run in this tab. */
+interface Current {
+  source: 'checkpoint' | 'training';
+  name: string;
+  net: () => UNet;
+  process: NoiseProcess;
+  classes: readonly string[];
+  /** A loaded checkpoint: its bytes (for download) and decoded form (to continue training from). */
+  bytes?: Uint8Array;
+  ck?: CheckpointData;
+  step: number;
+}
+
+interface DataSpec {
+  name: 'letters' | 'colors';
+  size: number;
+  count: number;
+  seed: number;
+}
+
+interface TrainRun {
+  trainer: DiffusionTrainer;
+  spec: DataSpec;
+  total: number;
+  running: boolean;
+  pauseRequested: boolean;
+  /** Steps read back every this many, adapted so the page updates about 4 times a second. */
+  readEvery: number;
+  /** (time ms, step) pairs of recent readbacks, for steps/s. */
+  marks: [number, number][];
+}
+
+/** What the headless tests (and the console) can read: window.lab. */
+interface LabState {
+  adapter: string;
+  losses: number[];
+  lossSteps: number[];
+  model: string | null;
+  lastGrid: { width: number; height: number; channels: number } | null;
+}
+
+declare global {
+  interface Window {
+    lab: LabState;
+  }
+}
+
+let dev: Device | null = null;
+let current: Current | null = null;
+let run: TrainRun | null = null;
+let sampling = false;
+let loading = false;
+/** The checkpoint loaded last (a run can continue from it even after another model became current). */
+let loadedCk: Current | null = null;
+let lastGrid: Grid | null = null;
+let lastGridName = 'samples.png';
+let shipped: { name: string; url: string; bytes: number }[] = [];
+let glyphs: { glyphsPng: Uint8Array; meta: LettersMeta } | null = null;
+const lab: LabState = (window.lab = { adapter: '', losses: [], lossSteps: [], model: null, lastGrid: null });
+
+// ---------------------------------------------------------------- DOM
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`lab: element #${id} is missing from index.html`);
+  return e as T;
+};
+const el = {
+  adapter: $('adapter'), limitsBox: $('limits-box'), limits: $<HTMLTableElement>('limits'), nogpu: $('nogpu'),
+  error: $('error'), errorText: $('error-text'), errorClose: $<HTMLButtonElement>('error-close'),
+  ckSelect: $<HTMLSelectElement>('ck-select'), ckLoad: $<HTMLButtonElement>('ck-load'), ckFile: $<HTMLInputElement>('ck-file'),
+  modelInfo: $('model-info'), ckDownload: $<HTMLButtonElement>('ck-download'),
+  trFrom: $<HTMLSelectElement>('tr-from'), trModel: $<HTMLSelectElement>('tr-model'), trData: $<HTMLSelectElement>('tr-data'),
+  trSize: $<HTMLSelectElement>('tr-size'), trCount: $<HTMLInputElement>('tr-count'), trSteps: $<HTMLInputElement>('tr-steps'),
+  trBatch: $<HTMLInputElement>('tr-batch'), trLr: $<HTMLInputElement>('tr-lr'), trEma: $<HTMLInputElement>('tr-ema'),
+  trSeed: $<HTMLInputElement>('tr-seed'), trStart: $<HTMLButtonElement>('tr-start'), trPause: $<HTMLButtonElement>('tr-pause'),
+  trProgress: $<HTMLProgressElement>('tr-progress'), trStatus: $('tr-status'), trPlot: $<HTMLCanvasElement>('tr-plot'),
+  trPreview: $<HTMLCanvasElement>('tr-preview'),
+  smSampler: $<HTMLSelectElement>('sm-sampler'), smSteps: $<HTMLInputElement>('sm-steps'), smEta: $<HTMLInputElement>('sm-eta'),
+  smEtaLabel: $('sm-eta-label'), smGuidance: $<HTMLInputElement>('sm-guidance'), smLabels: $<HTMLInputElement>('sm-labels'),
+  smClasses: $<HTMLDataListElement>('sm-classes'), smClassesHint: $('sm-classes-hint'), smCount: $<HTMLInputElement>('sm-count'),
+  smCountLabel: $('sm-count-label'), smSeed: $<HTMLInputElement>('sm-seed'), smEvery: $<HTMLInputElement>('sm-every'),
+  smRun: $<HTMLButtonElement>('sm-run'), smDownload: $<HTMLButtonElement>('sm-download'), smProgress: $<HTMLProgressElement>('sm-progress'),
+  smStatus: $('sm-status'), smLive: $<HTMLCanvasElement>('sm-live'), smLiveCaption: $('sm-live-caption'), smGrid: $<HTMLCanvasElement>('sm-grid'),
+};
+
+function showError(message: string): void {
+  el.errorText.textContent = message;
+  el.error.hidden = false;
+  console.error(message);
+}
+function clearError(): void {
+  el.error.hidden = true;
+  el.errorText.textContent = '';
+}
+function setStatus(node: HTMLElement, text: string, state: 'idle' | 'running' | 'paused' | 'done' | 'error'): void {
+  node.textContent = text;
+  node.dataset.state = state;
+}
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** A number from an input, checked; the error names the field and the allowed range. */
+function num(input: HTMLInputElement, name: string, o: { int?: boolean; min?: number; max?: number } = {}): number {
+  const v = input.value.trim();
+  const x = Number(v);
+  if (v === '' || !Number.isFinite(x) || (o.int && !Number.isInteger(x)) || x < (o.min ?? -Infinity) || x > (o.max ?? Infinity)) {
+    const range = `${o.int ? 'an integer' : 'a number'}${o.min !== undefined ? ` ≥ ${o.min}` : ''}${o.max !== undefined ? ` and ≤ ${o.max}` : ''}`;
+    throw new Error(`${name} = '${v}': expected ${range}`);
+  }
+  return x;
+}
+
+/** Enables exactly the controls that make sense now. */
+function refresh(): void {
+  const ready = dev !== null;
+  const training = run?.running ?? false;
+  const idle = ready && !training && !sampling && !loading;
+  el.ckLoad.disabled = !idle || !el.ckSelect.value;
+  el.ckSelect.disabled = !idle;
+  el.ckFile.disabled = !idle;
+  el.ckDownload.disabled = !idle || !current;
+  el.trStart.disabled = !idle;
+  el.trPause.disabled = !ready || !run || sampling || loading || (!training && run.trainer.step >= run.total) || (training && run.pauseRequested);
+  el.trPause.textContent = run && !training && run.trainer.step < run.total ? 'Resume' : 'Pause';
+  const fromLoaded = el.trFrom.value === 'loaded';
+  const fromOption = el.trFrom.options[1] as HTMLOptionElement;
+  fromOption.disabled = !loadedCk;
+  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name})` : 'the loaded checkpoint';
+  if (fromLoaded && !loadedCk) el.trFrom.value = 'new';
+  el.trModel.disabled = el.trFrom.value === 'loaded';
+  el.smRun.disabled = !idle || !current;
+  el.smDownload.disabled = !lastGrid || sampling;
+  const conditional = current ? current.classes.length > 0 : true;
+  el.smLabels.disabled = !conditional;
+  el.smGuidance.disabled = !conditional;
+  el.smCountLabel.firstChild!.textContent = conditional ? 'per label ' : 'images ';
+  el.smEtaLabel.hidden = el.smSampler.value !== 'ddim';
+}
+
+// ---------------------------------------------------------------- device
+
+async function start(): Promise<void> {
+  el.trModel.replaceChildren(...Object.keys(MODEL_PRESETS).map((k) => new Option(k, k, k === 'tiny', k === 'tiny')));
+  drawLossPlot(el.trPlot, [], []);
+  wire();
+  refresh();
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) {
+    noWebGpu(
+      'This browser has no WebGPU (navigator.gpu is missing), so nothing can run here. Use a recent Chrome or Edge (113+), ' +
+        'Safari 26+, or Firefox 141+ on Windows; elsewhere WebGPU may need to be enabled (chrome://flags/#enable-unsafe-webgpu). ' +
+        (window.isSecureContext ? '' : 'This page is also not a secure context: open it from https:// or http://localhost / 127.0.0.1.'),
+    );
+    return;
+  }
+  try {
+    dev = await createDevice();
+  } catch (e) {
+    noWebGpu(`WebGPU is present but no GPU device could be created: ${message(e)}`);
+    return;
+  }
+  const a = dev.adapter;
+  lab.adapter = [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / ') || '(the browser does not describe it)';
+  el.adapter.textContent = `WebGPU adapter: ${lab.adapter}`;
+  const lim = dev.limits as unknown as Record<string, number>;
+  const keys = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupStorageSize',
+    'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupsPerDimension'];
+  el.limits.replaceChildren(...keys.map((k) => {
+    const tr = document.createElement('tr');
+    tr.append(Object.assign(document.createElement('td'), { textContent: k }), Object.assign(document.createElement('td'), { textContent: fmtLimit(lim[k]) }));
+    return tr;
+  }));
+  el.limitsBox.hidden = false;
+  dev.gpu.lost.then((info) => {
+    if (info.reason !== 'destroyed') showError(`The GPU device was lost (${info.reason}): ${info.message}. Reload the page to continue.`);
+    dev = null;
+    refresh();
+  });
+  try {
+    const r = await fetch('./checkpoints/index.json');
+    if (r.ok) shipped = (await r.json()) as typeof shipped;
+  } catch {
+    shipped = [];
+  }
+  el.ckSelect.replaceChildren(new Option(shipped.length ? '(choose)' : '(none shipped)', ''), ...shipped.map((c, i) => new Option(`${c.name} (${(c.bytes / 2 ** 20).toFixed(1)} MiB)`, String(i))));
+  if (shipped.length) el.ckSelect.value = '0';
+  document.body.dataset.ready = 'true';
+  refresh();
+}
+
+function fmtLimit(v: number | undefined): string {
+  if (v === undefined) return '—';
+  return v >= 2 ** 20 ? `${v} (${(v / 2 ** 20).toFixed(0)} MiB)` : String(v);
+}
+
+function noWebGpu(text: string): void {
+  el.nogpu.textContent = text;
+  el.nogpu.hidden = false;
+  el.adapter.textContent = 'WebGPU: not available';
+  document.body.dataset.ready = 'no-webgpu';
+  document.querySelectorAll<HTMLButtonElement | HTMLInputElement | HTMLSelectElement>('main button, main input, main select').forEach((b) => (b.disabled = true));
+}
+
+// ---------------------------------------------------------------- model
+
+async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
+  if (!dev) return;
+  const ck = decodeCheckpoint(bytes, name);
+  const { net, process, config } = modelFromCheckpoint(dev, ck);
+  await dev.sync();
+  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], bytes, ck, step: config.step ?? 0 };
+  setCurrent(loadedCk);
+}
+
+async function withLoading(what: string, f: () => Promise<void>): Promise<void> {
+  clearError();
+  loading = true;
+  refresh();
+  el.modelInfo.textContent = `loading ${what}…`;
+  const before = current;
+  try {
+    await f();
+  } catch (e) {
+    showError(`Could not load ${what}: ${message(e)}`);
+    current = before;
+    describeModel();
+  } finally {
+    loading = false;
+    refresh();
+  }
+}
+
+function setCurrent(c: Current): void {
+  current = c;
+  const samplers = samplersFor(c.process);
+  const was = el.smSampler.value;
+  el.smSampler.replaceChildren(...samplers.map((s) => new Option(s, s)));
+  el.smSampler.value = samplers.includes(was) ? was : samplers.includes('ddim') ? 'ddim' : samplers[0]!;
+  el.smClasses.replaceChildren(new Option('all'), ...c.classes.map((n) => new Option(n)));
+  if (c.classes.length) {
+    const valid = el.smLabels.value.trim() !== '' && el.smLabels.value.split(',').every((l) => l.trim() === 'all' || safeLabel(l.trim(), c.classes));
+    if (!valid) el.smLabels.value = c.classes.slice(0, Math.min(4, c.classes.length)).join(',');
+    el.smClassesHint.textContent = `classes: ${c.classes.join(' ')} (names or indices 0..${c.classes.length - 1}, comma-separated, or 'all')`;
+  } else {
+    el.smLabels.value = '';
+    el.smClassesHint.textContent = 'unconditional model: no labels';
+  }
+  describeModel();
+  refresh();
+}
+
+function safeLabel(l: string, classes: readonly string[]): boolean {
+  try {
+    parseLabel(l, classes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function describeModel(): void {
+  if (!current) {
+    el.modelInfo.textContent = 'No model yet: load a checkpoint or train one below.';
+    lab.model = null;
+    return;
+  }
+  const net = current.net();
+  const c = net.config;
+  const cond = c.conditioning === 'none' ? 'unconditional' : `${c.conditioning}-conditional on ${current.classes.length} classes`;
+  const step = current.source === 'training' && run ? run.trainer.step : current.step;
+  lab.model = current.name;
+  el.modelInfo.textContent =
+    `${current.name}${current.source === 'training' ? ' (EMA weights of the run in this tab)' : ''}\n` +
+    `U-Net ${c.blockOutChannels.join('-')} channels, ${net.parameterCount.toLocaleString('en')} parameters, images ${c.sampleSize}×${c.sampleSize}×${c.inChannels}, ${cond}\n` +
+    `process ${current.process.kind}, trained ${step} steps`;
+}
+
+// ---------------------------------------------------------------- data
+
+async function loadData(spec: DataSpec): Promise<ImageDataset> {
+  if (spec.name === 'letters') {
+    if (!glyphs) {
+      const [png, meta] = await Promise.all([fetch('./data/letters/glyphs.png'), fetch('./data/letters/glyphs.json')]);
+      if (!png.ok || !meta.ok) throw new Error(`the letters sprite sheet could not be fetched (HTTP ${png.status} / ${meta.status}) from ./data/letters/`);
+      glyphs = { glyphsPng: new Uint8Array(await png.arrayBuffer()), meta: (await meta.json()) as LettersMeta };
+    }
+    if (spec.size !== 16 && spec.size !== 32) throw new Error(`letters: size ${spec.size}; allowed values: 16, 32`);
+    const d = makeLetters({ ...glyphs, size: spec.size, perGlyph: spec.count, seed: spec.seed, split: 'train' });
+    return { images: d.images, labels: d.labels, shape: d.shape, classes: glyphs.meta.letters.split('') };
+  }
+  const d = makeColorsDataset({ n: spec.count, size: spec.size, seed: spec.seed });
+  return { images: d.images, labels: d.labels, shape: d.shape, classes: d.classes };
+}
+
+// ---------------------------------------------------------------- training
+
+async function startTraining(): Promise<void> {
+  if (!dev) return;
+  clearError();
+  const steps = num(el.trSteps, 'steps', { int: true, min: 1 });
+  const batch = num(el.trBatch, 'batch', { int: true, min: 1, max: 1024 });
+  const lr = num(el.trLr, 'learning rate', { min: 0, max: 1 });
+  const ema = num(el.trEma, 'EMA', { min: 0, max: 1 });
+  const seed = num(el.trSeed, 'seed', { int: true });
+  const spec: DataSpec = {
+    name: el.trData.value as DataSpec['name'], size: Number(el.trSize.value), count: num(el.trCount, 'count', { int: true, min: 1 }), seed,
+  };
+  setStatus(el.trStatus, `making the ${spec.name} dataset…`, 'running');
+  const data = await loadData(spec);
+  drawGrid(el.trPreview, toGrid(data.images.subarray(0, 16 * data.shape[1] * data.shape[2] * data.shape[3]), [Math.min(16, data.shape[0]), data.shape[1], data.shape[2], data.shape[3]], 4), 160, 160);
+
+  const fromCk = el.trFrom.value === 'loaded' ? loadedCk : null;
+  let net: UNet;
+  let process: NoiseProcess;
+  if (fromCk) {
+    const cfg = fromCk.ck!.config as unknown as DiffusionCheckpointConfig;
+    net = new UNet(new Init(dev, seed), resolveUNetConfig(cfg.model));
+    process = makeProcess(cfg.process);
+  } else {
+    const [, channels, size] = data.shape;
+    net = new UNet(new Init(dev, seed), resolveUNetConfig(presetConfig(el.trModel.value, size, channels, 'class', data.classes.length)));
+    process = makeProcess('ddpm');
+  }
+  const startStep = fromCk ? fromCk.step : 0;
+  const total = startStep + steps;
+  const opts: TrainOptions = { batch, lr, steps: total, warmupSteps: Math.min(100, Math.floor(steps / 10)), schedule: 'constant', emaDecay: ema, guidanceDropout: 0.1, seed };
+  const trainer = new DiffusionTrainer(dev, net, process, data, opts);
+  if (fromCk) {
+    // Weights, EMA, Adam moments, key and step; batch, lr and seed are this page's.
+    trainer.resume(fromCk.ck!);
+  }
+  run = { trainer, spec, total, running: false, pauseRequested: false, readEvery: 1, marks: [] };
+  lab.losses = [];
+  lab.lossSteps = [];
+  drawLossPlot(el.trPlot, [], []);
+  const name = `${spec.name} ${spec.size}×${spec.size}, ${fromCk ? `continued from ${fromCk.name}` : `new '${el.trModel.value}' model`}`;
+  setCurrent({ source: 'training', name, net: () => trainer.emaModel(), process, classes: data.classes, step: startStep });
+  await trainLoop(run);
+}
+
+async function trainLoop(r: TrainRun): Promise<void> {
+  r.running = true;
+  r.pauseRequested = false;
+  r.marks = [];
+  refresh();
+  const t = r.trainer;
+  if (current?.source !== 'training') setCurrent({ source: 'training', name: `${r.spec.name} ${r.spec.size}×${r.spec.size} run`, net: () => t.emaModel(), process: t.process, classes: t.data.classes, step: t.step });
+  setStatus(el.trStatus, `step ${t.step}/${r.total}: compiling the training step…`, 'running');
+  const pending: Tensor[] = [];
+  try {
+    while (!r.pauseRequested && t.step < r.total) {
+      const loss = await t.runStep();
+      // The step's loss buffer is overwritten by the next step: keep a copy until it is read.
+      pending.push(noGrad(() => ops.affine(loss, 1, 0)));
+      if (pending.length >= r.readEvery || t.step >= r.total || r.pauseRequested) {
+        const values = await Promise.all(pending.map((p) => p.item()));
+        const first = t.step - values.length + 1;
+        values.forEach((v, i) => {
+          lab.losses.push(v);
+          lab.lossSteps.push(first + i);
+        });
+        pending.forEach((p) => p.dispose());
+        pending.length = 0;
+        showProgress(r);
+        await yieldToUi();
+      }
+    }
+    setStatus(el.trStatus, statusText(r, t.step >= r.total ? 'done' : 'paused'), t.step >= r.total ? 'done' : 'paused');
+  } catch (e) {
+    showError(`Training stopped: ${message(e)}`);
+    setStatus(el.trStatus, `stopped at step ${t.step}: ${message(e)}`, 'error');
+  } finally {
+    r.running = false;
+    describeModel();
+    refresh();
+  }
+}
+
+function showProgress(r: TrainRun): void {
+  const now = performance.now();
+  r.marks.push([now, r.trainer.step]);
+  while (r.marks.length > 2 && now - r.marks[0]![0] > 5000) r.marks.shift();
+  const sps = stepsPerSecond(r);
+  // Aim for about four readbacks a second: each one waits for the GPU to drain.
+  if (Number.isFinite(sps)) r.readEvery = Math.max(1, Math.min(50, Math.round(sps / 4)));
+  el.trProgress.value = r.trainer.step / r.total;
+  setStatus(el.trStatus, statusText(r, 'running'), 'running');
+  drawLossPlot(el.trPlot, lab.lossSteps, lab.losses);
+}
+
+function stepsPerSecond(r: TrainRun): number {
+  if (r.marks.length < 2) return NaN;
+  const [t0, s0] = r.marks[0]!;
+  const [t1, s1] = r.marks[r.marks.length - 1]!;
+  return ((s1 - s0) * 1000) / (t1 - t0);
+}
+
+function statusText(r: TrainRun, what: 'running' | 'paused' | 'done'): string {
+  const s = r.trainer.step;
+  const n = lab.losses.length;
+  const recent = lab.losses.slice(Math.max(0, n - 10));
+  const loss = recent.length ? (recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4) : '—';
+  const sps = stepsPerSecond(r);
+  const rate = Number.isFinite(sps) ? `${sps.toFixed(sps < 10 ? 2 : 1)} steps/s` : '— steps/s';
+  const eta = Number.isFinite(sps) && sps > 0 && what === 'running' ? `, ${fmtTime((r.total - s) / sps)} left` : '';
+  const head = what === 'paused' ? 'paused at ' : what === 'done' ? 'done: ' : '';
+  return `${head}step ${s}/${r.total} · loss ${loss} (last ${recent.length}) · ${rate}${eta}`;
+}
+
+function fmtTime(s: number): string {
+  return s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+}
+
+// ---------------------------------------------------------------- sampling
+
+async function runSampling(): Promise<void> {
+  if (!dev || !current) return;
+  clearError();
+  const c = current;
+  const sampler = el.smSampler.value;
+  const steps = num(el.smSteps, 'steps', { int: true, min: 1, max: 10_000 });
+  const count = num(el.smCount, c.classes.length ? 'per label' : 'images', { int: true, min: 1, max: 256 });
+  const seed = num(el.smSeed, 'seed', { int: true });
+  const every = num(el.smEvery, 'live every', { int: true, min: 1 });
+  const guidance = c.classes.length ? num(el.smGuidance, 'guidance', { min: 0 }) : 1;
+  const eta = sampler === 'ddim' ? num(el.smEta, 'eta', { min: 0, max: 1 }) : undefined;
+  let labels: number[] | null = null;
+  if (c.classes.length) {
+    const names = el.smLabels.value.split(',').map((s) => s.trim()).filter(Boolean);
+    if (!names.length) throw new Error(`labels: give class names or indices (${c.classes.join(', ')}) or 'all'`);
+    const picked = names.includes('all') ? c.classes.map((_, i) => i) : names.map((l) => parseLabel(l, c.classes));
+    labels = picked.flatMap((l) => Array<number>(count).fill(l));
+  }
+  const n = labels ? labels.length : count;
+  if (n > 512) throw new Error(`${n} images at once is more than this page allows (512): fewer labels or fewer per label`);
+  const cols = gridColumns(n, count, labels !== null);
+  sampling = true;
+  refresh();
+  el.smProgress.value = 0;
+  setStatus(el.smStatus, `compiling the ${sampler} step…`, 'running');
+  const t0 = performance.now();
+  try {
+    const r = await generate(dev, c.net(), c.process, {
+      sampler, steps, labels, count, guidance, seed, samplerOptions: eta !== undefined ? { eta } : {}, snapshotEvery: every,
+      onSnapshot: async (snap, total) => {
+        const shape = [n, ...snap.x0.shape.slice(1)] as [number, number, number, number];
+        const x0 = (await snap.x0.read()) as Float32Array;
+        snap.x0.dispose();
+        drawGrid(el.smLive, toGrid(x0, shape, cols));
+        el.smLiveCaption.textContent = `x̂₀ after step ${snap.step + 1} of ${total}`;
+        el.smProgress.value = (snap.step + 1) / total;
+        setStatus(el.smStatus, `step ${snap.step + 1}/${total} · ${((performance.now() - t0) / 1000).toFixed(1)} s`, 'running');
+        await yieldToUi();
+      },
+    });
+    r.x.dispose();
+    lastGrid = toGrid(r.images, r.shape, cols);
+    drawGrid(el.smGrid, lastGrid);
+    lab.lastGrid = { width: lastGrid.width, height: lastGrid.height, channels: lastGrid.channels };
+    lastGridName = `samples-${sampler}-${steps}steps-seed${seed}.png`;
+    el.smProgress.value = 1;
+    setStatus(el.smStatus, `done: ${n} images, ${sampler}, ${r.steps} steps, guidance ${guidance}, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`, 'done');
+  } catch (e) {
+    setStatus(el.smStatus, `failed: ${message(e)}`, 'error');
+    throw e;
+  } finally {
+    sampling = false;
+    refresh();
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+/** Runs a button's action, showing any error in the banner. */
+function action(f: () => Promise<void>): () => void {
+  return () => {
+    f().catch((e) => {
+      showError(message(e));
+      refresh();
+    });
+  };
+}
+
+function wire(): void {
+  el.errorClose.onclick = clearError;
+  el.ckSelect.onchange = refresh;
+  // count means variants per (font, letter) for letters (1: 286 images) and images for colors.
+  el.trData.onchange = () => (el.trCount.value = el.trData.value === 'colors' ? '512' : '1');
+  el.trFrom.onchange = () => {
+    // Continuing a checkpoint: its own dataset, when its header names one this page can make.
+    const data = (loadedCk?.ck?.config as { data?: Partial<DataSpec> } | undefined)?.data;
+    if (el.trFrom.value === 'loaded' && data && (data.name === 'letters' || data.name === 'colors')) {
+      el.trData.value = data.name;
+      if (data.size) el.trSize.value = String(data.size);
+      if (data.count) el.trCount.value = String(data.count);
+    }
+    refresh();
+  };
+  el.smSampler.onchange = refresh;
+  el.ckLoad.onclick = action(async () => {
+    const c = shipped[Number(el.ckSelect.value)];
+    if (!c) return;
+    await withLoading(c.name, async () => {
+      const r = await fetch(c.url);
+      if (!r.ok) throw new Error(`HTTP ${r.status} for ${c.url}`);
+      await loadBytes(new Uint8Array(await r.arrayBuffer()), c.name);
+    });
+  });
+  el.ckFile.onchange = action(async () => {
+    const f = el.ckFile.files?.[0];
+    if (!f) return;
+    await withLoading(f.name, async () => loadBytes(new Uint8Array(await f.arrayBuffer()), f.name));
+    el.ckFile.value = ''; // choosing the same file again loads it again
+  });
+  el.ckDownload.onclick = action(async () => {
+    if (!current) return;
+    if (current.source === 'training' && run) {
+      const bytes = await run.trainer.encode({ data: { ...run.spec } });
+      download(bytes, `lab-${run.spec.name}${run.spec.size}-step${run.trainer.step}.safetensors`, 'application/octet-stream');
+    } else if (current.bytes) {
+      download(current.bytes, current.name.replace(/^.*\//, '').replace(/(\.safetensors)?$/, '.safetensors'), 'application/octet-stream');
+    }
+  });
+  el.trStart.onclick = action(async () => {
+    if (run && !run.running && run.trainer.step < run.total && !confirmNewRun()) return;
+    await startTraining().catch((e) => {
+      setStatus(el.trStatus, `could not start: ${message(e)}`, 'error');
+      throw e;
+    });
+  });
+  el.trPause.onclick = action(async () => {
+    if (!run) return;
+    if (run.running) {
+      run.pauseRequested = true;
+      setStatus(el.trStatus, `pausing after step ${run.trainer.step + 1}…`, 'running');
+      refresh();
+    } else {
+      await trainLoop(run);
+    }
+  });
+  el.smRun.onclick = action(runSampling);
+  el.smDownload.onclick = () => {
+    if (lastGrid) download(encodePng(lastGrid.pixels, lastGrid.width, lastGrid.height, lastGrid.channels), lastGridName, 'image/png');
+  };
+  window.addEventListener('unhandledrejection', (e) => showError(message(e.reason)));
+  window.addEventListener('error', (e) => showError(e.message));
+}
+
+/** A paused run is replaced only when the user says so (headless tests answer through a dialog handler). */
+function confirmNewRun(): boolean {
+  return window.confirm(`Start a new run? The paused run (step ${run!.trainer.step} of ${run!.total}) will be discarded; download its checkpoint first to keep it.`);
+}
+
+start().catch((e) => showError(`The lab failed to start: ${message(e)}`));
