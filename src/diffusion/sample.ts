@@ -19,7 +19,7 @@ export interface SampleRunOptions {
   xT?: Tensor;
   /** Keep a copy of x̂0 every this many steps (and after the last one), for strips and live views. */
   snapshotEvery?: number;
-  /** Called after each step is submitted, with its index and the number of steps (for progress bars). */
+  /** Called when each step has finished on the device, with its index and the number of steps (for progress bars). */
   onStep?: (i: number, n: number) => void;
   /**
    * Called with each snapshot as it is taken, and awaited before the next step is submitted: a live
@@ -115,6 +115,16 @@ export class SamplingLoop {
     const snapshots: SampleResult['snapshots'] = [];
     let hostMs = 0;
     let out: StepOut | null = null;
+    // Two steps in flight: the device always has the next step queued, and the host learns when each
+    // one is done (for progress) without ever reading anything back.
+    const inFlight: { step: number; done: Promise<undefined> }[] = [];
+    const retire = async (keep: number) => {
+      while (inFlight.length > keep) {
+        const f = inFlight.shift()!;
+        await f.done;
+        opts.onStep?.(f.step, plan.length);
+      }
+    };
     for (let i = 0; i < plan.length; i++) {
       const p = plan[i]!;
       const t0 = performance.now();
@@ -128,14 +138,16 @@ export class SamplingLoop {
       x = out.x!;
       state = state.map((_, k) => out![`s${k}`]!);
       hostMs += performance.now() - t0;
+      inFlight.push({ step: i, done: this.dev.rt.device.queue.onSubmittedWorkDone() });
+      await retire(1);
       const every = opts.snapshotEvery ?? 0;
       if (every > 0 && (i % every === every - 1 || i === plan.length - 1)) {
         const snap = { step: i, x0: copy(out.x0!) };
         snapshots.push(snap);
         await opts.onSnapshot?.(snap, plan.length);
       }
-      opts.onStep?.(i, plan.length);
     }
+    await retire(0);
     // The step's output buffers are overwritten by its next run: hand the caller its own copy.
     return { x: copy(x), snapshots, hostMs, steps: plan.length };
   }
