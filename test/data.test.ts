@@ -155,6 +155,14 @@ describe('png', () => {
     expect(Array.from(decodePng(gridPng(imgs, [N, C, H, W], { cols, pad })).data)).toEqual(Array.from(expected));
     // range: [0, 1] maps 0.5 to 128
     expect(imagesToGrid(new Float32Array(4).fill(0.5), [1, 1, 2, 2], { pad: 0, range: [0, 1] }).pixels[0]).toBe(128);
+    // scale 3: every pixel of the unscaled grid's tiles becomes a 3x3 block; padding stays `pad` wide.
+    const s3 = imagesToGrid(imgs, [N, C, H, W], { cols, pad, scale: 3 });
+    expect([s3.width, s3.height]).toEqual([cols * (3 * W + pad) + pad, 3 * (3 * H + pad) + pad]);
+    for (let i = 0; i < N; i++) for (let y = 0; y < 3 * H; y++) for (let x = 0; x < 3 * W; x++) for (let c = 0; c < C; c++) {
+      const gx = pad + (i % cols) * (3 * W + pad) + x, gy = pad + Math.floor(i / cols) * (3 * H + pad) + y;
+      const ux = pad + (i % cols) * (W + pad) + Math.floor(x / 3), uy = pad + Math.floor(i / cols) * (H + pad) + Math.floor(y / 3);
+      expect(s3.pixels[(gy * s3.width + gx) * C + c]).toBe(expected[(uy * g.width + ux) * C + c]);
+    }
   });
 
   it('resampleArea halving equals the 2x2 block mean; a constant stays constant', () => {

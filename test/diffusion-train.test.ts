@@ -101,9 +101,9 @@ describe('wgd CLI', () => {
     for (const f of ['config.json', 'log.jsonl', 'checkpoint.safetensors', 'loss.png', 'samples/step-000002.png']) expect(existsSync(join(run, f)), f).toBe(true);
     const log = readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log.map((l: { step: number }) => l.step)).toEqual([1, 2]);
-    // The grid: 8 classes x 4 samples of 16x16, 2-pixel gaps.
+    // The grid: 8 classes x 4 samples of 16x16 shown 4x (64 px), 2-pixel gaps.
     const png = decodePng(new Uint8Array(readFileSync(join(run, 'samples/step-000002.png'))));
-    expect([png.width, png.height]).toEqual([4 * 18 + 2, 8 * 18 + 2]);
+    expect([png.width, png.height]).toEqual([4 * 66 + 2, 8 * 66 + 2]);
     await expect(main(['train', ...args])).rejects.toThrow(/exists: pass --resume/);
     expect(await main(['train', ...args.map((a) => (a === '2' ? '3' : a)), '--resume'])).toBe(0);
     expect(JSON.parse(readFileSync(join(run, 'log.jsonl'), 'utf8').trim().split('\n').pop()!).step).toBe(3);
@@ -119,7 +119,7 @@ describe('wgd CLI', () => {
     const out = join(dir, 'grid.png');
     expect(await main(['sample', '--ckpt', exported, '--sampler', 'ddim', '--steps', '4', '--label', 'A,Z', '--count', '3', '--out', out, '--strip'])).toBe(0);
     const g = decodePng(new Uint8Array(readFileSync(out)));
-    expect([g.width, g.height]).toEqual([3 * 18 + 2, 2 * 18 + 2]);
+    expect([g.width, g.height]).toEqual([3 * 66 + 2, 2 * 66 + 2]);
     expect(existsSync(join(dir, 'grid-strip.png'))).toBe(true);
   }, 600_000);
 

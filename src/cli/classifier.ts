@@ -11,7 +11,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { modelFromCheckpoint } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
-import { gridPng } from '../data/png.js';
+import { gridPng, viewScale } from '../data/png.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { Progress } from './progress.js';
 
@@ -104,7 +104,7 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
       pred.labels.forEach((l, i) => l === labels[i] && hits[labels[i]!]!++);
       const accuracy = hits.reduce((a, b) => a + b, 0) / labels.length;
       rows.push({ sampler, guidance: g, accuracy, perClass: Object.fromEntries(classes.map((c, k) => [c, hits[k]! / cmd.count])), seconds });
-      writeFileSync(join(cmd.out, `samples-${sampler}-s${g}.png`), gridPng(r.images, r.shape, { cols: cmd.count }));
+      writeFileSync(join(cmd.out, `samples-${sampler}-s${g}.png`), gridPng(r.images, r.shape, { cols: cmd.count, scale: viewScale(r.shape[2]) }));
       console.log(`${sampler.padEnd(15)} guidance ${String(g).padEnd(4)} accuracy ${(100 * accuracy).toFixed(1)}% (${labels.length} samples, ${seconds.toFixed(0)} s)`);
     }
   }

@@ -12,7 +12,8 @@ import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport } from '../met
 import { frechetDistance } from '../metrics/frechet.js';
 import { nearestNeighbours } from '../metrics/retrieval.js';
 import { classify } from '../models/classifier.js';
-import { gridPng } from '../data/png.js';
+import { gridPng, viewScale } from '../data/png.js';
+
 import { loadDataset } from './datasets.js';
 import { loadClassifier } from './classifier.js';
 import { decoderFor } from './vqgan.js';
@@ -76,7 +77,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     const { predicted: _p, ...rest } = report;
     void _p;
     results.push({ guidance: g, report: rest, frechet, seconds: (performance.now() - t0) / 1000 });
-    writeFileSync(join(cmd.out, `samples-s${g}.png`), gridPng(clipped, shape, { cols: cmd.count }));
+    writeFileSync(join(cmd.out, `samples-s${g}.png`), gridPng(clipped, shape, { cols: cmd.count, scale: viewScale(shape[2]) }));
     console.log(`\nguidance ${g}: Fréchet distance to the training images ${frechet.toFixed(3)} (${clf ? 'classifier features' : '4x4 colour layout'})\n${formatColorTable(report)}`);
   }
   // The sweep: one row per colour, the scales side by side (count columns each, in the order given).
@@ -89,7 +90,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
       for (let j = 0; j < cmd.count; j++) sweep.set(blocks[s]!.subarray((k * cmd.count + j) * per, (k * cmd.count + j + 1) * per), ((k * S + s) * cmd.count + j) * per);
     }
   }
-  writeFileSync(join(cmd.out, 'sweep.png'), gridPng(sweep, [K * S * cmd.count, c, h, w], { cols: S * cmd.count }));
+  writeFileSync(join(cmd.out, 'sweep.png'), gridPng(sweep, [K * S * cmd.count, c, h, w], { cols: S * cmd.count, scale: viewScale(h) }));
   // Retrieval: for the first sample of each colour at the last scale, the 5 nearest training images.
   const last = blocks[S - 1]!;
   const queries = Array.from({ length: K }, (_, k) => k * cmd.count);
@@ -105,7 +106,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
       tiles.set(train.images.subarray(t * per, (t + 1) * per), (i * 6 + 1 + j) * per);
     }
   });
-  writeFileSync(join(cmd.out, 'nearest.png'), gridPng(tiles, [K * 6, c, h, w], { cols: 6 }));
+  writeFileSync(join(cmd.out, 'nearest.png'), gridPng(tiles, [K * 6, c, h, w], { cols: 6, scale: viewScale(h) }));
   const table = [
     '| guidance | accuracy | RGB distance | CIE-LAB ΔE76 | Fréchet |',
     '|---|---|---|---|---|',

@@ -7,7 +7,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint } from '../diffusion/train.js';
 import { generate, parseLabel, readSnapshots } from '../diffusion/generate.js';
 import { SamplerOptions } from '../diffusion/samplers/index.js';
-import { gridPng } from '../data/png.js';
+import { gridPng, viewScale } from '../data/png.js';
 import { Progress } from './progress.js';
 import { decoderFor } from './vqgan.js';
 
@@ -52,7 +52,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const seconds = (performance.now() - t0) / 1000;
   const { images, shape } = decode ? await decode(r.images, r.shape) : r;
   mkdirSync(dirname(cmd.out) || '.', { recursive: true });
-  writeFileSync(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])) }));
+  writeFileSync(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])), scale: viewScale(shape[2]) }));
   let strip: string | undefined;
   if (cmd.strip && r.snapshots.length) {
     // Rows: the first sample of each label (or the first 8), columns: snapshots in time order.
@@ -68,7 +68,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
       for (let k = 0; k < S; k++) tiles.set(snaps.subarray((k * B + b) * per, (k * B + b + 1) * per), (row * S + k) * per);
     });
     strip = cmd.out.replace(/\.png$/i, '') + '-strip.png';
-    writeFileSync(strip, gridPng(tiles, [firsts.length * S, sshape[1], sshape[2], sshape[3]], { cols: S }));
+    writeFileSync(strip, gridPng(tiles, [firsts.length * S, sshape[1], sshape[2], sshape[3]], { cols: S, scale: viewScale(sshape[2]) }));
   }
   return { out: cmd.out, strip, images, shape, labels, seconds };
 }

@@ -13,7 +13,7 @@ import { generate } from '../diffusion/generate.js';
 import { samplersFor } from '../diffusion/samplers/index.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
-import { gridPng } from '../data/png.js';
+import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { presetConfig } from './models.js';
@@ -140,5 +140,5 @@ async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainComm
   const sampler = samplersFor(trainer.process).includes('ddim') ? 'ddim' : samplersFor(trainer.process)[0]!;
   const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1 });
   const { images, shape } = decode ? await decode(r.images, r.shape) : r;
-  await writeFileAtomic(join(cmd.out, 'samples', `step-${String(step).padStart(6, '0')}.png`), gridPng(images, shape, { cols: 4 }));
+  await writeFileAtomic(join(cmd.out, 'samples', `step-${String(step).padStart(6, '0')}.png`), gridPng(images, shape, { cols: 4, scale: viewScale(shape[2]) }));
 }

@@ -11,7 +11,7 @@ import { encodeDataset, decodeLatents, loadVQGAN } from '../models/vqgan-latents
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { readSafetensorsFile, writeFileAtomic } from '../io/file.js';
 import { serializeSafetensors } from '../io/safetensors.js';
-import { gridPng } from '../data/png.js';
+import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
 import { mixSeed, mulberry32 } from '../data/rng.js';
 import type { ImageDataset, LatentInfo } from '../diffusion/train.js';
@@ -104,7 +104,7 @@ async function writeReconstructions(trainer: VQGANTrainer, ds: ImageDataset, fil
     const both = new Float32Array(2 * x.length);
     both.set(x);
     both.set(images, x.length);
-    await writeFileAtomic(file, gridPng(both, [2 * k, c, h, w], { cols: k }));
+    await writeFileAtomic(file, gridPng(both, [2 * k, c, h, w], { cols: k, scale: viewScale(h) }));
   } finally {
     if (trainer.ema) trainer.useTrained();
   }

@@ -92,6 +92,13 @@ export interface GridOptions {
   pad?: number;
   /** Value range mapped to 0..255, clamped; default [-1, 1]. */
   range?: [number, number];
+  /** Each image pixel becomes scale x scale output pixels (nearest), so small images can be seen; default 1. */
+  scale?: number;
+}
+
+/** An upscale that makes tiles of `size` pixels about 64 pixels wide: for grids meant to be looked at. */
+export function viewScale(size: number): number {
+  return Math.max(1, Math.floor(64 / size));
 }
 
 /** Tiles N images [N,C,H,W] (C = 1, 3 or 4) into one interleaved 8-bit image, row-major: image i
@@ -108,16 +115,18 @@ export function imagesToGrid(
   const rows = Math.ceil(N / cols);
   const pad = opts.pad ?? 2;
   const [lo, hi] = opts.range ?? [-1, 1];
-  const width = cols * (W + pad) + pad;
-  const height = rows * (H + pad) + pad;
+  const k = opts.scale ?? 1;
+  if (!(Number.isInteger(k) && k >= 1)) throw new Error(`imagesToGrid: scale must be a positive integer, got ${k}`);
+  const width = cols * (W * k + pad) + pad;
+  const height = rows * (H * k + pad) + pad;
   const pixels = new Uint8Array(width * height * C);
   for (let i = 0; i < N; i++) {
-    const x0 = pad + (i % cols) * (W + pad);
-    const y0 = pad + Math.floor(i / cols) * (H + pad);
+    const x0 = pad + (i % cols) * (W * k + pad);
+    const y0 = pad + Math.floor(i / cols) * (H * k + pad);
     for (let c = 0; c < C; c++) {
-      for (let y = 0; y < H; y++) {
-        for (let x = 0; x < W; x++) {
-          const v = (images[((i * C + c) * H + y) * W + x] - lo) / (hi - lo);
+      for (let y = 0; y < H * k; y++) {
+        for (let x = 0; x < W * k; x++) {
+          const v = (images[((i * C + c) * H + Math.floor(y / k)) * W + Math.floor(x / k)] - lo) / (hi - lo);
           pixels[((y0 + y) * width + x0 + x) * C + c] = Math.round(Math.min(1, Math.max(0, v)) * 255);
         }
       }
