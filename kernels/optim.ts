@@ -35,7 +35,7 @@ function uniforms(c: AdamConfig, n: number, emaDecay = 0) {
     n, partials: PARTIALS, kind: c.kind === 'adam' ? 0 : 1, schedule: SCHEDULES[c.schedule],
     lr: c.lr, min_lr: c.minLr, warmup: c.warmupSteps, total: c.totalSteps,
     beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weightDecay, max_norm: c.maxGradNorm,
-    ema_decay: emaDecay, _pad0: 0, _pad1: 0,
+    ema_decay: emaDecay, ema_warmup: 0, _pad1: 0,
   };
 }
 
@@ -55,14 +55,23 @@ export function adamUpdate(c: AdamConfig, param: DeviceArray, grad: DeviceArray,
 
 export const NORM_PARTIALS = PARTIALS;
 
-/** ema = decay·ema + (1 - decay)·param over flat arrays. */
-export function emaUpdate(ema: DeviceArray, param: DeviceArray, decay: number): void {
+/**
+ * ema = d·ema + (1 - d)·param over flat arrays, then count += 1. With warm-up, d = min(decay,
+ * (1 + t)/(10 + t)) for t = count (updates before this one), else d = decay.
+ */
+export function emaUpdate(ema: DeviceArray, param: DeviceArray, count: DeviceArray, decay: number, warmup: boolean): void {
   const rt = param.rt;
   rt.dispatch(kernel, 'ema_update', {
-    bindings: { params_in: param, ema },
-    uniforms: { ...uniforms(ZERO, param.size, decay) },
+    bindings: { params_in: param, ema, ema_count: count },
+    uniforms: { ...uniforms(ZERO, param.size, decay), ema_warmup: warmup ? 1 : 0 },
     workgroups: rt.grid1d(param.size, 256),
   });
+  rt.dispatch(kernel, 'ema_count_step', { bindings: { ema_count: count }, workgroups: [1] });
+}
+
+/** The decay of EMA update number t + 1 (t earlier updates), as the kernel computes it. */
+export function emaDecayAt(decay: number, warmup: boolean, t: number): number {
+  return warmup ? Math.min(decay, (1 + t) / (10 + t)) : decay;
 }
 
 const ZERO: AdamConfig = { kind: 'adam', lr: 0, beta1: 0, beta2: 0, eps: 0, weightDecay: 0, maxGradNorm: 0, warmupSteps: 0, schedule: 'constant', totalSteps: 0, minLr: 0 };

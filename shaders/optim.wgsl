@@ -22,7 +22,7 @@ struct Params {
   weight_decay: f32,
   max_norm: f32,   // clip the global gradient norm to this (0: no clipping)
   ema_decay: f32,
-  _pad0: u32,
+  ema_warmup: u32, // 1: decay min(ema_decay, (1 + t)/(10 + t)) after t earlier updates (diffusers' EMA warm-up)
   _pad1: u32,
 }
 
@@ -35,6 +35,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(7) var<storage, read> params_in: array<f32>;
 @group(0) @binding(8) var<storage, read_write> ema: array<f32>;
+@group(0) @binding(9) var<storage, read_write> ema_count: array<f32>;
 
 const WG = 256u;
 var<workgroup> acc: array<f32, WG>;
@@ -114,10 +115,20 @@ fn finish() {
   state[0] = state[0] + 1.0;
 }
 
-// Exponential moving average of the weights: ema = d·ema + (1 - d)·param.
+// Exponential moving average of the weights: ema = d·ema + (1 - d)·param, with d warming up from the
+// count of earlier updates so that the first weights do not linger in the average.
 @compute @workgroup_size(WG)
 fn ema_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);
   if (i >= p.n) { return; }
-  ema[i] = p.ema_decay * ema[i] + (1.0 - p.ema_decay) * params_in[i];
+  let t = ema_count[0];
+  let d = select(p.ema_decay, min(p.ema_decay, (1.0 + t) / (10.0 + t)), p.ema_warmup != 0u);
+  ema[i] = d * ema[i] + (1.0 - d) * params_in[i];
+}
+
+// After ema_update: one more update counted (a separate dispatch, so no thread reads a count that
+// another has already bumped).
+@compute @workgroup_size(1)
+fn ema_count_step() {
+  ema_count[0] = ema_count[0] + 1.0;
 }

@@ -134,25 +134,30 @@ describe('optimizers', () => {
     }
   });
 
-  it('EMA follows ema = d·ema + (1-d)·θ over several updates, in float64', async () => {
-    const d = dev();
-    const shapes = [[4, 3], [7]];
-    const init = shapes.map((sh) => Float32Array.from(randn(sh[0]! * (sh[1] ?? 1))));
-    const set = new ParameterSet(shapes.map((sh, i) => [`p${i}`, d.tensor(Float32Array.from(init[i]!), sh, { requiresGrad: true })]));
-    const decay = 0.9;
-    const ema = new EMA(set, decay);
-    const ref = init.map((x) => Float64Array.from(x));
-    for (let k = 0; k < 4; k++) {
-      const theta = shapes.map((sh) => Float32Array.from(randn(sh[0]! * (sh[1] ?? 1))));
-      set.write(new Map(theta.map((t, i) => [`p${i}`, { shape: shapes[i]!, data: t }])));
-      ema.update();
-      // The kernel sees decay rounded to f32.
-      ref.forEach((r, i) => r.forEach((v, j) => (r[j] = Math.fround(decay) * v + (1 - Math.fround(decay)) * theta[i]![j]!)));
-    }
-    const got = await set.read(ema.flat);
-    // Four f32 multiply-adds of values of order 1: 1e-6.
-    ref.forEach((r, i) => expectClose(`EMA p${i}`, got.get(`p${i}`)!, r, 1e-6, 1e-6));
-  });
+  for (const warmup of [false, true]) {
+    it(`EMA follows ema = d·ema + (1-d)·θ over several updates, in float64 (${warmup ? 'd = min(decay, (1+t)/(10+t))' : 'fixed d'})`, async () => {
+      const d = dev();
+      const shapes = [[4, 3], [7]];
+      const init = shapes.map((sh) => Float32Array.from(randn(sh[0]! * (sh[1] ?? 1))));
+      const set = new ParameterSet(shapes.map((sh, i) => [`p${i}`, d.tensor(Float32Array.from(init[i]!), sh, { requiresGrad: true })]));
+      const decay = 0.9;
+      const ema = new EMA(set, decay, { warmup });
+      const ref = init.map((x) => Float64Array.from(x));
+      for (let k = 0; k < 4; k++) {
+        const theta = shapes.map((sh) => Float32Array.from(randn(sh[0]! * (sh[1] ?? 1))));
+        set.write(new Map(theta.map((t, i) => [`p${i}`, { shape: shapes[i]!, data: t }])));
+        ema.update();
+        // Written out here from diffusers' EMAModel.get_decay (no warm-up power): min(decay, (1 + t)/(10 + t)).
+        // The kernel computes it in f32 from f32 inputs.
+        const dk = Math.fround(warmup ? Math.min(Math.fround(decay), Math.fround(Math.fround(1 + k) / Math.fround(10 + k))) : decay);
+        ref.forEach((r, i) => r.forEach((v, j) => (r[j] = dk * v + (1 - dk) * theta[i]![j]!)));
+      }
+      expect(Array.from(await ema.count.rt.read(ema.count))).toEqual([4]);
+      const got = await set.read(ema.flat);
+      // Four f32 multiply-adds of values of order 1: 1e-6.
+      ref.forEach((r, i) => expectClose(`EMA p${i}`, got.get(`p${i}`)!, r, 1e-6, 1e-6));
+    });
+  }
 });
 
 /** A small conv net: conv, group norm + SiLU, strided conv, spatial attention, pooling, linear. */

@@ -10,7 +10,7 @@ export async function exportCommand(input: string, output: string): Promise<{ te
   const kind = String((ck.config as { kind?: unknown }).kind ?? '');
   if (kind !== 'diffusion' && kind !== 'vqgan' && kind !== 'classifier') throw new Error(`export: ${input} has kind '${kind}'; allowed kinds: diffusion, vqgan, classifier`);
   const keep = new Map<string, SafeTensorInput>();
-  const dropped = /^(ema|optimizer|rng|loss)\./;
+  const dropped = /^(ema|ema_state|optimizer|rng|loss)\./;
   for (const [name, t] of ck.tensors) {
     if (dropped.test(name) || name === 'optimizer.state') continue;
     // The weight EMA replaces the trained weights where there is one.

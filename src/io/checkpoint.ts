@@ -33,7 +33,10 @@ export async function checkpointTensors(s: TrainingState): Promise<Map<string, {
     for (const [n, data] of await s.params.read(flat)) out.set(prefix + n, { shape: s.params.tensors[s.params.names.indexOf(n)]!.shape, data });
   };
   await add('', s.params.flat);
-  if (s.ema) await add('ema.', s.ema.flat);
+  if (s.ema) {
+    await add('ema.', s.ema.flat);
+    out.set('ema_state.count', { shape: [1], data: (await s.params.rt.read(s.ema.count)) as Float32Array });
+  }
   if (s.optimizer) {
     await add('optimizer.m.', s.optimizer.m);
     await add('optimizer.v.', s.optimizer.v);
@@ -74,7 +77,7 @@ export function loadCheckpoint(ck: CheckpointData, s: TrainingState): void {
   const sub = (prefix: string) => {
     const m = new Map<string, { shape: readonly number[]; data: Float32Array }>();
     for (const [n, t] of ck.tensors) {
-      if (n.startsWith(prefix) && (prefix !== '' || !/^(ema|optimizer|rng)\./.test(n))) {
+      if (n.startsWith(prefix) && (prefix !== '' || !/^(ema|ema_state|optimizer|rng)\./.test(n))) {
         if (!(t.data instanceof Float32Array)) throw new ShapeError('load', `tensor '${n}' is ${t.dtype}, expected a float type`);
         m.set(n.slice(prefix.length), { shape: t.shape, data: t.data });
       }
@@ -82,7 +85,12 @@ export function loadCheckpoint(ck: CheckpointData, s: TrainingState): void {
     return m;
   };
   s.params.write(sub(''), s.params.flat);
-  if (s.ema) s.params.write(ck.tensors.has(`ema.${s.params.names[0]}`) ? sub('ema.') : sub(''), s.ema.flat, 'checkpoint (EMA)');
+  if (s.ema) {
+    s.params.write(ck.tensors.has(`ema.${s.params.names[0]}`) ? sub('ema.') : sub(''), s.ema.flat, 'checkpoint (EMA)');
+    // The update count drives the EMA's warm-up; a checkpoint without one restarts it.
+    const c = ck.tensors.get('ema_state.count');
+    writeArray(s.ema.count.rt, s.ema.count, c && c.data instanceof Float32Array && c.data.length === 1 ? c.data : Float32Array.of(0));
+  }
   if (s.optimizer && ck.tensors.has('optimizer.state')) {
     s.params.write(sub('optimizer.m.'), s.optimizer.m, 'checkpoint (Adam m)');
     s.params.write(sub('optimizer.v.'), s.optimizer.v, 'checkpoint (Adam v)');
