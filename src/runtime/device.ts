@@ -33,8 +33,9 @@ async function nodeAdapter(opts: CreateDeviceOptions, log: (s: string) => void):
   Object.assign(globalThis, dawn.globals);
   const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
   // Also hidden from bundlers: a browser bundle of the package must not have to resolve node:fs.
-  const fsName = 'node:fs';
+  const [fsName, osName] = ['node:fs', 'node:os'];
   const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
+  const os = (await import(/* @vite-ignore */ osName)) as typeof import('node:os');
   const tryCreate = async () => {
     // Dawn otherwise zero-fills workgroup memory with an OpConstantNull initializer, which SwiftShader
     // compiles into one store per element: ~3 s per pipeline with a 16 KiB tile (10 ms without).
@@ -45,7 +46,7 @@ async function nodeAdapter(opts: CreateDeviceOptions, log: (s: string) => void):
   // SwiftShader's Vulkan library (built with Wayland support) complains on every start when there is no
   // runtime directory; a private empty one keeps it quiet.
   if (!env.XDG_RUNTIME_DIR && process.platform === 'linux') {
-    const dir = `${(await import('node:os')).tmpdir()}/webgpu-diffusion-runtime-${process.getuid?.() ?? 0}`;
+    const dir = `${os.tmpdir()}/webgpu-diffusion-runtime-${process.getuid?.() ?? 0}`;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     env.XDG_RUNTIME_DIR = dir;
   }
