@@ -2,33 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { ops, Tensor } from '../src/index.js';
 import { ShapeError } from '../src/runtime/errors.js';
 import { codebookGradRef, codebookRef, distRef, nearestRef, vectorOffset } from '../kernels/codebook.js';
-import { checkOp, expectClose, f32, numel, randn, rng, SEED, useDevice } from './helpers.js';
+import { checkOp, expectClose, f32, numel, randn, rng, SEED, separatedCodebookInputs, useDevice } from './helpers.js';
 
 const dev = useDevice();
 const r = rng(SEED + 11);
 
-/**
- * z and a codebook (f32-representable) in which every vector's nearest code beats the second nearest
- * by at least `gap` in squared distance: far above f32 rounding of the distances (~1e-6), so the GPU's
- * argmin must equal the float64 one exactly, and above the change 2h|e_a - e_b| ~ 1e-4 that a finite
- * difference step h = 1e-5 can cause, so no probe switches an assignment.
- */
-function separated(shape: number[], k: number, gap = 1e-3) {
-  const d = shape[1]!;
-  const cb = f32(randn(k * d, r));
-  const z = f32(randn(numel(shape), r));
-  for (let round = 0; round < 100; round++) {
-    const { best, second } = nearestRef(z, shape, cb, k);
-    let redrawn = 0;
-    best.forEach((b, m) => {
-      if (second[m]! - b >= gap) return;
-      redrawn++;
-      for (let c = 0; c < d; c++) z[vectorOffset(m, c, shape)] = Math.fround(randn(1, r)[0]!);
-    });
-    if (redrawn === 0) return { z, cb };
-  }
-  throw new Error('could not draw separated inputs');
-}
+const separated = (shape: number[], k: number) => separatedCodebookInputs(shape, k, r);
 
 type Through = 'zq' | 'loss' | 'both';
 

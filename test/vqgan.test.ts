@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkModule, checkOp, expectClose, f32, numel, randn, rng, SEED, useDevice } from './helpers.js';
+import { checkModule, checkOp, expectClose, f32, numel, randn, rng, SEED, separatedCodebookInputs, useDevice } from './helpers.js';
 import { Device, grad, ops, Tensor } from '../src/index.js';
 import { Init } from '../src/nn/module.js';
 import { ShapeError } from '../src/runtime/errors.js';
@@ -29,27 +29,7 @@ const TOY_PSNR = 12;
 const tensor = (d: Device, x: Float64Array, shape: number[], requiresGrad = false) => d.tensor(Float32Array.from(x), shape, { requiresGrad });
 const read64 = async (t: Tensor) => Float64Array.from((await t.read()) as Float32Array);
 
-/**
- * z and a codebook (f32 values) whose nearest and second-nearest codes differ by >= 1e-3 in squared
- * distance for every vector: far above f32 rounding of the distances (~1e-6), so the GPU's argmin is
- * the float64 one, and above what a finite-difference step of 1e-5 can move (~1e-4).
- */
-function separated(shape: number[], k: number) {
-  const d = shape[1]!;
-  const cb = f32(randn(k * d, r));
-  const z = f32(randn(numel(shape), r));
-  for (let round = 0; round < 100; round++) {
-    const { best, second } = nearestRef(z, shape, cb, k);
-    let redrawn = 0;
-    best.forEach((b, m) => {
-      if (second[m]! - b >= 1e-3) return;
-      redrawn++;
-      for (let c = 0; c < d; c++) z[vectorOffset(m, c, shape)] = Math.fround(randn(1, r)[0]!);
-    });
-    if (redrawn === 0) return { z, cb };
-  }
-  throw new Error('could not draw separated inputs');
-}
+const separated = (shape: number[], k: number) => separatedCodebookInputs(shape, k, r);
 
 /**
  * Float64 reference of the quantizer with its stop-gradients frozen at the base point (z0, e0):
