@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import type { Device } from '../src/index.js';
 import { readCheckpointFile } from '../src/io/checkpoint-file.js';
-import { modelFromCheckpoint } from '../src/diffusion/train.js';
+import { modelFromCheckpoint, samplerDefaults } from '../src/diffusion/train.js';
 import { generate } from '../src/diffusion/generate.js';
 import { encodeDataset, decodeLatents, loadVQGAN } from '../src/models/vqgan-latents.js';
 import { makeColorsDataset } from '../src/data/colors.js';
@@ -49,7 +49,7 @@ async function sampling(dev: Device, path: string, batch: number, steps: number)
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   const decode = await decoderFor(dev, path, config);
   const labels = config.classes.length ? Array.from({ length: batch }, (_, i) => i % config.classes.length) : null;
-  const opts = { sampler: 'ddim', steps, labels, count: batch, guidance: 2, seed: 0 };
+  const opts = { sampler: 'ddim', steps, labels, count: batch, guidance: 2, seed: 0, samplerOptions: samplerDefaults(config) };
   await generate(dev, net, noise, { ...opts, steps: 2 }); // compile and warm up
   const t0 = performance.now();
   const r = await generate(dev, net, noise, opts);

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDevice } from '../src/index.js';
 import { readCheckpointFile } from '../src/io/checkpoint-file.js';
-import { modelFromCheckpoint } from '../src/diffusion/train.js';
+import { modelFromCheckpoint, samplerDefaults } from '../src/diffusion/train.js';
 import { generate, parseLabel } from '../src/diffusion/generate.js';
 import { gridPng, viewScale } from '../src/data/png.js';
 import { Progress } from '../src/cli/progress.js';
@@ -35,7 +35,7 @@ for (const l of GRID_LETTERS) for (let i = 0; i < PER_ROW; i++) labels.push(pars
 for (const l of SWEEP_LETTERS) for (const s of SWEEP_SCALES) for (let i = 0; i < PER_SCALE; i++) labels.push(parseLabel(l, config.classes)), guidance.push(s);
 const steps = 50;
 const bar = new Progress(steps, `DDIM ${steps} steps, ${labels.length} images`);
-const r = await generate(dev, net, noise, { sampler: 'ddim', steps, labels, guidance, seed: 1, onStep: (i) => bar.update(i + 1) });
+const r = await generate(dev, net, noise, { sampler: 'ddim', steps, labels, guidance, seed: 1, samplerOptions: samplerDefaults(config), onStep: (i) => bar.update(i + 1) });
 bar.finish(steps);
 
 mkdirSync(OUT, { recursive: true });

@@ -40,7 +40,7 @@ export { NetworkDenoiser } from './diffusion/denoiser.js';
 export type { Denoiser } from './diffusion/denoiser.js';
 export { generate, parseLabel, readSnapshots } from './diffusion/generate.js';
 export type { GenerateOptions } from './diffusion/generate.js';
-export { DiffusionTrainer, modelFromCheckpoint } from './diffusion/train.js';
+export { DiffusionTrainer, modelFromCheckpoint, samplerDefaults } from './diffusion/train.js';
 export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig } from './diffusion/train.js';
 
 // Checkpoints and safetensors (bytes in, bytes out)

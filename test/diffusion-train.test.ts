@@ -8,7 +8,7 @@ import { useDevice, SEED } from './helpers.js';
 import { Init } from '../src/nn/module.js';
 import { UNet } from '../src/models/unet.js';
 import { makeProcess } from '../src/diffusion/process.js';
-import { DiffusionTrainer, ImageDataset, modelFromCheckpoint } from '../src/diffusion/train.js';
+import { DiffusionTrainer, ImageDataset, modelFromCheckpoint, samplerDefaults } from '../src/diffusion/train.js';
 import { decodeCheckpoint } from '../src/io/checkpoint.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { main } from '../src/cli/main.js';
@@ -123,6 +123,11 @@ describe('wgd CLI', () => {
     expect(existsSync(join(dir, 'grid-strip.png'))).toBe(true);
   }, 600_000);
 
+  it('pixel models clip x̂0 to [-1, 1] by default, latent models do not', () => {
+    expect(samplerDefaults({})).toEqual({ clipSample: true });
+    expect(samplerDefaults({ latent: { vqgan: 'vqgan.safetensors', scale: 1, latentShape: [4, 4, 4], imageShape: [3, 16, 16] } })).toEqual({ clipSample: false });
+  });
+
   it('bad options name the option and its allowed values', async () => {
     await expect(main(['sample', '--ckpt', ck, '--sampler', 'euler'])).rejects.toThrow(/--sampler = 'euler' is not allowed; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode/);
     await expect(main(['sample', '--ckpt', ck, '--label', 'AA'])).rejects.toThrow(/label 'AA' is not a class of this model; allowed values: A, B, C/);
@@ -133,6 +138,7 @@ describe('wgd CLI', () => {
     await expect(main(['train', '--model', 'huge', '--out', join(dir, 'x')])).rejects.toThrow(/--model 'huge' is unknown; allowed values: tiny, small, base/);
     await expect(main(['train', '--data', 'mnist', '--out', join(dir, 'y')])).rejects.toThrow(/dataset 'mnist' is unknown; allowed values: letters, colors/);
     await expect(main(['train', '--batch', '0'])).rejects.toThrow(/--batch = '0': expected an integer >= 1/);
+    await expect(main(['sample', '--ckpt', ck, '--clip', 'maybe'])).rejects.toThrow(/--clip = 'maybe' is not allowed; allowed values: auto, on, off/);
   }, 600_000);
 
   it('a checkpoint of another architecture is refused, naming what it is', async () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer-core';
-import { createDevice, Device, decodeCheckpoint, decodePng, generate, imagesToGrid, modelFromCheckpoint, parseLabel, parseSafetensors, serializeSafetensors } from '../src/index.js';
+import { createDevice, Device, decodeCheckpoint, decodePng, generate, imagesToGrid, modelFromCheckpoint, samplerDefaults, parseLabel, parseSafetensors, serializeSafetensors } from '../src/index.js';
 import { startLabServer, LabServer } from '../examples/lab/server.js';
 import { gridColumns } from '../examples/lab/view.js';
 import { launchChromium, newPage, screenshot, ROOT } from './lab/chromium.js';
@@ -191,7 +191,7 @@ describe('lab page in headless Chromium', () => {
     const got = await canvasRgba(page, '#sm-grid');
     const n = labels.length;
     const { net, process } = modelFromCheckpoint(dev, ckData);
-    const r = await generate(dev, net, process, { sampler: opts.sampler, steps: opts.steps, labels, guidance: opts.guidance, seed: opts.seed, samplerOptions: { eta: opts.eta } });
+    const r = await generate(dev, net, process, { sampler: opts.sampler, steps: opts.steps, labels, guidance: opts.guidance, seed: opts.seed, samplerOptions: { ...samplerDefaults(ckData.config), eta: opts.eta } });
     const want = imagesToGrid(r.images, r.shape, { cols: gridColumns(n, 1, true) });
     expect([got.width, got.height]).toEqual([want.width, want.height]);
     expect(want.channels).toBe(1);

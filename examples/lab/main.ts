@@ -3,10 +3,10 @@
 // download the checkpoint and the images. Plain DOM and canvas over the package's public entry.
 import {
   createDevice, Device, noGrad, ops, Tensor,
-  decodeCheckpoint, modelFromCheckpoint, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
+  decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
   makeProcess, samplersFor, generate, parseLabel, encodePng, makeLetters, makeColorsDataset,
 } from '../../src/index.js';
-import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions } from '../../src/index.js';
+import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions } from '../../src/index.js';
 import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
 
 // ---------------------------------------------------------------- state
@@ -18,6 +18,8 @@ interface Current {
   net: () => UNet;
   process: NoiseProcess;
   classes: readonly string[];
+  /** The model's sampler defaults (pixel models clip x̂0; see samplerDefaults). */
+  defaults: SamplerOptions;
   /** A loaded checkpoint: its bytes (for download) and decoded form (to continue training from). */
   bytes?: Uint8Array;
   ck?: CheckpointData;
@@ -221,7 +223,7 @@ async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
   const ck = decodeCheckpoint(bytes, name);
   const { net, process, config } = modelFromCheckpoint(dev, ck);
   await dev.sync();
-  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], bytes, ck, step: config.step ?? 0 };
+  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], defaults: samplerDefaults(config), bytes, ck, step: config.step ?? 0 };
   setCurrent(loadedCk);
 }
 
@@ -347,7 +349,7 @@ async function startTraining(): Promise<void> {
   lab.lossSteps = [];
   drawLossPlot(el.trPlot, [], []);
   const name = `${spec.name} ${spec.size}×${spec.size}, ${fromCk ? `continued from ${fromCk.name}` : `new '${el.trModel.value}' model`}`;
-  setCurrent({ source: 'training', name, net: () => trainer.emaModel(), process, classes: data.classes, step: startStep });
+  setCurrent({ source: 'training', name, net: () => trainer.emaModel(), process, classes: data.classes, defaults: samplerDefaults({}), step: startStep });
   await trainLoop(run);
 }
 
@@ -357,7 +359,7 @@ async function trainLoop(r: TrainRun): Promise<void> {
   r.marks = [];
   refresh();
   const t = r.trainer;
-  if (current?.source !== 'training') setCurrent({ source: 'training', name: `${r.spec.name} ${r.spec.size}×${r.spec.size} run`, net: () => t.emaModel(), process: t.process, classes: t.data.classes, step: t.step });
+  if (current?.source !== 'training') setCurrent({ source: 'training', name: `${r.spec.name} ${r.spec.size}×${r.spec.size} run`, net: () => t.emaModel(), process: t.process, classes: t.data.classes, defaults: samplerDefaults({}), step: t.step });
   setStatus(el.trStatus, `step ${t.step}/${r.total}: compiling the training step…`, 'running');
   const pending: Tensor[] = [];
   try {
@@ -454,7 +456,7 @@ async function runSampling(): Promise<void> {
   const t0 = performance.now();
   try {
     const r = await generate(dev, c.net(), c.process, {
-      sampler, steps, labels, count, guidance, seed, samplerOptions: eta !== undefined ? { eta } : {}, snapshotEvery: every,
+      sampler, steps, labels, count, guidance, seed, samplerOptions: { ...c.defaults, ...(eta !== undefined ? { eta } : {}) }, snapshotEvery: every,
       onSnapshot: async (snap, total) => {
         const shape = [n, ...snap.x0.shape.slice(1)] as [number, number, number, number];
         const x0 = (await snap.x0.read()) as Float32Array;

@@ -9,7 +9,7 @@ import { Classifier, ClassifierConfig, classify, trainClassifier } from '../mode
 import { encodeCheckpoint } from '../io/checkpoint.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
-import { modelFromCheckpoint } from '../diffusion/train.js';
+import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
@@ -97,7 +97,7 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
   for (const sampler of cmd.samplers) {
     for (const g of cmd.guidance) {
       const t0 = performance.now();
-      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, seed: cmd.seed });
+      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
       const seconds = (performance.now() - t0) / 1000;
       const pred = await classify(dev, clf.net, r.images);
       const hits = classes.map(() => 0);

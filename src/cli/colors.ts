@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
-import { modelFromCheckpoint } from '../diffusion/train.js';
+import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
@@ -65,7 +65,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   for (const g of cmd.guidance) {
     const t0 = performance.now();
     const bar = new Progress(cmd.steps, `guidance ${g}`);
-    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, seed: cmd.seed, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, seed: cmd.seed, samplerOptions: samplerDefaults(config), onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
     bar.finish(cmd.steps);
     const { images, shape } = decode ? await decode(r.images, r.shape) : r;
     const clipped = images.map((v) => Math.max(-1, Math.min(1, v)));

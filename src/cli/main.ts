@@ -87,7 +87,7 @@ const SAMPLE: Spec = {
   count: { type: 'string', default: '8', help: 'images per label' },
   seed: { type: 'string', default: '0', help: 'seed of the noise' },
   eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
-  clip: { type: 'boolean', default: false, help: 'ddpm/ddim/plms: clip x̂0 to [-1, 1]' },
+  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 to [-1, 1] at every step: on, off, or auto (on for pixel models, off for latent ones)' },
   snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
   'step-size': { type: 'string', help: 'langevin: ε' },
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
@@ -156,6 +156,12 @@ function num(name: string, v: string | undefined, opts: { int?: boolean; min?: n
 function oneOf<const T extends string>(name: string, v: string, allowed: readonly T[]): T {
   if (!allowed.includes(v as T)) throw new Error(`--${name} = '${v}' is not allowed; allowed values: ${allowed.join(', ')}`);
   return v as T;
+}
+
+/** --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults). */
+function clipOption(v: string): { clipSample?: boolean } {
+  const c = oneOf('clip', v, ['auto', 'on', 'off'] as const);
+  return c === 'auto' ? {} : { clipSample: c === 'on' };
 }
 
 async function device(): Promise<Device> {
@@ -283,7 +289,7 @@ export async function main(argv: string[]): Promise<number> {
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
-        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), clipSample: v.clip as boolean,
+        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(s('clip')),
         ...(v.snr !== undefined ? { snr: num('snr', s('snr'), { min: 0 }) } : {}), ...(v['step-size'] !== undefined ? { stepSize: num('step-size', s('step-size'), { min: 0 }) } : {}),
       },
     });

@@ -4,7 +4,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
-import { modelFromCheckpoint } from '../diffusion/train.js';
+import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate, parseLabel, readSnapshots } from '../diffusion/generate.js';
 import { SamplerOptions } from '../diffusion/samplers/index.js';
 import { gridPng, viewScale } from '../data/png.js';
@@ -46,7 +46,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
   const r = await generate(dev, net, noise, {
     sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, seed: cmd.seed,
-    samplerOptions: cmd.samplerOptions, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
+    samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);
   const seconds = (performance.now() - t0) / 1000;

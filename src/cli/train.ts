@@ -8,7 +8,7 @@ import * as ops from '../graph/ops/index.js';
 import { Init } from '../nn/module.js';
 import { UNet, UNetConfig, resolveUNetConfig } from '../models/unet.js';
 import { makeProcess, ProcessConfig, ProcessKind } from '../diffusion/process.js';
-import { DiffusionTrainer, TrainOptions } from '../diffusion/train.js';
+import { DiffusionTrainer, TrainOptions, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import { samplersFor } from '../diffusion/samplers/index.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
@@ -138,7 +138,7 @@ async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainComm
   const net = trainer.emaModel();
   const labels = gridLabels(trainer.data.classes);
   const sampler = samplersFor(trainer.process).includes('ddim') ? 'ddim' : samplersFor(trainer.process)[0]!;
-  const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1 });
+  const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1, samplerOptions: samplerDefaults({ latent: decode }) });
   const { images, shape } = decode ? await decode(r.images, r.shape) : r;
   await writeFileAtomic(join(cmd.out, 'samples', `step-${String(step).padStart(6, '0')}.png`), gridPng(images, shape, { cols: 4, scale: viewScale(shape[2]) }));
 }

@@ -15,6 +15,7 @@ import { Init } from '../nn/module.js';
 import { encodeCheckpoint, loadCheckpoint, CheckpointData } from '../io/checkpoint.js';
 import { NoiseProcess, ProcessConfig, makeProcess } from './process.js';
 import { networkEps } from './denoiser.js';
+import type { SamplerOptions } from './samplers/index.js';
 import { mixSeed, mulberry32 } from '../data/rng.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
 
@@ -211,6 +212,16 @@ export class DiffusionTrainer {
 }
 
 /** A UNet and its process from a diffusion checkpoint's config; weights (EMA when present) loaded. */
+/**
+ * Sampler defaults for a model: pixel-space models clip x̂0 to the data's range [-1, 1] at every step
+ * (as Ho et al. 2020's sampler and diffusers' clip_sample do): at the noisiest levels x̂0 = (x - b·ε̂)/a
+ * divides a small error in ε̂ by a ≈ 0.006, and unclipped that error is carried to the end. Latent
+ * models have no such range and are not clipped.
+ */
+export function samplerDefaults(config: { latent?: unknown }): SamplerOptions {
+  return { clipSample: !config.latent };
+}
+
 export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema?: boolean } = {}): { net: UNet; process: NoiseProcess; config: DiffusionCheckpointConfig } {
   const config = ck.config as unknown as DiffusionCheckpointConfig;
   if (config.kind !== 'diffusion' || !config.model || !config.process) {
