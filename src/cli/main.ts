@@ -137,7 +137,7 @@ function usage(): string {
   const lines = ['usage: wgd <command> [options]', ''];
   for (const [name, c] of Object.entries(COMMANDS)) {
     lines.push(`wgd ${name}: ${c.help}`);
-    for (const [k, o] of Object.entries(c.spec)) lines.push(`  --${k}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(26) + `${o.help}${o.default !== undefined && o.default !== false ? ` (default ${o.default})` : ''}`);
+    for (const [k, o] of Object.entries(c.spec)) lines.push(`  --${k}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + `${o.help}${o.default !== undefined && o.default !== false ? ` (default ${o.default})` : ''}`);
     lines.push('');
   }
   return lines.join('\n');
