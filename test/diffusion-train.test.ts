@@ -1,7 +1,7 @@
 // The diffusion trainer and the CLI around it: exact resume, classifier-free-guidance label dropout,
 // the x_t the step forms, and clear errors for bad options.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useDevice, SEED } from './helpers.js';
@@ -12,6 +12,7 @@ import { DiffusionTrainer, ImageDataset, modelFromCheckpoint, samplerDefaults } 
 import { decodeCheckpoint } from '../src/io/checkpoint.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { main } from '../src/cli/main.js';
+import { resolveVQGANPath } from '../src/cli/vqgan.js';
 import { decodePng } from '../src/data/png.js';
 
 const dev = useDevice();
@@ -122,6 +123,18 @@ describe('wgd CLI', () => {
     expect([g.width, g.height]).toEqual([3 * 66 + 2, 2 * 66 + 2]);
     expect(existsSync(join(dir, 'grid-strip.png'))).toBe(true);
   }, 600_000);
+
+  it("a latent model finds its VQ-GAN where its header says, or beside it when the two were copied into one folder", () => {
+    const root = mkdtempSync(join(tmpdir(), 'wgd-vqpath-'));
+    mkdirSync(join(root, 'runs', 'vq'), { recursive: true });
+    mkdirSync(join(root, 'runs', 'latent'));
+    mkdirSync(join(root, 'shipped'));
+    writeFileSync(join(root, 'runs', 'vq', 'vqgan.safetensors'), '');
+    expect(resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'runs', 'latent', 'checkpoint.safetensors'))).toBe(join(root, 'runs', 'vq', 'vqgan.safetensors'));
+    expect(() => resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toThrow(/was not found next to .*shipped.latent\.safetensors.*pass --vqgan PATH/);
+    writeFileSync(join(root, 'shipped', 'vqgan.safetensors'), '');
+    expect(resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toBe(join(root, 'shipped', 'vqgan.safetensors'));
+  });
 
   it('pixel models clip x̂0 to [-1, 1] by default, latent models do not', () => {
     expect(samplerDefaults({})).toEqual({ clipSample: true });

@@ -1,7 +1,7 @@
 // `wgd train-vqgan`: trains the first stage of latent diffusion into a run folder (vqgan.safetensors,
 // log.jsonl, reconstructions), and the latent helpers the diffusion commands use.
 import { existsSync, mkdirSync, appendFileSync, writeFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { Init } from '../nn/module.js';
 import { VQGAN, VQGANConfig } from '../models/vqgan.js';
@@ -117,6 +117,9 @@ export function resolveVQGANPath(recorded: string, checkpoint: string): string {
     const p = resolve(base, recorded);
     if (existsSync(p)) return p;
   }
+  // Shipped models: the two files copied into one folder keep only the VQ-GAN's file name.
+  const beside = join(dirname(checkpoint), basename(recorded));
+  if (existsSync(beside)) return beside;
   throw new Error(`the VQ-GAN of this latent model (${recorded}) was not found next to ${checkpoint} or in ${process.cwd()}; pass --vqgan PATH`);
 }
 
