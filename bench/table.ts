@@ -1,5 +1,6 @@
 // Renders bench/README.md from the JSON of `npm run bench -- --json FILE`, so the published table is
-// always one run's figures: `node scripts/run.mjs bench/table.ts FILE "machine description"`.
+// never typed by hand: `node scripts/run.mjs bench/table.ts FILE... "machine description"`. Several
+// files (e.g. `--only models` run after the models were trained) are merged, later parts winning.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { BenchResult } from './kernels.js'; // type only: importing kernels.ts would run the bench
 import type { TrainingResult } from './train.js';
@@ -13,18 +14,27 @@ interface BenchFile {
   models: ModelsResult | null;
 }
 
-const [file, machine = 'unstated machine'] = process.argv.slice(2);
-if (!file) throw new Error('usage: bench/table.ts BENCH_JSON ["machine description"]');
-const b = JSON.parse(readFileSync(file, 'utf8')) as BenchFile;
+const args = process.argv.slice(2);
+const files = args.filter((a) => a.endsWith('.json'));
+const machine = args.find((a) => !a.endsWith('.json')) ?? 'unstated machine';
+if (!files.length) throw new Error('usage: bench/table.ts BENCH_JSON... ["machine description"]');
+const parts = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as BenchFile);
+const b: BenchFile = parts.reduce((acc, p) => ({
+  adapter: acc.adapter || p.adapter,
+  peakGflops: acc.peakGflops || p.peakGflops,
+  results: p.results.length ? p.results : acc.results,
+  training: p.training ?? acc.training,
+  models: p.models ?? acc.models,
+}));
 const f = (x: number, d = 2) => x.toFixed(d);
 const mib = (n: number | null) => (n === null ? '–' : `${f(n / 2 ** 20)} MiB`);
 
 const lines: string[] = [
   '# Benchmarks',
   '',
-  'Written by `bench/table.ts` from one run of `npm run bench -- --json bench/latest.json` (the JSON is',
-  'committed beside this file). Ratios are measured side by side in that run on the same adapter; on',
-  'SwiftShader the absolute times only say how slow a CPU-emulated adapter is.',
+  `Written by \`bench/table.ts\` from ${files.map((f) => `\`${f}\``).join(' and ')} (\`npm run bench -- --json FILE\`; committed beside this file).`,
+  'Ratios are measured side by side in one run on the same adapter; on SwiftShader the absolute times only',
+  'say how slow a CPU-emulated adapter is.',
   '',
   `- machine: ${machine}`,
   `- adapter: ${b.adapter}`,
