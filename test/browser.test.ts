@@ -1,13 +1,13 @@
 // The smoke checks in headless Chromium (puppeteer-core, the system's chromium, WebGPU on SwiftShader),
 // on a page served from 127.0.0.1 (WebGPU needs a secure context). A screenshot is saved as an artifact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build } from 'esbuild';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'puppeteer-core';
 import { launchChromium } from './lab/chromium.js';
+import { bundleForBrowser } from '../examples/lab/server.js';
 import { createDevice } from '../src/index.js';
 import { randomDraw, RANDOM_DRAW } from './random-draw.js';
 import { randomRef } from '../kernels/random.js';
@@ -21,17 +21,7 @@ let browser: Browser;
 let base = '';
 
 beforeAll(async () => {
-  await build({
-    entryPoints: [join(root, 'test/browser/page.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    outfile: join(outDir, 'page.js'),
-    loader: { '.wgsl': 'text' },
-    external: ['webgpu', 'node:*'],
-    logLevel: 'warning',
-  });
+  await bundleForBrowser(join(root, 'test/browser/page.ts'), join(outDir, 'page.js'));
   const files: Record<string, [string, string]> = {
     '/': [join(root, 'test/browser/page.html'), 'text/html'],
     '/page.js': [join(outDir, 'page.js'), 'text/javascript'],

@@ -48,22 +48,27 @@ export function shippedCheckpoints(root = projectRoot()): ShippedCheckpoint[] {
   return out;
 }
 
-/** Bundles the page into .cache/lab/ and returns the output folder. */
-export async function buildLabPage(root = projectRoot()): Promise<string> {
-  const out = join(root, '.cache', 'lab');
+/** Bundles a page's entry for the browser (ES modules, WGSL as text) into `outfile`. */
+export async function bundleForBrowser(entry: string, outfile: string, opts: { sourcemap?: boolean } = {}): Promise<void> {
   await build({
-    entryPoints: [join(root, 'examples', 'lab', 'main.ts')],
+    entryPoints: [entry],
     bundle: true,
     format: 'esm',
     platform: 'browser',
     target: 'es2022',
-    outfile: join(out, 'main.js'),
+    outfile,
     loader: { '.wgsl': 'text' },
     // Never reached in a browser: the engine imports these only when it runs in Node.
     external: ['webgpu', 'node:*'],
-    sourcemap: true,
+    sourcemap: opts.sourcemap ?? false,
     logLevel: 'warning',
   });
+}
+
+/** Bundles the page into .cache/lab/ and returns the output folder. */
+export async function buildLabPage(root = projectRoot()): Promise<string> {
+  const out = join(root, '.cache', 'lab');
+  await bundleForBrowser(join(root, 'examples', 'lab', 'main.ts'), join(out, 'main.js'), { sourcemap: true });
   return out;
 }
 

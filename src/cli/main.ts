@@ -143,6 +143,11 @@ function usage(): string {
   return lines.join('\n');
 }
 
+/** A comma-separated list of numbers, each checked as `num` checks one. */
+function nums(name: string, v: string, opts: { int?: boolean; min?: number; max?: number } = {}): number[] {
+  return v.split(',').map((x) => num(name, x, opts));
+}
+
 function num(name: string, v: string | undefined, opts: { int?: boolean; min?: number; max?: number } = {}): number {
   const x = Number(v);
   const ok = v !== undefined && v !== '' && Number.isFinite(x) && (!opts.int || Number.isInteger(x)) && x >= (opts.min ?? -Infinity) && x <= (opts.max ?? Infinity);
@@ -199,7 +204,7 @@ export async function main(argv: string[]): Promise<number> {
     const r = await trainCommand(dev, {
       data: { name: s('data'), size: num('size', s('size'), { int: true, min: 4 }), count: v.count ? num('count', s('count'), { int: true, min: 1 }) : undefined, labels: v.labels as boolean, channels: oneOf('channels', s('channels'), ['1', '3']) === '1' ? 1 : 3 },
       model: s('model'),
-      modelConfig: { ...(v['level-channels'] ? { blockOutChannels: s('level-channels').split(',').map((x) => num('level-channels', x, { int: true, min: 1 })) } : {}), dropout: num('dropout', s('dropout'), { min: 0, max: 0.99 }) },
+      modelConfig: { ...(v['level-channels'] ? { blockOutChannels: nums('level-channels', s('level-channels'), { int: true, min: 1 }) } : {}), dropout: num('dropout', s('dropout'), { min: 0, max: 0.99 }) },
       conditioning: v.cond ? oneOf('cond', s('cond'), ['none', 'class', 'cross'] as const) : undefined,
       process: oneOf('process', s('process'), PROCESS_KINDS) as ProcessKind,
       processConfig: { betaSchedule: oneOf('schedule', s('schedule'), ['linear', 'cosine'] as const) },
@@ -232,7 +237,7 @@ export async function main(argv: string[]): Promise<number> {
     const r = await trainVQGANCommand(dev, {
       data: { name: s('data'), size: num('size', s('size'), { int: true, min: 4 }), count: v.count ? num('count', s('count'), { int: true, min: 1 }) : undefined, channels: oneOf('channels', s('channels'), ['1', '3'] as const) === '1' ? 1 : 3 },
       model: {
-        blockOutChannels: s('level-channels').split(',').map((x) => num('level-channels', x, { int: true, min: 1 })), numEmbeddings: K!, embedDim: D, latentChannels: D,
+        blockOutChannels: nums('level-channels', s('level-channels'), { int: true, min: 1 }), numEmbeddings: K!, embedDim: D, latentChannels: D,
         beta: num('beta', s('beta'), { min: 0 }), codebookUpdate: oneOf('codebook-update', s('codebook-update'), ['ema', 'gradient'] as const),
         restartAfter: num('restart-after', s('restart-after'), { int: true, min: 0 }), midAttention: oneOf('mid-attention', s('mid-attention'), ['yes', 'no'] as const) === 'yes',
       },
@@ -250,7 +255,7 @@ export async function main(argv: string[]): Promise<number> {
     oneOf('sampler', s('sampler'), SAMPLER_NAMES);
     const dev = await device();
     await evalColorsCommand(dev, {
-      checkpoint: s('ckpt'), guidance: s('guidance').split(',').map((g) => num('guidance', g, { min: 0 })), count: num('count', s('count'), { int: true, min: 1 }),
+      checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
       classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined,
     });
@@ -274,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
     const dev = await device();
     await evalSamplesCommand(dev, {
-      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: s('guidance').split(',').map((g) => num('guidance', g, { min: 0 })),
+      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }),
       steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
     });
     dev.destroy();
