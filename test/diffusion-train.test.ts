@@ -154,6 +154,32 @@ describe('wgd CLI', () => {
     await expect(main(['sample', '--ckpt', ck, '--clip', 'maybe'])).rejects.toThrow(/--clip = 'maybe' is not allowed; allowed values: auto, on, off/);
   }, 600_000);
 
+  it('latent pipeline: train-vqgan, train --latent, eval-colors with the data and VQ-GAN reference rows', async () => {
+    dev();
+    const vq = join(dir, 'vq');
+    const latent = join(dir, 'latent');
+    const out = join(dir, 'eval-colors');
+    const data = ['--data', 'colors', '--size', '16', '--count', '12'];
+    expect(await main(['train-vqgan', ...data, '--level-channels', '8,8,8', '--codebook', '16x4', '--steps', '1', '--batch', '4', '--disc-start', '100', '--checkpoint-every', '1', '--out', vq])).toBe(0);
+    expect(await main(['train', ...data, '--latent', join(vq, 'vqgan.safetensors'), '--model', 'tiny', '--batch', '4', '--steps', '1', '--warmup', '0', '--checkpoint-every', '1', '--sample-every', '100', '--out', latent])).toBe(0);
+    expect(await main(['eval-colors', '--ckpt', join(latent, 'checkpoint.safetensors'), '--guidance', '1,3', '--count', '1', '--steps', '2', '--out', out])).toBe(0);
+    const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    expect(m.results.map((r: { guidance: number }) => r.guidance)).toEqual([1, 3]);
+    expect(m.results[0].report.overall.count).toBe(8);
+    const [real, rec] = m.references;
+    expect([real.name, rec.name]).toEqual(['training images', 'VQ-GAN reconstructions']);
+    // The dataset labels each image by the metric's own rule, so the real images score 100% unless
+    // the two disagree; the reconstructions are scored like samples.
+    expect(real.report.overall).toMatchObject({ count: 12, accuracy: 1 });
+    expect(rec.report.overall.count).toBe(12);
+    expect(rec.report.overall.accuracy).toBeGreaterThanOrEqual(0);
+    expect(Number.isFinite(rec.frechet)).toBe(true);
+    expect(readFileSync(join(out, 'table.md'), 'utf8').trim().split('\n').slice(2).map((l) => l.split('|')[1]!.trim())).toEqual(['1', '3', '(training images)', '(VQ-GAN reconstructions)']);
+    // The sweep: a row per colour, the two scales side by side (16x16 shown 4x, 2-pixel gaps).
+    const png = decodePng(new Uint8Array(readFileSync(join(out, 'sweep.png'))));
+    expect([png.width, png.height]).toEqual([2 * 66 + 2, 8 * 66 + 2]);
+  }, 600_000);
+
   it('a checkpoint of another architecture is refused, naming what it is', async () => {
     const d = dev();
     // A diffusion checkpoint whose header says one U-Net and whose tensors are of another.

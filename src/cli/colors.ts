@@ -16,7 +16,7 @@ import { gridPng, viewScale } from '../data/png.js';
 
 import { loadDataset } from './datasets.js';
 import { loadClassifier } from './classifier.js';
-import { decoderFor } from './vqgan.js';
+import { firstStageFor } from './vqgan.js';
 import { Progress } from './progress.js';
 
 export interface EvalColorsCommand {
@@ -46,7 +46,8 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   if (config.classes.join() !== COLOR_CLASSES.join()) {
     throw new Error(`eval-colors: ${cmd.checkpoint} was trained on classes ${config.classes.join(', ') || '(none)'}; it needs the 8 colour classes (${COLOR_CLASSES.join(', ')}) of the colors dataset`);
   }
-  const decode = await decoderFor(dev, cmd.checkpoint, config, cmd.vqgan);
+  const firstStage = await firstStageFor(dev, cmd.checkpoint, config, cmd.vqgan);
+  const decode = firstStage?.decode;
   const K = COLOR_CLASSES.length;
   const labels = Array.from({ length: K * cmd.count }, (_, i) => Math.floor(i / cmd.count));
   // Reference set: the training images (as the run's config describes them).
@@ -59,6 +60,17 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   const dim = clf ? clf.net.config.channels[2] : train.shape[1] * 16;
   const trainFeatures = await featuresOf(train.images);
   mkdirSync(cmd.out, { recursive: true });
+  // What the samples are measured against: the training images themselves (their labels are the
+  // metric's own rule, so 100% by construction; their distances show how far real images sit from
+  // the pure colours), and for a latent model the same images through the VQ-GAN alone, which bounds
+  // what any latent sample can reach.
+  const trainLabels = Array.from(train.labels ?? [], Number);
+  const references: EvalColorsReference[] = [{ name: 'training images', report: withoutPredicted(evalColors(train.images, train.shape, trainLabels)), frechet: null }];
+  if (firstStage) {
+    const rec = (await firstStage.roundTrip(train.images, train.shape)).map((v) => Math.max(-1, Math.min(1, v)));
+    references.push({ name: 'VQ-GAN reconstructions', report: withoutPredicted(evalColors(rec, train.shape, trainLabels)), frechet: frechetDistance(await featuresOf(rec), trainFeatures, dim) });
+  }
+  for (const r of references) console.log(`\n${r.name} (${train.shape[0]}):\n${formatColorTable({ ...r.report, predicted: new Int32Array(0) })}`);
   const results: EvalColorsResult[] = [];
   const blocks: Float32Array[] = [];
   let imShape: [number, number, number, number] = [0, 0, 0, 0];
@@ -74,9 +86,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     const report = evalColors(clipped, shape, labels);
     const feats = await featuresOf(clipped);
     const frechet = frechetDistance(feats, trainFeatures, dim);
-    const { predicted: _p, ...rest } = report;
-    void _p;
-    results.push({ guidance: g, report: rest, frechet, seconds: (performance.now() - t0) / 1000 });
+    results.push({ guidance: g, report: withoutPredicted(report), frechet, seconds: (performance.now() - t0) / 1000 });
     writeFileSync(join(cmd.out, `samples-s${g}.png`), gridPng(clipped, shape, { cols: cmd.count, scale: viewScale(shape[2]) }));
     console.log(`\nguidance ${g}: Fréchet distance to the training images ${frechet.toFixed(3)} (${clf ? 'classifier features' : '4x4 colour layout'})\n${formatColorTable(report)}`);
   }
@@ -110,12 +120,30 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   const table = [
     '| guidance | accuracy | RGB distance | CIE-LAB ΔE76 | Fréchet |',
     '|---|---|---|---|---|',
-    ...results.map((r) => `| ${r.guidance} | ${(100 * r.report.overall.accuracy).toFixed(1)}% | ${r.report.overall.rgbDistance.toFixed(1)} | ${r.report.overall.labDistance.toFixed(2)} | ${r.frechet.toFixed(3)} |`),
+    ...results.map((r) => tableRow(`${r.guidance}`, r.report, r.frechet)),
+    ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;
+}
+
+export interface EvalColorsReference {
+  name: string;
+  report: Omit<ColorReport, 'predicted'>;
+  frechet: number | null;
+}
+
+function withoutPredicted(r: ColorReport): Omit<ColorReport, 'predicted'> {
+  const { predicted: _p, ...rest } = r;
+  void _p;
+  return rest;
+}
+
+function tableRow(name: string, r: Omit<ColorReport, 'predicted'>, frechet: number | null): string {
+  const o = r.overall;
+  return `| ${name} | ${(100 * o.accuracy).toFixed(1)}% | ${o.rgbDistance.toFixed(1)} | ${o.labDistance.toFixed(2)} | ${frechet === null ? '–' : frechet.toFixed(3)} |`;
 }
 
 /** Each image [C, S, S] as the means of its 4x4 grid of blocks per channel: [C·16] features. */

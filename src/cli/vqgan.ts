@@ -167,7 +167,21 @@ export function latentDecoder(vq: VQGAN, scale: number) {
 
 /** The decoder for a latent diffusion checkpoint's samples, or undefined for a pixel-space model. */
 export async function decoderFor(dev: Device, checkpoint: string, config: { latent?: LatentInfo }, override?: string) {
+  return (await firstStageFor(dev, checkpoint, config, override))?.decode;
+}
+
+/**
+ * A latent checkpoint's VQ-GAN as `decode` (scaled latents to images) and `roundTrip` (images encoded,
+ * quantised and decoded: what the first stage alone keeps of an image, the ceiling on what the latent
+ * model's samples can show); undefined for a pixel-space model.
+ */
+export async function firstStageFor(dev: Device, checkpoint: string, config: { latent?: LatentInfo }, override?: string) {
   if (!config.latent) return undefined;
   const path = override ?? resolveVQGANPath(config.latent.vqgan, checkpoint);
-  return latentDecoder(loadVQGAN(dev, await readCheckpointFile(path)), config.latent.scale);
+  const vq = loadVQGAN(dev, await readCheckpointFile(path));
+  const roundTrip = async (images: Float32Array, shape: readonly number[]): Promise<Float32Array> => {
+    const { latents, shape: zShape } = await encodeDataset(vq, images, shape, 32);
+    return (await decodeLatents(vq, latents, zShape, 32)).images;
+  };
+  return { decode: latentDecoder(vq, config.latent.scale), roundTrip };
 }
