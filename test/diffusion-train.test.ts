@@ -5,6 +5,7 @@ import { mkdtempSync, mkdirSync, readFileSync, existsSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useDevice, SEED } from './helpers.js';
+import { ops } from '../src/index.js';
 import { Init } from '../src/nn/module.js';
 import { UNet } from '../src/models/unet.js';
 import { makeProcess } from '../src/diffusion/process.js';
@@ -13,6 +14,7 @@ import { decodeCheckpoint } from '../src/io/checkpoint.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { main } from '../src/cli/main.js';
 import { resolveVQGANPath } from '../src/cli/vqgan.js';
+import { Progress, StepWindow } from '../src/cli/progress.js';
 import { decodePng } from '../src/data/png.js';
 
 const dev = useDevice();
@@ -134,6 +136,24 @@ describe('wgd CLI', () => {
     expect(() => resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toThrow(/was not found next to .*shipped.latent\.safetensors.*pass --vqgan PATH/);
     writeFileSync(join(root, 'shipped', 'vqgan.safetensors'), '');
     expect(resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toBe(join(root, 'shipped', 'vqgan.safetensors'));
+  });
+
+  it('the progress bar counts steps done: at most two steps in flight, and a line per forced update in a log', async () => {
+    const d = dev();
+    const window = new StepWindow(d);
+    const lines: string[] = [];
+    const log = { isTTY: false, write: (l: string) => lines.push(l) } as unknown as NodeJS.WriteStream;
+    const bar = new Progress(5, 'train', log);
+    const done: number[] = [];
+    let x = d.tensor(new Float32Array([1]), [1]);
+    for (let s = 1; s <= 5; s++) {
+      x = ops.add(x, x);
+      done.push(await window.submitted(s));
+      bar.update(done.at(-1)!, { loss: 0.5 }, true);
+    }
+    expect(done).toEqual([0, 0, 1, 2, 3]);
+    expect(await x.item()).toBe(32);
+    expect(lines.at(-1)).toMatch(/^train \[#+-+\] 3\/5 loss 0\.5000 {2}[0-9.e+-]+\/s {2}ETA \S+\n$/);
   });
 
   it('pixel models clip x̂0 to [-1, 1] by default, latent models do not', () => {

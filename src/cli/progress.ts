@@ -1,3 +1,5 @@
+import type { Device } from '../graph/device.js';
+
 /** A one-line progress bar for long work: done/total, a bar, any fields (loss, speed) and the ETA. */
 export class Progress {
   private readonly start = performance.now();
@@ -51,4 +53,23 @@ export function duration(s: number): string {
   if (s < 60) return `${Math.round(s)}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/**
+ * Bounds a training loop's queue: after each step is submitted, wait for the one `depth` steps back.
+ * The queue never runs dry, the host never runs far ahead, and a bar can count steps done, not queued.
+ */
+export class StepWindow {
+  private readonly pending: Promise<void>[] = [];
+  constructor(
+    private readonly dev: Device,
+    private readonly depth = 2,
+  ) {}
+
+  /** Call once step `count` (steps so far) is recorded; resolves to the number of steps known done. */
+  async submitted(count: number): Promise<number> {
+    this.pending.push(this.dev.submitted());
+    if (this.pending.length > this.depth) await this.pending.shift();
+    return count - this.pending.length;
+  }
 }

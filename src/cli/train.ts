@@ -17,7 +17,7 @@ import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { presetConfig } from './models.js';
-import { Progress } from './progress.js';
+import { Progress, StepWindow } from './progress.js';
 import { latentDataset } from './vqgan.js';
 
 export interface TrainCommand {
@@ -91,18 +91,21 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   const t0 = performance.now();
   const startStep = trainer.step;
   const logEvery = Math.max(1, Math.min(50, cmd.checkpointEvery));
+  const window = new StepWindow(dev);
+  let lr = NaN;
   while (trainer.step < total) {
     const loss = await trainer.runStep();
     // Losses are summed on the device; the host reads the sum once per log interval.
     acc = noGrad(() => (acc ? ops.add(acc, loss) : ops.affine(loss, 1, 0)));
     accN++;
     const s = trainer.step;
+    bar.update(await window.submitted(s), { loss: lastLoss, lr });
     if (s % logEvery === 0 || s === total) {
       lastLoss = (await acc.item()) / accN;
       acc = null;
       accN = 0;
       const sps = (s - startStep) / ((performance.now() - t0) / 1000);
-      const lr = (await trainer.opt.stats()).lr;
+      lr = (await trainer.opt.stats()).lr;
       history.push([s, lastLoss]);
       appendFileSync(logPath, JSON.stringify({ step: s, loss: lastLoss, lr, stepsPerSecond: sps, time: new Date().toISOString() }) + '\n');
       bar.update(s, { loss: lastLoss, lr }, true);

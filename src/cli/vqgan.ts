@@ -16,7 +16,7 @@ import { linePlotPng } from '../data/plot.js';
 import { mixSeed, mulberry32 } from '../data/rng.js';
 import type { ImageDataset, LatentInfo } from '../diffusion/train.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
-import { Progress } from './progress.js';
+import { Progress, StepWindow } from './progress.js';
 
 export interface VQGANCommand {
   data: DatasetSpec;
@@ -72,15 +72,19 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
   const bar = new Progress(cmd.steps, 'train-vqgan', process.stderr, trainer.steps);
   const history: [number, number][] = [];
   let psnr = NaN;
+  let last = {};
+  const window = new StepWindow(dev);
   while (trainer.steps < cmd.steps) {
     trainer.step(batchAt(trainer.steps));
     const s = trainer.steps;
+    bar.update(await window.submitted(s), last);
     if (s % Math.min(25, cmd.checkpointEvery) === 0 || s === cmd.steps) {
       const st = await trainer.stats();
       psnr = st.psnr;
       history.push([s, st.l1]);
       appendFileSync(logPath, JSON.stringify({ ...st, time: new Date().toISOString() }) + '\n');
-      bar.update(s, { L1: st.l1, PSNR: st.psnr, perplexity: st.perplexity, ...(st.lambda !== null ? { lambda: st.lambda, D: st.dLoss! } : {}) }, true);
+      last = { L1: st.l1, PSNR: st.psnr, perplexity: st.perplexity, ...(st.lambda !== null ? { lambda: st.lambda, D: st.dLoss! } : {}) };
+      bar.update(s, last, true);
     }
     if (s % cmd.checkpointEvery === 0 || s === cmd.steps) {
       await writeFileAtomic(path, await trainer.checkpoint());

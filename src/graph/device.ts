@@ -63,6 +63,16 @@ export class Device {
     return this.rt.sync();
   }
 
+  /**
+   * Submit what is recorded and return a promise for everything submitted so far, without waiting:
+   * a loop that awaits the promise of the step before last keeps the queue fed with a bounded number
+   * of steps in flight.
+   */
+  submitted(): Promise<void> {
+    this.rt.flush();
+    return this.rt.device.queue.onSubmittedWorkDone().then(() => undefined);
+  }
+
   destroy(): void {
     this.rt.destroy();
   }
