@@ -172,6 +172,7 @@ describe('wgd CLI', () => {
     await expect(main(['train', '--data', 'mnist', '--out', join(dir, 'y')])).rejects.toThrow(/dataset 'mnist' is unknown; allowed values: letters, colors/);
     await expect(main(['train', '--batch', '0'])).rejects.toThrow(/--batch = '0': expected an integer >= 1/);
     await expect(main(['sample', '--ckpt', ck, '--clip', 'maybe'])).rejects.toThrow(/--clip = 'maybe' is not allowed; allowed values: auto, on, off/);
+    await expect(main(['sample', '--ckpt', ck, '--guidance-rescale', '2'])).rejects.toThrow(/--guidance-rescale = '2': expected a number >= 0 and <= 1/);
   }, 600_000);
 
   it('latent pipeline: train-vqgan, train --latent, eval-colors with the data and VQ-GAN reference rows', async () => {

@@ -197,6 +197,46 @@ describe('classifier-free guidance', () => {
   });
 });
 
+describe('guidance rescale', () => {
+  it('φ·guided·σ_c/σ_g + (1 − φ)·guided per sample, σ over each sample; φ = 0 is plain guidance', async () => {
+    const d = dev();
+    const w = Float32Array.from([0.5, -1.5, 2, 0.25]);
+    const table = d.tensor(w, [4, 1]);
+    const net = {
+      forward(x: Tensor, t: Tensor, labels?: Tensor | null) {
+        const k = ops.embedding(labels!, table).reshape([x.shape[0]!, 1, 1, 1]);
+        return ops.add(ops.mul(x, k), ops.scale(t.reshape([x.shape[0]!, 1, 1, 1]), 1e-3));
+      },
+    };
+    const B = 3, P = 16;
+    const x = Float32Array.from(randnF(B * P));
+    const labels = Int32Array.from([0, 1, 2]);
+    const scales = [1.5, 4, 9];
+    const times = [10, 500, 900];
+    const level = { a: d.tensor(new Float32Array(B).fill(0.6), [B]), b: d.tensor(new Float32Array(B).fill(0.8), [B]), time: d.tensor(Float32Array.from(times), [B]) };
+    const std = (v: number[]) => {
+      const m = v.reduce((a, b) => a + b, 0) / v.length;
+      return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
+    };
+    for (const phi of [0, 0.7, 1]) {
+      const den = new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: scales, guidanceRescale: phi });
+      const got = (await den.denoise(d.tensor(x, [B, 1, 4, 4]), level).read()) as Float32Array;
+      for (let i = 0; i < B; i++) {
+        const xi = Array.from(x.subarray(i * P, (i + 1) * P));
+        const ec = xi.map((v) => v * w[labels[i]!]! + times[i]! * 1e-3);
+        const eu = xi.map((v) => v * w[3]! + times[i]! * 1e-3);
+        const g = ec.map((c, p) => eu[p]! + scales[i]! * (c - eu[p]!));
+        const ratio = std(ec) / std(g);
+        // f32 sums of 16 squares and a square root, values of order 1-10: 1e-5 relative.
+        g.forEach((gv, p) => expect(Math.abs(got[i * P + p]! - gv * (phi * ratio + 1 - phi))).toBeLessThan(1e-5 * (1 + Math.abs(gv))));
+      }
+      // φ = 1: each sample's guided ε̂ has the conditional one's standard deviation.
+      if (phi === 1) for (let i = 0; i < B; i++) expect(std(Array.from(got.subarray(i * P, (i + 1) * P)))).toBeCloseTo(std(Array.from(x.subarray(i * P, (i + 1) * P)).map((v) => v * w[labels[i]!]!)), 4);
+    }
+    expect(() => new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: 2, guidanceRescale: 1.5 })).toThrow(/guidance rescale = 1.5 must be in \[0, 1\]/);
+  });
+});
+
 function randnF(n: number): number[] {
   const r = mulberry32(SEED + 77);
   return Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()));

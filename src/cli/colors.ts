@@ -22,6 +22,8 @@ import { Progress } from './progress.js';
 export interface EvalColorsCommand {
   checkpoint: string;
   guidance: number[];
+  /** Guidance rescale φ (0: plain guidance). */
+  guidanceRescale?: number;
   /** Images per colour and scale. */
   count: number;
   sampler: string;
@@ -77,7 +79,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   for (const g of cmd.guidance) {
     const t0 = performance.now();
     const bar = new Progress(cmd.steps, `guidance ${g}`);
-    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, seed: cmd.seed, samplerOptions: samplerDefaults(config), onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, seed: cmd.seed, samplerOptions: samplerDefaults(config), onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
     bar.finish(cmd.steps);
     const { images, shape } = decode ? await decode(r.images, r.shape) : r;
     const clipped = images.map((v) => Math.max(-1, Math.min(1, v)));
@@ -123,7 +125,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...results.map((r) => tableRow(`${r.guidance}`, r.report, r.frechet)),
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;

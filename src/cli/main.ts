@@ -69,6 +69,7 @@ const VQGAN_TRAIN: Spec = {
 const EVAL_COLORS: Spec = {
   ckpt: { type: 'string', help: 'diffusion checkpoint trained on colors (pixel or latent)' },
   guidance: { type: 'string', default: '1,2,5,15', help: 'comma-separated guidance scales' },
+  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
   count: { type: 'string', default: '8', help: 'images per colour and scale' },
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps' },
@@ -83,6 +84,7 @@ const SAMPLE: Spec = {
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps (langevin: steps per noise level)' },
   guidance: { type: 'string', default: '2', help: 'classifier-free guidance scale s (1: conditional only)' },
+  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
   label: { type: 'string', default: 'all', help: "class names or indices, comma-separated, or 'all'" },
   count: { type: 'string', default: '8', help: 'images per label' },
   seed: { type: 'string', default: '0', help: 'seed of the noise' },
@@ -111,6 +113,7 @@ const EVAL_SAMPLES: Spec = {
   classifier: { type: 'string', help: 'classifier checkpoint from wgd train-classifier' },
   samplers: { type: 'string', default: 'ddim', help: 'comma-separated samplers' },
   guidance: { type: 'string', default: '1,2,5', help: 'comma-separated guidance scales' },
+  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   count: { type: 'string', default: '4', help: 'samples per class' },
   seed: { type: 'string', default: '0', help: 'seed' },
@@ -256,6 +259,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     await evalColorsCommand(dev, {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
+      guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
       classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined,
     });
@@ -279,7 +283,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
     const dev = await device();
     await evalSamplesCommand(dev, {
-      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }),
+      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
       steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
     });
     dev.destroy();
@@ -291,7 +295,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     const r = await sampleCommand(dev, {
       checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
-      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean),
+      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
         ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(s('clip')),

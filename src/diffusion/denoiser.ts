@@ -39,6 +39,13 @@ export interface GuidedDenoiserOptions {
    * the batch, or one per sample (a sweep of scales in a single run).
    */
   guidance?: number | readonly number[];
+  /**
+   * Guidance rescale φ in [0, 1] (Lin et al. 2024, diffusers' guidance_rescale): the guided ε̂ is
+   * scaled per sample to the standard deviation of the conditional ε̂, and mixed with the plain guided
+   * one as φ·rescaled + (1 − φ)·guided. Large scales otherwise push samples past the data (over-
+   * saturated colours). 0 (the default) is plain guidance.
+   */
+  guidanceRescale?: number;
 }
 
 /**
@@ -50,6 +57,7 @@ export class NetworkDenoiser {
   private readonly labels: Tensor | null;
   private readonly labels2: Tensor | null;
   private readonly scale: Tensor;
+  private readonly rescale: number;
   readonly guided: boolean;
   constructor(
     readonly dev: Device,
@@ -67,6 +75,8 @@ export class NetworkDenoiser {
     this.labels = labels ? dev.tensor(labels, [batch]) : null;
     this.labels2 = this.guided ? dev.tensor(Int32Array.from([...labels!, ...new Array<number>(batch).fill(opts.nullClass!)]), [2 * batch]) : null;
     this.scale = dev.tensor(Float32Array.from(scales), [batch]);
+    this.rescale = opts.guidanceRescale ?? 0;
+    if (!(this.rescale >= 0 && this.rescale <= 1)) throw new ShapeError('sample', `guidance rescale = ${opts.guidanceRescale} must be in [0, 1]`);
   }
 
   /** Change the guidance scales used by steps compiled with this denoiser (only when it was built guided). */
@@ -86,6 +96,17 @@ export class NetworkDenoiser {
     const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
     const ec = ops.slice(e, 0, this.batch, 0);
     const eu = ops.slice(e, this.batch, this.batch, 0);
-    return ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)));
+    const guided = ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)));
+    if (this.rescale === 0) return guided;
+    // φ·guided·σ_c/σ_g + (1 − φ)·guided, with σ the standard deviation over each sample.
+    const ratio = ops.div(sampleStd(ec), sampleStd(guided));
+    return ops.mul(guided, ops.affine(ratio, this.rescale, 1 - this.rescale));
   };
+}
+
+/** Standard deviation over all axes but the first, kept as [B, 1, ...] (1e-12 under the root keeps 0/0 away). */
+function sampleStd(t: Tensor): Tensor {
+  const axes = t.shape.map((_, i) => i).slice(1);
+  const centred = ops.sub(t, ops.mean(t, axes, { keepDims: true }));
+  return ops.sqrt(ops.affine(ops.mean(ops.square(centred), axes, { keepDims: true }), 1, 1e-12));
 }

@@ -18,6 +18,8 @@ export interface GenerateOptions {
   count?: number;
   /** One scale, or one per image. */
   guidance?: number | readonly number[];
+  /** Guidance rescale φ in [0, 1] (see GuidedDenoiserOptions); 0 is plain guidance. */
+  guidanceRescale?: number;
   seed?: number;
   samplerOptions?: SamplerOptions;
   snapshotEvery?: number;
@@ -48,7 +50,7 @@ export async function generate(dev: Device, net: UNet, process: NoiseProcess, op
   const guidance = opts.guidance ?? 1;
   for (const g of typeof guidance === 'number' ? [guidance] : guidance) if (!(g >= 0)) throw new SamplerError(`guidance = ${g} must be a number >= 0`);
   const sampler = makeSampler(opts.sampler, process, opts.samplerOptions);
-  const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance });
+  const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance, guidanceRescale: opts.guidanceRescale });
   const shape: [number, number, number, number] = [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize];
   const loop = new SamplingLoop(dev, sampler, den.denoise, shape);
   try {
