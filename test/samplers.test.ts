@@ -197,6 +197,27 @@ describe('classifier-free guidance', () => {
   });
 });
 
+describe('x̂0 clipping', () => {
+  it('clipSample clips x̂0 to [-clipRange, clipRange] (1 by default) and leaves it alone when off', async () => {
+    const d = dev();
+    const process = makeProcess('ddpm');
+    // ε̂ = -x: one DDIM step from the noisiest level gives x̂0 = x·(1 + b)/a, hundreds of times x.
+    const den: Denoiser = (x) => ops.scale(x, -1);
+    const cases: [SamplerOptions, number][] = [[{}, Infinity], [{ clipSample: true }, 1], [{ clipSample: true, clipRange: 0.25 }, 0.25]];
+    for (const [opts, bound] of cases) {
+      for (const name of ['ddim', 'ddpm', 'plms']) {
+        const loop = new SamplingLoop(d, makeSampler(name, process, opts), den, [2, 1, 4, 4]);
+        const v = (await (await loop.run(1, { seed: 1 })).x.read()) as Float32Array;
+        loop.destroy();
+        const m = v.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+        if (bound === Infinity) expect(m, name).toBeGreaterThan(10);
+        else expect(m, `${name} ${JSON.stringify(opts)}`).toBeCloseTo(bound, 6);
+      }
+    }
+    expect(() => makeSampler('ddim', process, { clipSample: true, clipRange: 0 })).toThrow(/clipRange = 0 must be a number > 0/);
+  });
+});
+
 describe('guidance rescale', () => {
   it('φ·guided·σ_c/σ_g + (1 − φ)·guided per sample, σ over each sample; φ = 0 is plain guidance', async () => {
     const d = dev();

@@ -8,6 +8,7 @@ import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
+import type { SamplerOptions } from '../diffusion/samplers/index.js';
 import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
 import { nearestNeighbours } from '../metrics/retrieval.js';
@@ -33,6 +34,8 @@ export interface EvalColorsCommand {
   /** A classifier trained on colors (wgd train-classifier --data colors): its penultimate layer gives the features. */
   classifier?: string;
   vqgan?: string;
+  /** Over the model's defaults (samplerDefaults). */
+  samplerOptions?: SamplerOptions;
 }
 
 export interface EvalColorsResult {
@@ -79,7 +82,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   for (const g of cmd.guidance) {
     const t0 = performance.now();
     const bar = new Progress(cmd.steps, `guidance ${g}`);
-    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, seed: cmd.seed, samplerOptions: samplerDefaults(config), onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, seed: cmd.seed, samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
     bar.finish(cmd.steps);
     const { images, shape } = decode ? await decode(r.images, r.shape) : r;
     const clipped = images.map((v) => Math.max(-1, Math.min(1, v)));
@@ -125,7 +128,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...results.map((r) => tableRow(`${r.guidance}`, r.report, r.frechet)),
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;

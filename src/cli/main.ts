@@ -74,6 +74,8 @@ const EVAL_COLORS: Spec = {
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   seed: { type: 'string', default: '0', help: 'seed' },
+  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 to [-1, 1] at every step: on, off, or auto (on for pixel models, off for latent ones)' },
+  'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
   classifier: { type: 'string', help: 'classifier trained on colors: its features for Fréchet distance and retrieval (default: pixels)' },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   out: { type: 'string', default: 'runs/eval-colors', help: 'output folder' },
@@ -90,6 +92,7 @@ const SAMPLE: Spec = {
   seed: { type: 'string', default: '0', help: 'seed of the noise' },
   eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
   clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 to [-1, 1] at every step: on, off, or auto (on for pixel models, off for latent ones)' },
+  'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
   snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
   'step-size': { type: 'string', help: 'langevin: ε' },
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
@@ -167,9 +170,10 @@ function oneOf<const T extends string>(name: string, v: string, allowed: readonl
 }
 
 /** --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults). */
-function clipOption(v: string): { clipSample?: boolean } {
+function clipOption(v: string, range: string | undefined): { clipSample?: boolean; clipRange?: number } {
   const c = oneOf('clip', v, ['auto', 'on', 'off'] as const);
-  return c === 'auto' ? {} : { clipSample: c === 'on' };
+  const r = range !== undefined ? { clipRange: num('clip-range', range, { min: 1e-6 }) } : {};
+  return c === 'auto' ? r : { clipSample: c === 'on', ...r };
 }
 
 async function device(): Promise<Device> {
@@ -261,7 +265,7 @@ export async function main(argv: string[]): Promise<number> {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
       guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
-      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined,
+      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(s('clip'), v['clip-range'] as string | undefined),
     });
     dev.destroy();
     return 0;
@@ -298,7 +302,7 @@ export async function main(argv: string[]): Promise<number> {
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
-        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(s('clip')),
+        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(s('clip'), v['clip-range'] as string | undefined),
         ...(v.snr !== undefined ? { snr: num('snr', s('snr'), { min: 0 }) } : {}), ...(v['step-size'] !== undefined ? { stepSize: num('step-size', s('step-size'), { min: 0 }) } : {}),
       },
     });

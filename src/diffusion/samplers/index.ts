@@ -13,6 +13,7 @@ export { EulerMaruyamaSampler, PredictorCorrectorSampler, ProbabilityFlowSampler
 export interface SamplerOptions {
   eta?: number;
   clipSample?: boolean;
+  clipRange?: number;
   stepSize?: number;
   levels?: number;
   denoise?: boolean;

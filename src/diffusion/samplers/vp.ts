@@ -9,8 +9,10 @@ import { DiscreteVP, NoiseProcess, VPSDE, Level } from '../process.js';
 import { Sampler, SamplerError, StepContext, StepPlan, StepResult, checkSteps, clamp, lin } from './types.js';
 
 export interface VPSamplerOptions {
-  /** Clip x̂0 to [-1, 1] at every step (diffusers' clip_sample); off by default. */
+  /** Clip x̂0 to [-clipRange, clipRange] at every step (diffusers' clip_sample); off by default. */
   clipSample?: boolean;
+  /** The bound of that clip (diffusers' clip_sample_range); 1, the pixel range, by default. */
+  clipRange?: number;
 }
 
 /** Noise levels visited by an n-step sampler, noisiest first, and ᾱ after each step. */
@@ -39,11 +41,11 @@ function baseCoef(l: Level, cX0: number, cEps: number, cZ: number): number[] {
 }
 
 /** The shared update from ε̂; with clipping, ε̂ is recomputed from the clipped x̂0 so both stay consistent. */
-function vpUpdate(ctx: StepContext, eps: Tensor, clip: boolean, noise: boolean): StepResult {
+function vpUpdate(ctx: StepContext, eps: Tensor, clip: number | null, noise: boolean): StepResult {
   const c = (i: number) => ctx.coef(i);
   let x0 = lin([ctx.x, c(INV_A)], [eps, c(NEG_B_OVER_A)]);
-  if (clip) {
-    x0 = clamp(x0, -1, 1);
+  if (clip !== null) {
+    x0 = clamp(x0, -clip, clip);
     eps = lin([ctx.x, c(INV_B)], [x0, c(NEG_A_OVER_B)]);
   }
   const terms: [Tensor, Tensor][] = [[x0, c(C_X0)], [eps, c(C_EPS)]];
@@ -57,6 +59,12 @@ abstract class VPSampler<O extends VPSamplerOptions> implements Sampler {
   abstract readonly stateSize: number;
   constructor(readonly process: NoiseProcess, readonly opts: O, name: string) {
     vpGrid(process, 1, name);
+    const r = opts.clipRange ?? 1;
+    if (!(r > 0)) throw new SamplerError(`clipRange = ${opts.clipRange} must be a number > 0`);
+  }
+  /** The bound x̂0 is clipped to, or null when it is not clipped. */
+  protected get clip(): number | null {
+    return this.opts.clipSample ? (this.opts.clipRange ?? 1) : null;
   }
   initialStd(): number {
     return 1;
@@ -85,7 +93,7 @@ export class DDPMSampler extends VPSampler<VPSamplerOptions> {
     });
   }
   step(_kind: string, ctx: StepContext): StepResult {
-    return vpUpdate(ctx, ctx.eps(0, ctx.x), this.opts.clipSample ?? false, true);
+    return vpUpdate(ctx, ctx.eps(0, ctx.x), this.clip, true);
   }
 }
 
@@ -108,7 +116,7 @@ export class DDIMSampler extends VPSampler<VPSamplerOptions & { eta?: number }> 
     });
   }
   step(kind: string, ctx: StepContext): StepResult {
-    return vpUpdate(ctx, ctx.eps(0, ctx.x), this.opts.clipSample ?? false, kind === 'stochastic');
+    return vpUpdate(ctx, ctx.eps(0, ctx.x), this.clip, kind === 'stochastic');
   }
 }
 
@@ -140,7 +148,7 @@ export class PLMSSampler extends VPSampler<VPSamplerOptions> {
     });
   }
   step(kind: string, ctx: StepContext): StepResult {
-    const clip = this.opts.clipSample ?? false;
+    const clip = this.clip;
     const e = ctx.eps(0, ctx.x);
     let ePrime: Tensor;
     if (kind === 'first') {
