@@ -156,9 +156,12 @@ describe('wgd CLI', () => {
     expect(lines.at(-1)).toMatch(/^train \[#+-+\] 3\/5 loss 0\.5000 {2}[0-9.e+-]+\/s {2}ETA \S+\n$/);
   });
 
-  it('pixel models clip x̂0 to [-1, 1] by default, latent models do not', () => {
+  it('pixel models clip x̂0 to [-1, 1] by default, latent models to their training latents\' range where recorded', () => {
     expect(samplerDefaults({})).toEqual({ clipSample: true });
-    expect(samplerDefaults({ latent: { vqgan: 'vqgan.safetensors', scale: 1, latentShape: [4, 4, 4], imageShape: [3, 16, 16] } })).toEqual({ clipSample: false });
+    const latent = { vqgan: 'vqgan.safetensors', scale: 1, latentShape: [4, 4, 4] as [number, number, number], imageShape: [3, 16, 16] as [number, number, number] };
+    expect(samplerDefaults({ latent })).toEqual({ clipSample: false });
+    // With the training latents' range recorded, to that range.
+    expect(samplerDefaults({ latent: { ...latent, range: 3.5 } })).toEqual({ clipSample: true, clipRange: 3.5 });
   });
 
   it('bad options name the option and its allowed values', async () => {
@@ -184,7 +187,11 @@ describe('wgd CLI', () => {
     expect(await main(['train-vqgan', ...data, '--level-channels', '8,8,8', '--codebook', '16x4', '--steps', '1', '--batch', '4', '--disc-start', '100', '--checkpoint-every', '1', '--out', vq])).toBe(0);
     expect(await main(['train', ...data, '--latent', join(vq, 'vqgan.safetensors'), '--model', 'tiny', '--batch', '4', '--steps', '1', '--warmup', '0', '--checkpoint-every', '1', '--sample-every', '100', '--out', latent])).toBe(0);
     expect(await main(['eval-colors', '--ckpt', join(latent, 'checkpoint.safetensors'), '--guidance', '1,3', '--count', '1', '--steps', '2', '--out', out])).toBe(0);
+    // The latent model records its training latents' range, and samples are clipped to it by default.
+    const cfg = decodeCheckpoint(new Uint8Array(readFileSync(join(latent, 'checkpoint.safetensors')))).config as { latent: { range: number } };
+    expect(cfg.latent.range).toBeGreaterThan(0);
     const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
+    expect(m.samplerOptions).toEqual({ clipSample: true, clipRange: cfg.latent.range });
     expect(m.results.map((r: { guidance: number }) => r.guidance)).toEqual([1, 3]);
     expect(m.results[0].report.overall.count).toBe(8);
     const [real, rec] = m.references;

@@ -8,7 +8,7 @@ import * as ops from '../graph/ops/index.js';
 import { Init } from '../nn/module.js';
 import { UNet, UNetConfig, resolveUNetConfig } from '../models/unet.js';
 import { makeProcess, ProcessConfig, ProcessKind } from '../diffusion/process.js';
-import { DiffusionTrainer, TrainOptions, samplerDefaults } from '../diffusion/train.js';
+import { DiffusionTrainer, LatentInfo, TrainOptions, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import { samplersFor } from '../diffusion/samplers/index.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
@@ -57,7 +57,6 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   // Latent diffusion: the same loop on the VQ-GAN's latents (encoded once, cached in the run folder).
   const latent = cmd.latent ? await latentDataset(dev, cmd.latent, images, cmd.out) : null;
   const ds = latent?.data ?? images;
-  const decode = latent?.decode;
   const [, channels, size] = ds.shape;
 
   let modelCfg: UNetConfig;
@@ -114,7 +113,7 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
       await writeFileAtomic(ckPath, await trainer.encode(extra));
       await writeFileAtomic(join(cmd.out, 'loss.png'), linePlotPng(history.map((h) => h[1]), { x: history.map((h) => h[0]), logY: true, smooth: 10 }));
     }
-    if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s, decode);
+    if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s, latent ?? undefined);
   }
   bar.finish(trainer.step, { loss: lastLoss });
   return { finalLoss: lastLoss, out: cmd.out };
@@ -137,11 +136,12 @@ function readLoss(path: string, upTo: number): [number, number][] {
 
 type Decode = (z: Float32Array, shape: [number, number, number, number]) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
 
-async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainCommand, step: number, decode?: Decode): Promise<void> {
+async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainCommand, step: number, latent?: { decode: Decode; info: LatentInfo }): Promise<void> {
+  const decode = latent?.decode;
   const net = trainer.emaModel();
   const labels = gridLabels(trainer.data.classes);
   const sampler = samplersFor(trainer.process).includes('ddim') ? 'ddim' : samplersFor(trainer.process)[0]!;
-  const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1, samplerOptions: samplerDefaults({ latent: decode }) });
+  const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1, samplerOptions: samplerDefaults({ latent: latent?.info }) });
   const { images, shape } = decode ? await decode(r.images, r.shape) : r;
   await writeFileAtomic(join(cmd.out, 'samples', `step-${String(step).padStart(6, '0')}.png`), gridPng(images, shape, { cols: 4, scale: viewScale(shape[2]) }));
 }

@@ -154,8 +154,9 @@ export async function latentDataset(dev: Device, vqganPath: string, ds: ImageDat
   m /= latents.length;
   const scale = 1 / Math.sqrt(Math.max(m2 / latents.length - m * m, 1e-12));
   const scaled = latents.map((v) => v * scale);
+  const range = scaled.reduce((r, v) => Math.max(r, Math.abs(v)), 0);
   const info: LatentInfo = {
-    vqgan: relative(out, vqganPath), scale,
+    vqgan: relative(out, vqganPath), scale, range,
     latentShape: shape.slice(1) as [number, number, number], imageShape: ds.shape.slice(1) as [number, number, number],
   };
   return { data: { images: scaled, labels: ds.labels, shape: shape as Shape4, classes: ds.classes }, info, decode: latentDecoder(vq, scale) };

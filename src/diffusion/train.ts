@@ -67,6 +67,11 @@ export interface LatentInfo {
   /** Latent shape of one image [D, h, w] and the image shape [C, H, W]. */
   latentShape: [number, number, number];
   imageShape: [number, number, number];
+  /**
+   * The largest |value| of the scaled training latents: samplers clip x̂0 to ±range, as pixel models
+   * clip to ±1 (absent in checkpoints written before it was recorded: then no clipping).
+   */
+  range?: number;
 }
 
 const TRAIN_DEFAULTS = { warmupSteps: 0, schedule: 'constant' as const, weightDecay: 0, maxGradNorm: 1, emaDecay: 0.999, guidanceDropout: 0.1, hflip: false, seed: 0 };
@@ -216,10 +221,13 @@ export class DiffusionTrainer {
  * Sampler defaults for a model: pixel-space models clip x̂0 to the data's range [-1, 1] at every step
  * (as Ho et al. 2020's sampler and diffusers' clip_sample do): at the noisiest levels x̂0 = (x - b·ε̂)/a
  * divides a small error in ε̂ by a ≈ 0.006, and unclipped that error is carried to the end. Latent
- * models have no such range and are not clipped.
+ * models clip to the range of their training latents where the checkpoint records it: at large
+ * guidance scales x̂0 otherwise leaves the latents' range and the VQ-GAN decodes it to other colours.
  */
-export function samplerDefaults(config: { latent?: unknown }): SamplerOptions {
-  return { clipSample: !config.latent };
+export function samplerDefaults(config: { latent?: LatentInfo }): SamplerOptions {
+  if (!config.latent) return { clipSample: true };
+  const range = config.latent.range;
+  return range && range > 0 ? { clipSample: true, clipRange: range } : { clipSample: false };
 }
 
 export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema?: boolean } = {}): { net: UNet; process: NoiseProcess; config: DiffusionCheckpointConfig } {
