@@ -10,6 +10,7 @@ import { loadImageFolder } from '../src/data/folder.js';
 import { lettersCells, lettersFonts, makeLetters } from '../src/data/letters.js';
 import { lettersDir, loadLettersGlyphs } from '../src/data/letters-node.js';
 import { decodePng, encodePng, gridPng, imagesToGrid, resampleArea } from '../src/data/png.js';
+import { movingAverage } from '../src/data/plot.js';
 import { mulberry32 } from '../src/data/rng.js';
 
 const SEED = (Date.now() ^ (Math.random() * 2 ** 32)) >>> 0;
@@ -359,5 +360,17 @@ describe('image folder', () => {
     put('nocls/cats/a.txt', 'x');
     expect(() => loadImageFolder(join(dir, 'nocls'), { size: 4, channels: 3, labels: true })).toThrow(/class folder .*cats holds no PNG/);
     expect(() => loadImageFolder(join(dir, 'missing'), { size: 4, channels: 3 })).toThrow(/is not a folder/);
+  });
+});
+
+describe('loss plot smoothing', () => {
+  it('a centred moving average: no lag on a straight line, narrower windows at the ends', () => {
+    const line = Array.from({ length: 20 }, (_, i) => 10 - 0.5 * i);
+    const m = movingAverage(line, 10);
+    // Interior points have a symmetric window (5 either side, 11 points): the line itself.
+    for (let i = 5; i < 15; i++) expect(m[i]).toBeCloseTo(line[i]!, 12);
+    // The first point's window is points 0..5.
+    expect(m[0]).toBeCloseTo((10 + 9.5 + 9 + 8.5 + 8 + 7.5) / 6, 12);
+    expect(movingAverage([3, 1, 2], 1)).toEqual([3, 1, 2]);
   });
 });

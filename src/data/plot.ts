@@ -47,7 +47,7 @@ export interface PlotOptions {
   logY?: boolean;
   /** x value of each point (default 0, 1, 2, ...). */
   x?: readonly number[];
-  /** Also draw a moving average over this many points, darker. */
+  /** Also draw a centred moving average over this many points, darker. */
   smooth?: number;
 }
 
@@ -79,8 +79,17 @@ export function linePlotPng(values: readonly number[], opts: PlotOptions = {}): 
   };
   draw([...values], 170);
   const k = opts.smooth ?? 0;
-  if (k > 1) draw(values.map((_, i) => mean(values.slice(Math.max(0, i - k + 1), i + 1))), 0);
+  if (k > 1) draw(movingAverage(values, k), 0);
   return encodePng(r.px, W, H, 1);
+}
+
+/**
+ * The mean of each point's window of k points centred on it (narrower at the ends): unlike a trailing
+ * window it does not lag a falling loss by k/2 points.
+ */
+export function movingAverage(values: readonly number[], k: number): number[] {
+  const h = Math.floor(k / 2);
+  return values.map((_, i) => mean(values.slice(Math.max(0, i - h), Math.min(values.length, i + h + 1))));
 }
 
 const mean = (v: readonly number[]) => v.reduce((a, b) => a + b, 0) / v.length;
