@@ -79,7 +79,8 @@ export function linePlotPng(values: readonly number[], opts: PlotOptions = {}): 
   };
   draw([...values], 170);
   const k = opts.smooth ?? 0;
-  if (k > 1) draw(movingAverage(values, k), 0);
+  // On a log axis, smooth the logs (a geometric mean): one early, large loss does not lift its window.
+  if (k > 1) draw(movingAverage(values.map(f), k).map(unlog), 0);
   return encodePng(r.px, W, H, 1);
 }
 
