@@ -2,7 +2,7 @@
 // into .cache/ inside the project so that `webgpu` resolves from node_modules, then runs it with the
 // remaining arguments.
 import { build } from 'esbuild';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { basename, join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,5 +27,8 @@ await build({
   logLevel: 'warning',
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 });
-const r = spawnSync(process.execPath, [out, ...args], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+// A signal to this wrapper (a test stopping `npm run lab`, a supervisor) goes on to the program, which
+// would otherwise be left running on its own.
+const child = spawn(process.execPath, [out, ...args], { stdio: 'inherit' });
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15) : 1)));

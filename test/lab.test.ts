@@ -101,9 +101,11 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 describe('lab server (npm run lab)', () => {
   it('prints its 127.0.0.1 address and serves the page, the sprite sheet and the checkpoint list', async () => {
     const child = spawn(process.execPath, [join(ROOT, 'scripts', 'run.mjs'), 'examples/lab/serve.ts', '--port', '0', '--checkpoint', `${ck.name}=${ck.path}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    let url = '';
     try {
       let out = '';
-      const url = await new Promise<string>((resolve, reject) => {
+      url = await new Promise<string>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no address printed within 60 s; output: ${out}`)), 60_000);
         child.stdout.on('data', (b: Buffer) => {
           out += b.toString();
@@ -126,6 +128,9 @@ describe('lab server (npm run lab)', () => {
     } finally {
       child.kill();
     }
+    // Stopping the wrapper stops the server it runs (scripts/run.mjs passes the signal on).
+    await exited;
+    await expect(fetch(url)).rejects.toThrow();
   }, 120_000);
 });
 
