@@ -13,6 +13,15 @@ import { exportCommand } from './export.js';
 
 type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }>;
 
+/** Options shared by the sampling commands (sample, eval-colors, eval-samples). */
+const GUIDANCE_RESCALE: Spec = {
+  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
+};
+const CLIP: Spec = {
+  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
+  'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
+};
+
 const TRAIN: Spec = {
   data: { type: 'string', default: 'letters', help: "dataset: letters, colors, or a folder of PNGs" },
   size: { type: 'string', default: '16', help: 'image side in pixels (letters: 16 or 32)' },
@@ -69,13 +78,12 @@ const VQGAN_TRAIN: Spec = {
 const EVAL_COLORS: Spec = {
   ckpt: { type: 'string', help: 'diffusion checkpoint trained on colors (pixel or latent)' },
   guidance: { type: 'string', default: '1,2,5,15', help: 'comma-separated guidance scales' },
-  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
+  ...GUIDANCE_RESCALE,
   count: { type: 'string', default: '8', help: 'images per colour and scale' },
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   seed: { type: 'string', default: '0', help: 'seed' },
-  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
-  'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
+  ...CLIP,
   classifier: { type: 'string', help: 'classifier trained on colors: its features for Fréchet distance and retrieval (default: pixels)' },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   out: { type: 'string', default: 'runs/eval-colors', help: 'output folder' },
@@ -86,13 +94,12 @@ const SAMPLE: Spec = {
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps (langevin: steps per noise level)' },
   guidance: { type: 'string', default: '2', help: 'classifier-free guidance scale s (1: conditional only)' },
-  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
+  ...GUIDANCE_RESCALE,
   label: { type: 'string', default: 'all', help: "class names or indices, comma-separated, or 'all'" },
   count: { type: 'string', default: '8', help: 'images per label' },
   seed: { type: 'string', default: '0', help: 'seed of the noise' },
   eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
-  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
-  'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
+  ...CLIP,
   snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
   'step-size': { type: 'string', help: 'langevin: ε' },
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
@@ -116,7 +123,7 @@ const EVAL_SAMPLES: Spec = {
   classifier: { type: 'string', help: 'classifier checkpoint from wgd train-classifier' },
   samplers: { type: 'string', default: 'ddim', help: 'comma-separated samplers' },
   guidance: { type: 'string', default: '1,2,5', help: 'comma-separated guidance scales' },
-  'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
+  ...GUIDANCE_RESCALE,
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   count: { type: 'string', default: '4', help: 'samples per class' },
   seed: { type: 'string', default: '0', help: 'seed' },
@@ -168,6 +175,8 @@ function oneOf<const T extends string>(name: string, v: string, allowed: readonl
   if (!allowed.includes(v as T)) throw new Error(`--${name} = '${v}' is not allowed; allowed values: ${allowed.join(', ')}`);
   return v as T;
 }
+
+const rescaleOption = (v: string): number => num('guidance-rescale', v, { min: 0, max: 1 });
 
 /** --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults). */
 function clipOption(v: string, range: string | undefined): { clipSample?: boolean; clipRange?: number } {
@@ -263,7 +272,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     await evalColorsCommand(dev, {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
-      guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
+      guidanceRescale: rescaleOption(s('guidance-rescale')),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
       classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(s('clip'), v['clip-range'] as string | undefined),
     });
@@ -287,7 +296,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
     const dev = await device();
     await evalSamplesCommand(dev, {
-      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
+      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), guidanceRescale: rescaleOption(s('guidance-rescale')),
       steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
     });
     dev.destroy();
@@ -299,7 +308,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     const r = await sampleCommand(dev, {
       checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
-      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceRescale: num('guidance-rescale', s('guidance-rescale'), { min: 0, max: 1 }),
+      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceRescale: rescaleOption(s('guidance-rescale')),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
         ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(s('clip'), v['clip-range'] as string | undefined),

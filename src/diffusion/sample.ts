@@ -117,7 +117,7 @@ export class SamplingLoop {
     let out: StepOut | null = null;
     // Two steps in flight: the device always has the next step queued, and the host learns when each
     // one is done (for progress) without ever reading anything back.
-    const inFlight: { step: number; done: Promise<undefined> }[] = [];
+    const inFlight: { step: number; done: Promise<void> }[] = [];
     const retire = async (keep: number) => {
       while (inFlight.length > keep) {
         const f = inFlight.shift()!;
@@ -138,7 +138,7 @@ export class SamplingLoop {
       x = out.x!;
       state = state.map((_, k) => out![`s${k}`]!);
       hostMs += performance.now() - t0;
-      inFlight.push({ step: i, done: this.dev.rt.device.queue.onSubmittedWorkDone() });
+      inFlight.push({ step: i, done: this.dev.submitted() });
       await retire(1);
       const every = opts.snapshotEvery ?? 0;
       if (every > 0 && (i % every === every - 1 || i === plan.length - 1)) {
