@@ -53,6 +53,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   }
   const firstStage = await firstStageFor(dev, cmd.checkpoint, config, cmd.vqgan);
   const decode = firstStage?.decode;
+  const samplerOptions = { ...samplerDefaults(config), ...cmd.samplerOptions };
   const K = COLOR_CLASSES.length;
   const labels = Array.from({ length: K * cmd.count }, (_, i) => Math.floor(i / cmd.count));
   // Reference set: the training images (as the run's config describes them).
@@ -72,20 +73,20 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   const trainLabels = Array.from(train.labels ?? [], Number);
   const references: EvalColorsReference[] = [{ name: 'training images', report: withoutPredicted(evalColors(train.images, train.shape, trainLabels)), frechet: null }];
   if (firstStage) {
-    const rec = (await firstStage.roundTrip(train.images, train.shape)).map((v) => Math.max(-1, Math.min(1, v)));
+    const rec = toPixelRange(await firstStage.roundTrip(train.images, train.shape));
     references.push({ name: 'VQ-GAN reconstructions', report: withoutPredicted(evalColors(rec, train.shape, trainLabels)), frechet: frechetDistance(await featuresOf(rec), trainFeatures, dim) });
   }
-  for (const r of references) console.log(`\n${r.name} (${train.shape[0]}):\n${formatColorTable({ ...r.report, predicted: new Int32Array(0) })}`);
+  for (const r of references) console.log(`\n${r.name} (${train.shape[0]}):\n${formatColorTable(r.report)}`);
   const results: EvalColorsResult[] = [];
   const blocks: Float32Array[] = [];
   let imShape: [number, number, number, number] = [0, 0, 0, 0];
   for (const g of cmd.guidance) {
     const t0 = performance.now();
     const bar = new Progress(cmd.steps, `guidance ${g}`);
-    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, seed: cmd.seed, samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, seed: cmd.seed, samplerOptions, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
     bar.finish(cmd.steps);
     const { images, shape } = decode ? await decode(r.images, r.shape) : r;
-    const clipped = images.map((v) => Math.max(-1, Math.min(1, v)));
+    const clipped = toPixelRange(images);
     imShape = shape;
     blocks.push(clipped);
     const report = evalColors(clipped, shape, labels);
@@ -128,7 +129,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...results.map((r) => tableRow(`${r.guidance}`, r.report, r.frechet)),
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;
@@ -139,6 +140,9 @@ export interface EvalColorsReference {
   report: Omit<ColorReport, 'predicted'>;
   frechet: number | null;
 }
+
+/** Decoded images clamped to the pixel range [-1, 1] before they are measured. */
+const toPixelRange = (x: Float32Array): Float32Array => x.map((v) => Math.max(-1, Math.min(1, v)));
 
 function withoutPredicted(r: ColorReport): Omit<ColorReport, 'predicted'> {
   const { predicted: _p, ...rest } = r;

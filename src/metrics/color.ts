@@ -291,7 +291,7 @@ export function evalColors(
 
 /** Plain-text table of a ColorReport: one row per class ('-' where no image asked for it),
  * then the overall row. */
-export function formatColorTable(report: ColorReport): string {
+export function formatColorTable(report: Pick<ColorReport, 'perClass' | 'overall'>): string {
   const row = (name: string, s: ColorStats) =>
     [
       name.padEnd(8),
