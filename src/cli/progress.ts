@@ -4,6 +4,7 @@ import type { Device } from '../graph/device.js';
 export class Progress {
   private readonly start = performance.now();
   private lastPrint = 0;
+  private done = 0;
   private readonly tty: boolean;
 
   constructor(
@@ -23,6 +24,8 @@ export class Progress {
   update(done: number, fields: Record<string, string | number> = {}, force = false): void {
     const now = performance.now();
     // On a terminal redraw at most 10 times a second; in a log, one line every 15 s.
+    // The count never goes back: a loop may report a readback's step, then the steps known done.
+    done = this.done = Math.max(done, this.done);
     if (!force && now - this.lastPrint < (this.tty ? 100 : 15_000)) return;
     this.lastPrint = now;
     const frac = this.total > 0 ? Math.min(1, done / this.total) : 1;
@@ -43,6 +46,7 @@ export class Progress {
 }
 
 function fmt(v: number): string {
+  if (Number.isNaN(v)) return '–'; // not measured yet
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : a < 1 ? v.toFixed(4) : v.toFixed(2);

@@ -86,7 +86,8 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   const bar = new Progress(total, 'train', process.stderr, trainer.step);
   let acc: Tensor | null = null;
   let accN = 0;
-  let lastLoss = NaN;
+  // Until the first readback the bar shows the loss the log last recorded (a resumed run) or a dash.
+  let lastLoss = history.at(-1)?.[1] ?? NaN;
   const t0 = performance.now();
   const startStep = trainer.step;
   const logEvery = Math.max(1, Math.min(50, cmd.checkpointEvery));
