@@ -154,6 +154,13 @@ describe('wgd CLI', () => {
     expect(done).toEqual([0, 0, 1, 2, 3]);
     expect(await x.item()).toBe(32);
     expect(lines.at(-1)).toMatch(/^train \[#+-+\] 3\/5 loss 0\.5000 {2}[0-9.e+-]+\/s {2}ETA \S+\n$/);
+    // A field not measured yet (the loss before the first readback) shows a dash, not NaN.
+    bar.update(3, { loss: NaN }, true);
+    expect(lines.at(-1)).toMatch(/ loss – /);
+    // After a readback reports step 5, the steps known done (3) do not move the count back.
+    bar.update(5, {}, true);
+    bar.update(3, {}, true);
+    expect(lines.at(-1)).toMatch(/ 5\/5 /);
   });
 
   it('pixel models clip x̂0 to [-1, 1] by default, latent models to their training latents\' range where recorded', () => {
@@ -170,6 +177,8 @@ describe('wgd CLI', () => {
     await expect(main(['sample', '--ckpt', ck, '--label', '26'])).rejects.toThrow(/label '26' is not a class/);
     await expect(main(['sample', '--ckpt', ck, '--steps', '5000'])).rejects.toThrow(/steps = 5000 is outside the allowed range 1\.\.1000/);
     await expect(main(['sample', '--ckpt', ck, '--sampler', 'langevin'])).rejects.toThrow(/needs a noise-conditional process/);
+    await expect(main(['sample', '--ckpt', ck, '--threshold', '1.5'])).rejects.toThrow(/--threshold = '1\.5': expected a number >= 0\.000001 and <= 1/);
+    await expect(main(['sample', '--ckpt', ck, '--threshold-max', '3'])).rejects.toThrow(/--threshold-max needs --threshold/);
     await expect(main(['train', '--process', 'edm'])).rejects.toThrow(/--process = 'edm' is not allowed; allowed values: ddpm, ncsn, vp-sde, ve-sde/);
     await expect(main(['train', '--model', 'huge', '--out', join(dir, 'x')])).rejects.toThrow(/--model 'huge' is unknown; allowed values: tiny, small, base/);
     await expect(main(['train', '--data', 'mnist', '--out', join(dir, 'y')])).rejects.toThrow(/dataset 'mnist' is unknown; allowed values: letters, colors/);

@@ -1,6 +1,7 @@
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ops } from '../src/index.js';
 import { UNARY, BINARY, unaryRef, unaryDerivRef, binaryRef, binaryDerivRef, UnaryOp } from '../kernels/elementwise.js';
+import { absQuantileRef } from '../kernels/quantile.js';
 import { checkOp, randn, uniform, useDevice } from './helpers.js';
 
 const dev = useDevice();
@@ -142,6 +143,45 @@ describe('reductions', () => {
       });
     }
   }
+});
+
+describe('absQuantile', () => {
+  // [shape, q, how the values are drawn]; rows longer than the 256-thread workgroup, a one-element
+  // row, the ends q = 0 and 1, and rows full of ties (values on a coarse grid) where the order
+  // statistic and the next one coincide.
+  const cases: [number[], number, 'normal' | 'ties' | 'wide'][] = [
+    [[3, 5, 7], 0.995, 'normal'],
+    [[2, 600], 0.5, 'normal'],
+    [[5, 1, 16, 16], 0.9, 'wide'],
+    [[4, 33], 0, 'normal'],
+    [[4, 33], 1, 'normal'],
+    [[2, 1], 0.3, 'normal'],
+    [[3, 40], 0.75, 'ties'],
+  ];
+  for (const [shape, q, draw] of cases) {
+    it(`of ${JSON.stringify(shape)} at q = ${q} (${draw})`, async () => {
+      const [n, ...rest] = shape as [number, ...number[]];
+      const m = rest.reduce((a, b) => a * b, 1);
+      let x = randn(n * m);
+      if (draw === 'ties') x = x.map((v) => Math.round(v * 2) / 2);
+      // Magnitudes over 12 orders, to check the bisection over bit patterns far from 1.
+      if (draw === 'wide') x = x.map((v, i) => v * 10 ** ((i % 13) - 6));
+      // The two order statistics are exact f32 values; interpolating them in f32 rounds twice.
+      await checkOp(dev(), {
+        name: 'absQuantile',
+        inputs: [{ shape, data: x }],
+        run: ([t]) => ops.absQuantile(t!, q),
+        ref: ([xs]) => absQuantileRef(xs!, n, m, q),
+        atol: 0,
+        rtol: 3e-7,
+      });
+    });
+  }
+  it('names the op and the bound for a bad q, and the shape for a scalar', () => {
+    const x = dev().tensor(new Float32Array(6), [2, 3]);
+    expect(() => ops.absQuantile(x, 1.5)).toThrow(/absQuantile.*q = 1\.5 is outside the allowed range \[0, 1\]/);
+    expect(() => ops.absQuantile(dev().tensor(new Float32Array(3), [3]), 0.5)).toThrow(/absQuantile.*rank 2 or more, got \[3\]/);
+  });
 });
 
 /** Row-major coordinates of flat index k in `shape`, and back. */

@@ -3,7 +3,7 @@
 // driven by it must return samples with the data's mean and variance, up to Monte Carlo error and the
 // sampler's own discretisation error.
 import { describe, expect, it } from 'vitest';
-import { useDevice, SEED } from './helpers.js';
+import { expectClose, useDevice, SEED } from './helpers.js';
 import { ops, Tensor } from '../src/index.js';
 import { makeProcess, NoiseProcess, ProcessConfig } from '../src/diffusion/process.js';
 import { makeSampler, SamplerOptions } from '../src/diffusion/samplers/index.js';
@@ -215,6 +215,42 @@ describe('x̂0 clipping', () => {
       }
     }
     expect(() => makeSampler('ddim', process, { clipSample: true, clipRange: 0 })).toThrow(/clipRange = 0 must be a number > 0/);
+  });
+
+  it('dynamic thresholding: per sample, x̂0 clipped to ±s and scaled by R/s, s the quantile of |x̂0| held in [R, max]', async () => {
+    const d = dev();
+    const process = makeProcess('ddpm');
+    // A denoiser whose x̂0 is a fixed target: ε̂ = (x - a·T)/b. One DDIM step ends at ᾱ = 1, where
+    // x = x̂0 after the limit. Per-sample scales put s below R (a plain clip), between R and max, and above max.
+    const B = 3, M = 16;
+    const r = mulberry32(SEED);
+    const scales = [0.4, 3, 40];
+    const target = Float64Array.from({ length: B * M }, (_, i) => scales[Math.floor(i / M)]! * (2 * r() - 1) * (1 + r()));
+    const T = d.tensor(Float32Array.from(target), [B, 1, 4, 4]);
+    const den: Denoiser = (x, l) => ops.div(ops.sub(x, ops.mul(perSample(l.a, x), T)), perSample(l.b, x));
+    for (const [ratio, range, max] of [[0.9, 1, undefined], [0.995, 2, 6], [1, 0.5, undefined]] as const) {
+      // (PLMS shares the update; its one-step run evaluates ε̂ a second time at ᾱ = 1, where this denoiser divides by b = 0.)
+      for (const name of ['ddim', 'ddpm']) {
+        const loop = new SamplingLoop(d, makeSampler(name, process, { thresholdRatio: ratio, clipRange: range, thresholdMax: max }), den, [B, 1, 4, 4]);
+        const got = (await (await loop.run(1, { seed: 2 })).x.read()) as Float32Array;
+        loop.destroy();
+        const want = new Float64Array(B * M);
+        for (let b = 0; b < B; b++) {
+          const row = Array.from(target.subarray(b * M, (b + 1) * M));
+          const sorted = row.map(Math.abs).sort((u, v) => u - v);
+          const pos = ratio * (M - 1), k = Math.floor(pos);
+          const q = sorted[k]! + (sorted[Math.min(k + 1, M - 1)]! - sorted[k]!) * (pos - k);
+          const sb = Math.min(Math.max(q, range), max ?? Infinity);
+          row.forEach((v, i) => (want[b * M + i] = (Math.min(Math.max(v, -sb), sb) / sb) * range));
+        }
+        // x̂0 = x/a - (b/a)·ε̂ cancels at the noisiest level (a = √ᾱ ≈ 6e-3): f32 rounding of |x| ≤ 5
+        // gives errors near 6e-8·5/6e-3 ≈ 5e-5 in x̂0, before the limit (which only shrinks them).
+        // DDPM adds posterior noise scaled by the last step's σ, which is 0 when ᾱ_next = 1.
+        expectClose(`${name} ratio ${ratio} range ${range} max ${max}`, got, want, 2e-4, 0);
+      }
+    }
+    expect(() => makeSampler('ddim', process, { thresholdRatio: 0 })).toThrow(/thresholdRatio = 0 is outside the allowed range \(0, 1\]/);
+    expect(() => makeSampler('ddim', process, { thresholdRatio: 0.99, clipRange: 2, thresholdMax: 1 })).toThrow(/thresholdMax = 1 must be a number >= clipRange \(2\)/);
   });
 });
 

@@ -3,6 +3,7 @@
 import { ops } from '../src/index.js';
 import { OpCheck } from './check.js';
 import { unaryRef, unaryDerivRef } from '../kernels/elementwise.js';
+import { absQuantileRef } from '../kernels/quantile.js';
 
 export function smokeChecks(): OpCheck[] {
   return [
@@ -29,6 +30,16 @@ export function smokeChecks(): OpCheck[] {
       // 70-term f32 sums of N(0,1) values
       atol: 1e-5,
       rtol: 1e-5,
+    },
+    {
+      // Bisection over bit patterns with workgroup atomics and barriers: rows longer than the workgroup.
+      name: 'absQuantile',
+      inputs: [{ shape: [3, 300] }],
+      run: ([x]) => ops.absQuantile(x!, 0.995),
+      ref: ([x]) => absQuantileRef(x!, 3, 300, 0.995),
+      // two exact order statistics interpolated in f32
+      atol: 0,
+      rtol: 3e-7,
     },
   ];
 }

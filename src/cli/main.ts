@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { createDevice, Device } from '../graph/device.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
-import { SAMPLER_NAMES } from '../diffusion/samplers/index.js';
+import { SAMPLER_NAMES, SamplerOptions } from '../diffusion/samplers/index.js';
 import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { MODEL_PRESETS } from './models.js';
@@ -20,6 +20,8 @@ const GUIDANCE_RESCALE: Spec = {
 const CLIP: Spec = {
   clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
   'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
+  threshold: { type: 'string', help: 'ddpm/ddim/plms: dynamic thresholding instead of the clip (Imagen): per sample, s = this quantile of |x̂0| (e.g. 0.995), at least R; x̂0 clipped to ±s and scaled by R/s' },
+  'threshold-max': { type: 'string', help: 'with --threshold: the largest s (diffusers\' sample_max_value); unbounded by default' },
 };
 
 const TRAIN: Spec = {
@@ -178,11 +180,20 @@ function oneOf<const T extends string>(name: string, v: string, allowed: readonl
 
 const rescaleOption = (v: string): number => num('guidance-rescale', v, { min: 0, max: 1 });
 
-/** --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults). */
-function clipOption(v: string, range: string | undefined): { clipSample?: boolean; clipRange?: number } {
-  const c = oneOf('clip', v, ['auto', 'on', 'off'] as const);
-  const r = range !== undefined ? { clipRange: num('clip-range', range, { min: 1e-6 }) } : {};
-  return c === 'auto' ? r : { clipSample: c === 'on', ...r };
+/**
+ * --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults).
+ * --threshold switches to dynamic thresholding, within the same range R.
+ */
+function clipOption(v: Record<string, unknown>): SamplerOptions {
+  const c = oneOf('clip', v.clip as string, ['auto', 'on', 'off'] as const);
+  const r: SamplerOptions = c === 'auto' ? {} : { clipSample: c === 'on' };
+  if (v['clip-range'] !== undefined) r.clipRange = num('clip-range', v['clip-range'] as string, { min: 1e-6 });
+  if (v.threshold !== undefined) r.thresholdRatio = num('threshold', v.threshold as string, { min: 1e-6, max: 1 });
+  if (v['threshold-max'] !== undefined) {
+    if (r.thresholdRatio === undefined) throw new Error('--threshold-max needs --threshold');
+    r.thresholdMax = num('threshold-max', v['threshold-max'] as string, { min: 1e-6 });
+  }
+  return r;
 }
 
 async function device(): Promise<Device> {
@@ -274,7 +285,7 @@ export async function main(argv: string[]): Promise<number> {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
       guidanceRescale: rescaleOption(s('guidance-rescale')),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
-      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(s('clip'), v['clip-range'] as string | undefined),
+      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(v),
     });
     dev.destroy();
     return 0;
@@ -311,7 +322,7 @@ export async function main(argv: string[]): Promise<number> {
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceRescale: rescaleOption(s('guidance-rescale')),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
-        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(s('clip'), v['clip-range'] as string | undefined),
+        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(v),
         ...(v.snr !== undefined ? { snr: num('snr', s('snr'), { min: 0 }) } : {}), ...(v['step-size'] !== undefined ? { stepSize: num('step-size', s('step-size'), { min: 0 }) } : {}),
       },
     });

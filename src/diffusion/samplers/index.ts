@@ -14,6 +14,8 @@ export interface SamplerOptions {
   eta?: number;
   clipSample?: boolean;
   clipRange?: number;
+  thresholdRatio?: number;
+  thresholdMax?: number;
   stepSize?: number;
   levels?: number;
   denoise?: boolean;

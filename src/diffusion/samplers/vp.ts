@@ -13,6 +13,36 @@ export interface VPSamplerOptions {
   clipSample?: boolean;
   /** The bound of that clip (diffusers' clip_sample_range); 1, the pixel range, by default. */
   clipRange?: number;
+  /**
+   * Dynamic thresholding instead of the clip (Saharia et al. 2022, Imagen; diffusers' thresholding
+   * with dynamic_thresholding_ratio): per sample, s is this quantile of |x̂0| (e.g. 0.995), kept
+   * within [clipRange, thresholdMax]; x̂0 is clipped to ±s and scaled by clipRange/s. Where the
+   * static clip flattens every value beyond the range (and shifts the values' proportions), this
+   * shrinks the whole sample back into it.
+   */
+  thresholdRatio?: number;
+  /** The largest s (diffusers' sample_max_value); unbounded by default, as in Imagen. */
+  thresholdMax?: number;
+}
+
+/** How x̂0 is held within ±range at every step: clipped, or thresholded per sample (ratio set). */
+interface X0Limit {
+  range: number;
+  ratio?: number;
+  max?: number;
+}
+
+/** max(x, lo) from a ReLU, so that it fuses. */
+const atLeast = (x: Tensor, lo: number) => ops.affine(ops.relu(ops.affine(x, 1, -lo)), 1, lo);
+/** min(x, hi) from a ReLU. */
+const atMost = (x: Tensor, hi: number) => ops.affine(ops.relu(ops.affine(x, -1, hi)), -1, hi);
+
+function limitX0(x0: Tensor, lim: X0Limit): Tensor {
+  if (lim.ratio === undefined) return clamp(x0, -lim.range, lim.range);
+  const q = atLeast(ops.absQuantile(x0, lim.ratio), lim.range);
+  const s = (lim.max !== undefined ? atMost(q, lim.max) : q).reshape([x0.shape[0]!, ...x0.shape.slice(1).map(() => 1)]);
+  // clip(x̂0, -s, s)/s = clip(x̂0/s, -1, 1) as s > 0; then back to ±range.
+  return ops.scale(clamp(ops.div(x0, s), -1, 1), lim.range);
 }
 
 /** Noise levels visited by an n-step sampler, noisiest first, and ᾱ after each step. */
@@ -40,12 +70,12 @@ function baseCoef(l: Level, cX0: number, cEps: number, cZ: number): number[] {
   return [1 / l.a, -l.b / l.a, -l.a / l.b, 1 / l.b, cX0, cEps, cZ];
 }
 
-/** The shared update from ε̂; with clipping, ε̂ is recomputed from the clipped x̂0 so both stay consistent. */
-function vpUpdate(ctx: StepContext, eps: Tensor, clip: number | null, noise: boolean): StepResult {
+/** The shared update from ε̂; with x̂0 limited, ε̂ is recomputed from the limited x̂0 so both stay consistent. */
+function vpUpdate(ctx: StepContext, eps: Tensor, limit: X0Limit | null, noise: boolean): StepResult {
   const c = (i: number) => ctx.coef(i);
   let x0 = lin([ctx.x, c(INV_A)], [eps, c(NEG_B_OVER_A)]);
-  if (clip !== null) {
-    x0 = clamp(x0, -clip, clip);
+  if (limit !== null) {
+    x0 = limitX0(x0, limit);
     eps = lin([ctx.x, c(INV_B)], [x0, c(NEG_A_OVER_B)]);
   }
   const terms: [Tensor, Tensor][] = [[x0, c(C_X0)], [eps, c(C_EPS)]];
@@ -61,10 +91,16 @@ abstract class VPSampler<O extends VPSamplerOptions> implements Sampler {
     vpGrid(process, 1, name);
     const r = opts.clipRange ?? 1;
     if (!(r > 0)) throw new SamplerError(`clipRange = ${opts.clipRange} must be a number > 0`);
+    const q = opts.thresholdRatio;
+    if (q !== undefined && !(q > 0 && q <= 1)) throw new SamplerError(`thresholdRatio = ${q} is outside the allowed range (0, 1]`);
+    const m = opts.thresholdMax;
+    if (m !== undefined && !(m >= r)) throw new SamplerError(`thresholdMax = ${m} must be a number >= clipRange (${r})`);
   }
-  /** The bound x̂0 is clipped to, or null when it is not clipped. */
-  protected get clip(): number | null {
-    return this.opts.clipSample ? (this.opts.clipRange ?? 1) : null;
+  /** How x̂0 is limited at every step, or null when it is not. */
+  protected get clip(): X0Limit | null {
+    const range = this.opts.clipRange ?? 1;
+    if (this.opts.thresholdRatio !== undefined) return { range, ratio: this.opts.thresholdRatio, max: this.opts.thresholdMax };
+    return this.opts.clipSample ? { range } : null;
   }
   initialStd(): number {
     return 1;

@@ -1,6 +1,7 @@
 import { Tensor } from '../tensor.js';
 import * as E from '../../../kernels/elementwise.js';
 import { sumAxes, sumTo } from '../../../kernels/reduce.js';
+import * as Q from '../../../kernels/quantile.js';
 import { broadcastShapes, normAxes, numel } from '../../../kernels/shape.js';
 import { ShapeError, fmtShape } from '../../runtime/errors.js';
 
@@ -179,4 +180,16 @@ export function assign(target: Tensor, value: Tensor): void {
     throw new ShapeError('assign', `value ${value.dtype} ${fmtShape(value.shape)} does not fit target ${target.dtype} ${fmtShape(target.shape)}`);
   }
   E.stridedMap('identity', value.data, E.contiguous([value.size]), target.data, E.contiguous([target.size]));
+}
+
+/**
+ * The q-quantile of |x| for each item of a batch, over all axes but the first: [N, ...] → [N] (as
+ * torch.quantile(x.abs().flatten(1), q, dim=1)). A statistic for thresholds (dynamic thresholding in
+ * the samplers): it passes no gradient back.
+ */
+export function absQuantile(x: Tensor, q: number): Tensor {
+  requireFloat('absQuantile', x);
+  if (!(q >= 0 && q <= 1)) throw new ShapeError('absQuantile', `q = ${q} is outside the allowed range [0, 1]`);
+  if (x.shape.length < 2 || x.size === 0) throw new ShapeError('absQuantile', `expects a non-empty batch [N, ...] of rank 2 or more, got ${fmtShape(x.shape)}`);
+  return Tensor.fromOp('absQuantile', Q.absQuantile(x.data, q), [x], () => [null]);
 }
