@@ -92,7 +92,8 @@ const el = {
   trProgress: $<HTMLProgressElement>('tr-progress'), trStatus: $('tr-status'), trPlot: $<HTMLCanvasElement>('tr-plot'),
   trPreview: $<HTMLCanvasElement>('tr-preview'),
   smSampler: $<HTMLSelectElement>('sm-sampler'), smSteps: $<HTMLInputElement>('sm-steps'), smEta: $<HTMLInputElement>('sm-eta'),
-  smEtaLabel: $('sm-eta-label'), smGuidance: $<HTMLInputElement>('sm-guidance'), smLabels: $<HTMLInputElement>('sm-labels'),
+  smEtaLabel: $('sm-eta-label'), smGuidance: $<HTMLInputElement>('sm-guidance'), smRescale: $<HTMLInputElement>('sm-rescale'),
+  smLimit: $<HTMLSelectElement>('sm-limit'), smLimitLabel: $('sm-limit-label'), smLabels: $<HTMLInputElement>('sm-labels'),
   smClasses: $<HTMLDataListElement>('sm-classes'), smClassesHint: $('sm-classes-hint'), smCount: $<HTMLInputElement>('sm-count'),
   smCountLabel: $('sm-count-label'), smSeed: $<HTMLInputElement>('sm-seed'), smEvery: $<HTMLInputElement>('sm-every'),
   smRun: $<HTMLButtonElement>('sm-run'), smDownload: $<HTMLButtonElement>('sm-download'), smProgress: $<HTMLProgressElement>('sm-progress'),
@@ -148,8 +149,10 @@ function refresh(): void {
   const conditional = current ? current.classes.length > 0 : true;
   el.smLabels.disabled = !conditional;
   el.smGuidance.disabled = !conditional;
+  el.smRescale.disabled = !conditional;
   el.smCountLabel.firstChild!.textContent = conditional ? 'per label ' : 'images ';
   el.smEtaLabel.hidden = el.smSampler.value !== 'ddim';
+  el.smLimitLabel.hidden = !['ddpm', 'ddim', 'plms'].includes(el.smSampler.value);
 }
 
 // ---------------------------------------------------------------- device
@@ -439,6 +442,12 @@ async function runSampling(): Promise<void> {
   const every = num(el.smEvery, 'live every', { int: true, min: 1 });
   const guidance = c.classes.length ? num(el.smGuidance, 'guidance', { min: 0 }) : 1;
   const eta = sampler === 'ddim' ? num(el.smEta, 'eta', { min: 0, max: 1 }) : undefined;
+  const guidanceRescale = c.classes.length ? num(el.smRescale, 'rescale φ', { min: 0, max: 1 }) : 0;
+  // x̂0 within the model's range (its default clip bound, 1 for pixel models): the default, none, or dynamic thresholding.
+  const limit = el.smLimit.value;
+  const samplerOptions: SamplerOptions = { ...c.defaults, ...(eta !== undefined ? { eta } : {}) };
+  if (limit === 'off') samplerOptions.clipSample = false;
+  if (limit === 'threshold') samplerOptions.thresholdRatio = 0.995;
   let labels: number[] | null = null;
   if (c.classes.length) {
     const names = el.smLabels.value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -456,7 +465,7 @@ async function runSampling(): Promise<void> {
   const t0 = performance.now();
   try {
     const r = await generate(dev, c.net(), c.process, {
-      sampler, steps, labels, count, guidance, seed, samplerOptions: { ...c.defaults, ...(eta !== undefined ? { eta } : {}) }, snapshotEvery: every,
+      sampler, steps, labels, count, guidance, guidanceRescale, seed, samplerOptions, snapshotEvery: every,
       onSnapshot: async (snap, total) => {
         const shape = [n, ...snap.x0.shape.slice(1)] as [number, number, number, number];
         const x0 = (await snap.x0.read()) as Float32Array;
