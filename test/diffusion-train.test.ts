@@ -203,15 +203,21 @@ describe('wgd CLI', () => {
     expect(m.samplerOptions).toEqual({ clipSample: true, clipRange: cfg.latent.range });
     expect(m.results.map((r: { guidance: number }) => r.guidance)).toEqual([1, 3]);
     expect(m.results[0].report.overall.count).toBe(8);
-    const [real, rec] = m.references;
-    expect([real.name, rec.name]).toEqual(['training images', 'VQ-GAN reconstructions']);
+    const [real, means, rec] = m.references;
+    expect([real.name, means.name, rec.name]).toEqual(['training images', 'class-mean colours, solid', 'VQ-GAN reconstructions']);
+    // One solid image per colour (12 images cover all 8 classes: the data draws them in turn).
+    expect(means.report.overall.count).toBe(8);
     // The dataset labels each image by the metric's own rule, so the real images score 100% unless
     // the two disagree; the reconstructions are scored like samples.
     expect(real.report.overall).toMatchObject({ count: 12, accuracy: 1 });
     expect(rec.report.overall.count).toBe(12);
     expect(rec.report.overall.accuracy).toBeGreaterThanOrEqual(0);
     expect(Number.isFinite(rec.frechet)).toBe(true);
-    expect(readFileSync(join(out, 'table.md'), 'utf8').trim().split('\n').slice(2).map((l) => l.split('|')[1]!.trim())).toEqual(['1', '3', '(training images)', '(VQ-GAN reconstructions)']);
+    const rows = readFileSync(join(out, 'table.md'), 'utf8').trim().split('\n').map((l) => l.split('|')[1]?.trim());
+    expect(rows.slice(2)).toEqual(['1', '3', '(training images)', '(class-mean colours, solid)', '(VQ-GAN reconstructions)', undefined, 'ΔE76 change, image by image', '---', 's = 1 → 3']);
+    // The change from s = 1 to 3 is the paired mean of the 8 images' differences.
+    expect(m.labTrend).toHaveLength(1);
+    expect(m.labTrend[0].mean).toBeCloseTo(m.results[1].report.overall.labDistance - m.results[0].report.overall.labDistance, 9);
     // The sweep: a row per colour, the two scales side by side (16x16 shown 4x, 2-pixel gaps).
     const png = decodePng(new Uint8Array(readFileSync(join(out, 'sweep.png'))));
     expect([png.width, png.height]).toEqual([2 * 66 + 2, 8 * 66 + 2]);

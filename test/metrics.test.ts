@@ -8,6 +8,8 @@ import {
   deltaE76,
   evalColors,
   formatColorTable,
+  pairedDifference,
+  classMeanImages,
   labToSrgb,
   linearToSrgb,
   nearestColorClass,
@@ -208,6 +210,35 @@ function solid(colours: readonly (readonly number[])[], h: number, w: number): F
   return out;
 }
 
+describe('paired differences and class-mean colours', () => {
+  it('pairedDifference: the mean of b - a and its standard error, against a direct float64 computation', () => {
+    const r = mulberry32(11);
+    const a = Float64Array.from({ length: 50 }, () => 10 + r());
+    const b = a.map((v) => v - 0.3 + 0.1 * (r() - 0.5));
+    const d = Array.from(b, (v, i) => v - a[i]!);
+    const mean = d.reduce((x, y) => x + y, 0) / d.length;
+    const sd = Math.sqrt(d.reduce((x, y) => x + (y - mean) ** 2, 0) / (d.length - 1));
+    const p = pairedDifference(a, b);
+    expect(p.mean).toBeCloseTo(mean, 12);
+    expect(p.se).toBeCloseTo(sd / Math.sqrt(50), 12);
+    // A constant shift has no spread: its standard error is 0 (to rounding).
+    expect(pairedDifference([1, 2, 3], [2, 3, 4])).toEqual({ mean: 1, se: 0 });
+    expect(() => pairedDifference([1, 2], [1])).toThrow(/pairedDifference/);
+  });
+
+  it('classMeanImages: one pixel per class, the mean of its images\' pixels channel by channel', () => {
+    // Two images of class 1 (values v and v + 0.2 per channel), one of class 0; class 2 has none.
+    const shape = [3, 3, 2, 2];
+    const img = new Float32Array(3 * 3 * 4);
+    const fill = (i: number, vals: number[]) => vals.forEach((v, c) => img.fill(v, (i * 3 + c) * 4, (i * 3 + c + 1) * 4));
+    fill(0, [0.1, -0.5, 0.9]);
+    fill(1, [0.3, -0.3, 0.5]);
+    fill(2, [-1, 1, 0]);
+    const m = classMeanImages(img, shape, [1, 1, 0], 3);
+    expect(Array.from(m).map((v) => Math.round(v * 1e6) / 1e6)).toEqual([-1, 1, 0, 0.2, -0.4, 0.7, 0, 0, 0]);
+  });
+});
+
 describe('evalColors', () => {
   it('solid images of the exact class colours: distance 0, accuracy 1', () => {
     const labels = [0, 1, 2, 3, 4, 5, 6, 7, 3, 6];
@@ -239,6 +270,13 @@ describe('evalColors', () => {
     const r2 = evalColors(half, [1, 3, 2, 4], [7]);
     expect(r2.overall.rgbDistance).toBeCloseTo((255 * Math.sqrt(3)) / 2, 9);
     expect(r2.overall.labDistance).toBeCloseTo(50, 9);
+    expect(Number.isNaN(r2.overall.labDistanceSE)).toBe(true); // one image: no spread to measure
+    // Two images asked as black, one white (ΔE 100) and one black (0): mean 50, sample std 50·√2,
+    // standard error 50·√2/√2 = 50.
+    const r3 = evalColors(solid([[1, 1, 1], [0, 0, 0]], 2, 2), [2, 3, 2, 2], [6, 6]);
+    expect(Array.from(r3.labPerImage).map((v) => Math.round(v * 1e6) / 1e6)).toEqual([100, 0]);
+    expect(r3.overall.labDistanceSE).toBeCloseTo(50, 6);
+    expect(r3.perClass[6].labDistanceSE).toBeCloseTo(50, 6);
   });
 
   it('the dominant class is taken from the mean in gamma-encoded sRGB, not in linear light', () => {

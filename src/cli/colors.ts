@@ -9,7 +9,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
-import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport } from '../metrics/color.js';
+import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, pairedDifference } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
 import { nearestNeighbours } from '../metrics/retrieval.js';
 import { classify } from '../models/classifier.js';
@@ -40,7 +40,7 @@ export interface EvalColorsCommand {
 
 export interface EvalColorsResult {
   guidance: number;
-  report: Omit<ColorReport, 'predicted'>;
+  report: Omit<ColorReport, 'predicted' | 'labPerImage'>;
   frechet: number;
   seconds: number;
 }
@@ -72,12 +72,17 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   // what any latent sample can reach.
   const trainLabels = Array.from(train.labels ?? [], Number);
   const references: EvalColorsReference[] = [{ name: 'training images', report: withoutPredicted(evalColors(train.images, train.shape, trainLabels)), frechet: null }];
+  // Each class collapsed to its training images' mean colour, one solid image per class: where samples
+  // head as guidance concentrates them on a class (the dataset's shades scatter around the pure colour).
+  const meanColours = classMeanImages(train.images, train.shape, trainLabels, K);
+  references.push({ name: 'class-mean colours, solid', report: withoutPredicted(evalColors(meanColours, [K, 3, 1, 1], Array.from({ length: K }, (_, k) => k))), frechet: null });
   if (firstStage) {
     const rec = toPixelRange(await firstStage.roundTrip(train.images, train.shape));
     references.push({ name: 'VQ-GAN reconstructions', report: withoutPredicted(evalColors(rec, train.shape, trainLabels)), frechet: frechetDistance(await featuresOf(rec), trainFeatures, dim) });
   }
   for (const r of references) console.log(`\n${r.name} (${train.shape[0]}):\n${formatColorTable(r.report)}`);
   const results: EvalColorsResult[] = [];
+  const perImage: Float64Array[] = [];
   const blocks: Float32Array[] = [];
   let imShape: [number, number, number, number] = [0, 0, 0, 0];
   for (const g of cmd.guidance) {
@@ -90,6 +95,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     imShape = shape;
     blocks.push(clipped);
     const report = evalColors(clipped, shape, labels);
+    perImage.push(report.labPerImage);
     const feats = await featuresOf(clipped);
     const frechet = frechetDistance(feats, trainFeatures, dim);
     results.push({ guidance: g, report: withoutPredicted(report), frechet, seconds: (performance.now() - t0) / 1000 });
@@ -123,13 +129,17 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     }
   });
   writeFileSync(join(cmd.out, 'nearest.png'), gridPng(tiles, [K * 6, c, h, w], { cols: 6, scale: viewScale(h) }));
+  // Every scale starts from the same noise (same seed and labels), so the change of ΔE76 from one
+  // scale to the next is measured image by image: the mean paired difference and its standard error.
+  const trend = results.slice(1).map((r, i) => ({ from: results[i]!.guidance, to: r.guidance, ...pairedDifference(perImage[i]!, perImage[i + 1]!) }));
   const table = [
-    '| guidance | accuracy | RGB distance | CIE-LAB ΔE76 | Fréchet |',
+    '| guidance | accuracy | RGB distance | CIE-LAB ΔE76 ± s.e. | Fréchet |',
     '|---|---|---|---|---|',
     ...results.map((r) => tableRow(`${r.guidance}`, r.report, r.frechet)),
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
+    ...(trend.length ? ['', '| ΔE76 change, image by image | mean ± s.e. |', '|---|---|', ...trend.map((t) => `| s = ${t.from} → ${t.to} | ${signed(t.mean)} ± ${t.se.toFixed(2)} |`)] : []),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;
@@ -137,23 +147,28 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
 
 export interface EvalColorsReference {
   name: string;
-  report: Omit<ColorReport, 'predicted'>;
+  report: Omit<ColorReport, 'predicted' | 'labPerImage'>;
   frechet: number | null;
 }
 
 /** Decoded images clamped to the pixel range [-1, 1] before they are measured. */
 const toPixelRange = (x: Float32Array): Float32Array => x.map((v) => Math.max(-1, Math.min(1, v)));
 
-function withoutPredicted(r: ColorReport): Omit<ColorReport, 'predicted'> {
-  const { predicted: _p, ...rest } = r;
+function withoutPredicted(r: ColorReport): Omit<ColorReport, 'predicted' | 'labPerImage'> {
+  const { predicted: _p, labPerImage: _l, ...rest } = r;
   void _p;
+  void _l;
   return rest;
 }
 
-function tableRow(name: string, r: Omit<ColorReport, 'predicted'>, frechet: number | null): string {
+function tableRow(name: string, r: Pick<ColorReport, 'overall'>, frechet: number | null): string {
   const o = r.overall;
-  return `| ${name} | ${(100 * o.accuracy).toFixed(1)}% | ${o.rgbDistance.toFixed(1)} | ${o.labDistance.toFixed(2)} | ${frechet === null ? '–' : frechet.toFixed(3)} |`;
+  const lab = `${o.labDistance.toFixed(2)}${Number.isFinite(o.labDistanceSE) ? ` ± ${o.labDistanceSE.toFixed(2)}` : ''}`;
+  return `| ${name} | ${(100 * o.accuracy).toFixed(1)}% | ${o.rgbDistance.toFixed(1)} | ${lab} | ${frechet === null ? '–' : frechet.toFixed(3)} |`;
 }
+
+const signed = (v: number) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(2)}`;
+
 
 /** Each image [C, S, S] as the means of its 4x4 grid of blocks per channel: [C·16] features. */
 function blockMeans(images: Float32Array, c: number, s: number): Float32Array {

@@ -226,6 +226,8 @@ export interface ColorStats {
   rgbDistance: number;
   /** Mean per-pixel ΔE76 to the asked colour in CIE-LAB. */
   labDistance: number;
+  /** Standard error of that mean over the images (their sample std / √count; NaN below 2 images). */
+  labDistanceSE: number;
   /** Share of images whose dominant class (dominantColorClass) equals the asked label. */
   accuracy: number;
 }
@@ -237,6 +239,8 @@ export interface ColorReport {
   overall: ColorStats;
   /** The dominant class found for each image. */
   predicted: Int32Array;
+  /** Each image's mean per-pixel ΔE76 to its asked colour. */
+  labPerImage: Float64Array;
 }
 
 /**
@@ -255,8 +259,9 @@ export function evalColors(
   if (labels.length !== n) throw new Error(`evalColors: got ${labels.length} labels for ${n} images`);
   const hw = h * w;
   const K = COLOR_CLASSES.length;
-  const sums = Array.from({ length: K }, () => ({ count: 0, rgb: 0, lab: 0, hits: 0 }));
+  const sums = Array.from({ length: K }, () => ({ count: 0, rgb: 0, lab: 0, lab2: 0, hits: 0 }));
   const predicted = dominantColorClass(images, shape, range);
+  const labPerImage = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const k = labels[i];
     if (!(Number.isInteger(k) && k >= 0 && k < K)) throw new Error(`evalColors: label ${k} of image ${i} is not in 0..${K - 1}`);
@@ -276,17 +281,20 @@ export function evalColors(
     s.count++;
     s.rgb += rgb / hw;
     s.lab += lab / hw;
+    s.lab2 += (lab / hw) ** 2;
+    labPerImage[i] = lab / hw;
     if (predicted[i] === k) s.hits++;
   }
-  const stats = (count: number, rgb: number, lab: number, hits: number): ColorStats => ({
+  const stats = (count: number, rgb: number, lab: number, lab2: number, hits: number): ColorStats => ({
     count,
     rgbDistance: rgb / count,
     labDistance: lab / count,
+    labDistanceSE: count > 1 ? Math.sqrt(Math.max(lab2 - (lab * lab) / count, 0) / (count - 1) / count) : NaN,
     accuracy: hits / count,
   });
-  const perClass = sums.map((s, k) => ({ name: COLOR_CLASSES[k], ...stats(s.count, s.rgb, s.lab, s.hits) }));
-  const total = sums.reduce((a, s) => ({ count: a.count + s.count, rgb: a.rgb + s.rgb, lab: a.lab + s.lab, hits: a.hits + s.hits }));
-  return { perClass, overall: stats(total.count, total.rgb, total.lab, total.hits), predicted };
+  const perClass = sums.map((s, k) => ({ name: COLOR_CLASSES[k], ...stats(s.count, s.rgb, s.lab, s.lab2, s.hits) }));
+  const total = sums.reduce((a, s) => ({ count: a.count + s.count, rgb: a.rgb + s.rgb, lab: a.lab + s.lab, lab2: a.lab2 + s.lab2, hits: a.hits + s.hits }));
+  return { perClass, overall: stats(total.count, total.rgb, total.lab, total.lab2, total.hits), predicted, labPerImage };
 }
 
 /** Plain-text table of a ColorReport: one row per class ('-' where no image asked for it),
@@ -306,4 +314,29 @@ export function formatColorTable(report: Pick<ColorReport, 'perClass' | 'overall
   lines.push('-'.repeat(head.length), row('all', report.overall));
   lines.push('RGB dist: mean per-pixel Euclidean distance to the asked colour, sRGB 0..255; ΔE76 in CIE-LAB (D65).');
   return lines.join('\n');
+}
+
+/** Mean of b[i] - a[i] and its standard error (sample std of the differences / √n). */
+export function pairedDifference(a: ArrayLike<number>, b: ArrayLike<number>): { mean: number; se: number } {
+  const n = a.length;
+  if (b.length !== n || n < 2) throw new Error(`pairedDifference: needs two equal-length sets of 2 or more, got ${n} and ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < n; i++) m += (b[i]! - a[i]!) / n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (b[i]! - a[i]! - m) ** 2;
+  return { mean: m, se: Math.sqrt(ss / (n - 1) / n) };
+}
+
+/** One solid 1×1 image per class in the mean sRGB colour (signed range) of that class's images. */
+export function classMeanImages(images: Float32Array, shape: readonly number[], labels: readonly number[], k: number): Float32Array {
+  const [n, c, h, w] = shape as [number, number, number, number];
+  const hw = h * w;
+  const sum = new Float64Array(k * c);
+  const count = new Float64Array(k);
+  for (let i = 0; i < n; i++) {
+    const l = labels[i]!;
+    count[l]! += hw;
+    for (let ch = 0; ch < c; ch++) for (let p = 0; p < hw; p++) sum[l * c + ch]! += images[(i * c + ch) * hw + p]!;
+  }
+  return Float32Array.from(sum, (v, j) => v / Math.max(count[Math.floor(j / c)]!, 1));
 }
