@@ -38,3 +38,33 @@ export async function loadTf(dev: Device): Promise<TF | null> {
     return null;
   }
 }
+
+/**
+ * Median time of one launch, in ms, over `reps` timed blocks (after a warm-up). `launch` records one
+ * run of the kernel; `finish` waits for everything recorded (a readback or a sync). A block holds as
+ * many launches as it takes to last `minBlockMs` (doubling from 1), so the fixed cost of ending a
+ * block, a millisecond or more of readback latency on a real GPU, is spread over enough launches to be
+ * a few percent of the time instead of being timed as the kernel; on SwiftShader one launch is already
+ * longer, and a block is one launch.
+ */
+export async function timeLaunches(launch: () => void, finish: () => Promise<void>, reps: number, minBlockMs: number): Promise<{ ms: number; perBlock: number }> {
+  const block = async (n: number) => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) launch();
+    await finish();
+    return performance.now() - t0;
+  };
+  const MAX = 1 << 14;
+  let perBlock = 1;
+  while ((await block(perBlock)) < minBlockMs && perBlock < MAX) perBlock *= 2;
+  for (;;) {
+    const ts: number[] = [];
+    for (let i = 0; i < reps; i++) ts.push((await block(perBlock)) / perBlock);
+    ts.sort((a, b) => a - b);
+    const ms = ts[Math.floor(ts.length / 2)]!;
+    // A one-off stall during calibration (a first readback, the driver) can stop the doubling early:
+    // then the timed blocks come out much shorter than asked, and are timed again, longer.
+    if (ms * perBlock >= minBlockMs / 2 || perBlock >= MAX) return { ms, perBlock };
+    while (ms * perBlock < minBlockMs && perBlock < MAX) perBlock *= 2;
+  }
+}

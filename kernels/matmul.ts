@@ -8,43 +8,64 @@ import { sumAxes, sumTo } from './reduce.js';
 const kernel = new Kernel('matmul', source);
 
 /**
- * 'regs': register-blocked, no workgroup memory; 'tiled': K tiles staged in workgroup memory.
- * Both compute 8x8 outputs per thread. On CPU-emulated adapters (SwiftShader) 'regs' is ~1.2-1.5x
- * faster: the CPU's caches already do what workgroup memory would, and barriers are expensive there.
+ * 'regs': register-blocked, no workgroup memory; 'tiled': K tiles staged in workgroup memory; both
+ * compute 8x8 outputs per thread. 'tiled4': as 'tiled' with 4x4 outputs per thread, so 4x as many
+ * threads and workgroups for the same product: what a large GPU needs (with 8x8 per thread a 512^2
+ * product is 64 workgroups of 64 threads, 4x slower than tfjs on an H200). On CPU-emulated adapters
+ * (SwiftShader) 'regs' is fastest: the CPU's caches already do what workgroup memory would, and
+ * barriers are expensive there.
  */
-export type MatmulVariant = 'regs' | 'tiled';
+export type MatmulVariant = 'regs' | 'tiled' | 'tiled4';
+const ENTRY: Record<MatmulVariant, string> = { regs: 'matmul_regs', tiled: 'matmul_tiled', tiled4: 'matmul_tiled4' };
+/** Outputs per thread along each of M and N. */
+const PER_THREAD: Record<MatmulVariant, number> = { regs: 8, tiled: 8, tiled4: 4 };
 
 export interface MatmulTiling {
-  /** threads along N and M; a workgroup computes an (8 wy) x (8 wx) tile of C */
+  /** threads along N and M; a workgroup computes an (8 wy) x (8 wx) tile of C ((4 wy) x (4 wx) for 'tiled4') */
   wx: number;
   wy: number;
-  /** K-tile depth in workgroup memory ('tiled' only): 32·bk·(wx + wy) bytes, at most 16 KiB by default */
+  /** K-tile depth in workgroup memory ('tiled', 'tiled4'); see sharedBytes */
   bk: number;
 }
 
 export const DEFAULT_TILING: Record<MatmulVariant, MatmulTiling> = {
   regs: { wx: 8, wy: 8, bk: 16 },
   tiled: { wx: 8, wy: 8, bk: 16 },
+  tiled4: { wx: 16, wy: 16, bk: 16 },
 };
+
+/** Workgroup memory of one workgroup: a bk-deep slice of the A and B tiles (rows padded by a vec4 in 'tiled4'). */
+function sharedBytes(variant: MatmulVariant, t: MatmulTiling): number {
+  if (variant === 'regs') return 0;
+  return variant === 'tiled' ? 32 * t.bk * (t.wx + t.wy) : 16 * t.bk * (t.wx + t.wy + 2);
+}
 
 /**
  * 'regs' drops to 32x32 tiles when 64x64 ones would pad much more work (e.g. N = 77: 128 vs 96 columns)
  * or leave too few workgroups to keep the cores busy; measured equal otherwise.
  */
-function pickTiling(variant: MatmulVariant, m: number, n: number, batch: number): MatmulTiling {
+export function pickTiling(variant: MatmulVariant, m: number, n: number, batch: number): MatmulTiling {
   if (variant === 'tiled') return DEFAULT_TILING.tiled;
   const padded = (t: number) => Math.ceil(m / t) * Math.ceil(n / t) * t * t;
   const groups = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
+  if (variant === 'tiled4') {
+    // Measured on an H200 (bench/matmul-variants.ts, bench/h200/): 64x64 tiles (256 threads, k 16)
+    // were within 5% of the best candidate at every shape from 256x64x256 to 2048^3, while 32x32 ones
+    // were up to 1.6x slower; so 64x64 unless it pads much more work than 32x32 would.
+    return padded(32) < 0.9 * padded(64) ? SMALL_TILED4 : DEFAULT_TILING.tiled4;
+  }
   return padded(32) < 0.9 * padded(64) || groups < 8 ? SMALL_REGS : DEFAULT_TILING.regs;
 }
 const SMALL_REGS: MatmulTiling = { wx: 4, wy: 4, bk: 16 };
+/** 32x32 tiles of 64 threads, for shapes that 64x64 tiles would pad (N = 77: 128 vs 96 columns). */
+const SMALL_TILED4: MatmulTiling = { wx: 8, wy: 8, bk: 16 };
 
 const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|software|cpu/i;
 
-/** The variant that is fastest on this adapter: 'regs' on CPU emulation, 'tiled' on real GPUs. */
+/** The variant that is fastest on this adapter: 'regs' on CPU emulation, 'tiled4' on real GPUs. */
 export function defaultVariant(rt: Runtime): MatmulVariant {
   const i = rt.adapterInfo;
-  return CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 'regs' : 'tiled';
+  return CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 'regs' : 'tiled4';
 }
 
 /** How the kernel reads one operand, a logical [...batch, rows, cols] matrix, from an array. */
@@ -125,12 +146,17 @@ export function gemm(args: GemmArgs): DeviceArray {
     a_bstrides: pad(inner.map((d) => d.sa), 0),
     b_bstrides: pad(inner.map((d) => d.sb), 0),
   };
-  const shared = 32 * t.bk * (t.wx + t.wy);
-  if (variant === 'tiled' && shared > rt.limits.maxComputeWorkgroupStorageSize) {
-    throw new LimitError(op, 'maxComputeWorkgroupStorageSize', shared, rt.limits.maxComputeWorkgroupStorageSize, `Tiling ${JSON.stringify(t)} needs more workgroup memory; use a smaller bk or tile.`);
+  if (!(variant in ENTRY)) throw new Error(`${op}: unknown matmul variant '${variant}' (have: ${Object.keys(ENTRY).join(', ')})`);
+  const shared = sharedBytes(variant, t);
+  if (shared > rt.limits.maxComputeWorkgroupStorageSize) {
+    throw new LimitError(op, 'maxComputeWorkgroupStorageSize', shared, rt.limits.maxComputeWorkgroupStorageSize, `Tiling ${JSON.stringify(t)} of variant '${variant}' needs more workgroup memory; use a smaller bk or tile.`);
+  }
+  if (t.wx * t.wy > rt.limits.maxComputeInvocationsPerWorkgroup) {
+    throw new LimitError(op, 'maxComputeInvocationsPerWorkgroup', t.wx * t.wy, rt.limits.maxComputeInvocationsPerWorkgroup, `Tiling ${JSON.stringify(t)} has too many threads per workgroup; use a smaller wx·wy.`);
   }
   const constants: Record<string, number> = variant === 'regs' ? { WX: t.wx, WY: t.wy } : { WX: t.wx, WY: t.wy, BK: t.bk };
-  const workgroups = [Math.ceil(n / (8 * t.wx)), Math.ceil(m / (8 * t.wy)), zCount] as const;
+  const per = PER_THREAD[variant];
+  const workgroups = [Math.ceil(n / (per * t.wx)), Math.ceil(m / (per * t.wy)), zCount] as const;
   const outerCount = numel(outer.map((d) => d.size));
   for (let o = 0; o < outerCount; o++) {
     // Offsets of this outer batch index (row-major over the outer dims).
@@ -143,7 +169,7 @@ export function gemm(args: GemmArgs): DeviceArray {
       aOff += i * outer[d]!.sa;
       bOff += i * outer[d]!.sb;
     }
-    rt.dispatch(kernel, variant === 'regs' ? 'matmul_regs' : 'matmul_tiled', {
+    rt.dispatch(kernel, ENTRY[variant], {
       bindings: { a: a.array, b: b.array, bias: bias?.array ?? a.array, c: out },
       uniforms: { ...base, a_off: aOff, b_off: bOff, c_off: o * zCount * m * n },
       workgroups,

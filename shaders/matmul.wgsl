@@ -12,6 +12,8 @@
 //  - matmul_regs reads A and B straight from storage, with no workgroup memory and no barrier. On a
 //    CPU-emulated adapter workgroup memory saves nothing (the CPU's caches do that job) while barriers
 //    cost: at 512^3 on SwiftShader 'regs' runs ~1.2-1.5x faster than 'tiled', so it is the default there.
+// A third, matmul_tiled4 (at the end), gives each thread only 4x4 outputs: smaller tiles, more
+// workgroups, which is what a large GPU needs; it is the default on real GPUs.
 // Edges: row/column indices are clamped for loads (so the k-loop needs no test) and stores are guarded;
 // the tiled loads zero-fill past K.
 
@@ -43,10 +45,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-// Threads per workgroup along N (x) and M (y); each owns 8x8 outputs, so a tile is (8 WY) x (8 WX).
+// Threads per workgroup along N (x) and M (y); each owns 8x8 outputs, so a tile is (8 WY) x (8 WX)
+// (4x4 and (4 WY) x (4 WX) in matmul_tiled4).
 override WX: u32 = 8u;
 override WY: u32 = 8u;
-// Depth of the K tile staged in workgroup memory (matmul_tiled only; a multiple of 4).
+// Depth of the K tile staged in workgroup memory (matmul_tiled, a multiple of 4, and matmul_tiled4).
 override BK: u32 = 16u;
 
 override BM: u32 = 8u * WY;
@@ -231,4 +234,88 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     workgroupBarrier();
   }
   store_block(wid.z, tm + 4u * lid.y, tn + 4u * lid.x, t);
+}
+
+// ---------------------------------------------------------------- 4x4 outputs per thread (real GPUs)
+
+// With 8x8 outputs per thread a 512^2 product is only 64 workgroups of 64 threads: a GPU with 100+
+// SMs sits mostly idle (H200: 0.44 ms at 512^3, 4x slower than tfjs). Here each thread owns a 4x4
+// block, rows r0 + {0..3} at columns c0 + {0..3}, so a tile is (4·WY) x (4·WX): 16x16 threads give
+// 64x64 tiles of 256 threads, 8x8 give 32x32 tiles; the host takes 64x64 unless it pads much more
+// work (measured on an H200: bench/h200/README.md). Staging is as in matmul_tiled: A4[k][m/4] and B4[k][n/4], each row
+// padded by one vec4 so that threads storing along k hit different banks.
+var<workgroup> A4: array<vec4<f32>, BK * (WY + 1u)>;
+var<workgroup> B4: array<vec4<f32>, BK * (WX + 1u)>;
+
+// Row m, columns n..n+3, when all of them lie inside C: no branch per element.
+fn put4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
+  var bv = vec4<f32>(0.0);
+  if (p.has_bias != 0u) {
+    let b = p.bias_off + m * p.bias_rs;
+    bv = vec4<f32>(bias[b + n * p.bias_cs], bias[b + (n + 1u) * p.bias_cs], bias[b + (n + 2u) * p.bias_cs], bias[b + (n + 3u) * p.bias_cs]);
+  }
+  let x = p.alpha * v + bv;
+  let at = cbase + m * p.n + n;
+  c[at] = x.x; c[at + 1u] = x.y; c[at + 2u] = x.z; c[at + 3u] = x.w;
+}
+
+@compute @workgroup_size(WX, WY)
+fn matmul_tiled4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+  let bases = batch_bases(wid.z);
+  let tm = wid.y * 4u * WY;
+  let tn = wid.x * 4u * WX;
+  let nt = WX * WY;
+  let ra = WY + 1u; // padded row lengths of A4 and B4, in vec4
+  let rb = WX + 1u;
+  // Consecutive threads load along whichever dim of the operand is contiguous in memory, so a warp's
+  // reads coalesce: along k for A (m for Aᵀ), along n for B (k for Bᵀ, as in linear).
+  let a_kfast = p.a_cs == 1u;
+  let b_kfast = p.b_rs == 1u && p.b_cs != 1u;
+  var r0 = vec4<f32>(0.0);
+  var r1 = vec4<f32>(0.0);
+  var r2 = vec4<f32>(0.0);
+  var r3 = vec4<f32>(0.0);
+  for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var s = li; s < BK * WY; s += nt) {
+      let kk = select(s / WY, s % BK, a_kfast);
+      let mq = select(s % WY, s / BK, a_kfast);
+      let m = tm + 4u * mq;
+      let k = k0 + kk;
+      A4[kk * ra + mq] = vec4<f32>(load_a(bases.x, m, k), load_a(bases.x, m + 1u, k),
+                                   load_a(bases.x, m + 2u, k), load_a(bases.x, m + 3u, k));
+    }
+    for (var s = li; s < BK * WX; s += nt) {
+      let kk = select(s / WX, s % BK, b_kfast);
+      let nq = select(s % WX, s / BK, b_kfast);
+      let n = tn + 4u * nq;
+      let k = k0 + kk;
+      B4[kk * rb + nq] = vec4<f32>(load_b(bases.y, k, n), load_b(bases.y, k, n + 1u),
+                                   load_b(bases.y, k, n + 2u), load_b(bases.y, k, n + 3u));
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      let x = A4[kk * ra + lid.y];
+      let u = B4[kk * rb + lid.x];
+      r0 = fma(vec4<f32>(x.x), u, r0);
+      r1 = fma(vec4<f32>(x.y), u, r1);
+      r2 = fma(vec4<f32>(x.z), u, r2);
+      r3 = fma(vec4<f32>(x.w), u, r3);
+    }
+    workgroupBarrier();
+  }
+  let cbase = p.c_off + wid.z * p.m * p.n;
+  let row0 = tm + 4u * lid.y;
+  let col0 = tn + 4u * lid.x;
+  if (row0 + 3u < p.m && col0 + 3u < p.n) {
+    put4(cbase, row0, col0, r0);
+    put4(cbase, row0 + 1u, col0, r1);
+    put4(cbase, row0 + 2u, col0, r2);
+    put4(cbase, row0 + 3u, col0, r3);
+    return;
+  }
+  store4(cbase, row0, col0, r0);
+  store4(cbase, row0 + 1u, col0, r1);
+  store4(cbase, row0 + 2u, col0, r2);
+  store4(cbase, row0 + 3u, col0, r3);
 }

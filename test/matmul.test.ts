@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ops, ShapeError } from '../src/index.js';
+import { LimitError, ops, ShapeError } from '../src/index.js';
 import {
-  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant,
+  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant, pickTiling,
 } from '../kernels/matmul.js';
 import { checkOp, expectClose, f32, numel, randn, useDevice } from './helpers.js';
 
@@ -119,15 +119,20 @@ describe('linear op: forward and backward vs float64', () => {
   });
 });
 
-// Kernel-level checks of both entry points on strided reads: transposes, broadcasts, > 4 batch dims,
-// fused bias along rows, alpha. Forward only: the backward passes are these same products.
+// Kernel-level checks of every entry point on strided reads: transposes, broadcasts, > 4 batch dims,
+// fused bias along rows and columns, alpha. Forward only: the backward passes are these same products.
+// The variant is forced: on SwiftShader the default is 'regs'.
 describe('matmul kernel variants', () => {
-  // Each entry point with its 64x64 default and another tiling (32x32; 128x128 with an 8-deep K tile).
+  // Each entry point with its 64x64 default and another tiling (32x32; 128x128 with an 8-deep K tile;
+  // for 'tiled4', whose threads own 4x4 outputs, also a 32x64 tile with a K tile of 4).
   const variants: [MatmulVariant, MatmulTiling][] = [
     ['regs', { wx: 8, wy: 8, bk: 16 }],
     ['regs', { wx: 4, wy: 4, bk: 16 }],
     ['tiled', { wx: 8, wy: 8, bk: 16 }],
     ['tiled', { wx: 16, wy: 16, bk: 8 }],
+    ['tiled4', { wx: 16, wy: 16, bk: 16 }],
+    ['tiled4', { wx: 8, wy: 8, bk: 32 }],
+    ['tiled4', { wx: 16, wy: 8, bk: 4 }],
   ];
   const cases: { a: number[]; b: number[]; tA?: boolean; tB?: boolean; alpha?: number }[] = [
     { a: [67, 70], b: [70, 65] },                       // past a 64 tile in M and N, K not a multiple of 16
@@ -138,7 +143,8 @@ describe('matmul kernel variants', () => {
     { a: [1, 9, 17], b: [4, 17, 8], tA: false },         // a broadcast along a size-1 batch dim
   ];
   for (const [v, tiling] of variants) {
-    const tag = `${v} ${8 * tiling.wy}x${8 * tiling.wx}${v === 'tiled' ? ` k${tiling.bk}` : ''}`;
+    const per = v === 'tiled4' ? 4 : 8;
+    const tag = `${v} ${per * tiling.wy}x${per * tiling.wx}${v !== 'regs' ? ` k${tiling.bk}` : ''}`;
     for (const c of cases) {
       it(`${tag}: ${JSON.stringify(c.a)}${c.tA ? 'ᵀ' : ''} @ ${JSON.stringify(c.b)}${c.tB ? 'ᵀ' : ''}`, async () => {
         const rt = dev().rt;
@@ -167,7 +173,40 @@ describe('matmul kernel variants', () => {
       const want = matmulRef(a, [m, k], b, [k, n]).map((x, i) => x + bias[Math.floor(i / n)]!);
       expectClose(`${v} row bias`, await rt.read(y), want, dotTol(k), 1e-5);
     });
+    it(`${tag}: linear-like, Bᵀ through strides, per-column bias, alpha`, async () => {
+      const rt = dev().rt;
+      // Past a 64 tile in both M and N, K not a multiple of any bk; B = wᵀ read with row stride 1.
+      const [m, n, k] = [69, 66, 37];
+      const a = f32(randn(m * k));
+      const w = f32(randn(n * k));
+      const bias = f32(randn(n));
+      const alpha = -1.5;
+      const y = gemm({
+        a: { array: rt.upload(Float32Array.from(a), [m, k]), offset: 0, rowStride: k, colStride: 1, batchStrides: [] },
+        b: { array: rt.upload(Float32Array.from(w), [n, k]), offset: 0, rowStride: 1, colStride: k, batchStrides: [] },
+        m, n, k, batchShape: [], variant: v, tiling, alpha,
+        bias: { array: rt.upload(Float32Array.from(bias), [n]), rowStride: 0, colStride: 1 },
+      });
+      const want = linearRef(a, w, null, n, k).map((x, i) => alpha * x + bias[i % n]!);
+      // |alpha| = 1.5 scales the dot's error; the bias adds one rounding.
+      expectClose(`${v} column bias`, await rt.read(y), want, 1.5 * dotTol(k), 1e-5);
+    });
   }
+
+  it('tiled4: names the limit when a tiling needs too much workgroup memory', () => {
+    const rt = dev().rt;
+    const x = rt.upload(Float32Array.from(randn(16)), [4, 4]);
+    const tiling = { wx: 16, wy: 16, bk: 1024 };
+    expect(() => matmul(x, x, { variant: 'tiled4', tiling })).toThrow(LimitError);
+    expect(() => matmul(x, x, { variant: 'tiled4', tiling })).toThrow(/^matmul: maxComputeWorkgroupStorageSize .*tiled4/);
+  });
+
+  it('tiled4 tiling: 64x64 tiles (best or within 5% on an H200 at every shape measured) unless they pad much more', () => {
+    expect(pickTiling('tiled4', 512, 512, 1)).toEqual({ wx: 16, wy: 16, bk: 16 });
+    expect(pickTiling('tiled4', 2048, 2048, 1)).toEqual({ wx: 16, wy: 16, bk: 16 });
+    expect(pickTiling('tiled4', 256, 256, 8)).toEqual({ wx: 16, wy: 16, bk: 16 });
+    expect(pickTiling('tiled4', 4096, 77, 8)).toEqual({ wx: 8, wy: 8, bk: 16 }); // N = 77: 64-wide tiles pad to 128 columns, 32-wide to 96
+  });
 });
 
 function outShape(a: number[], b: number[]): number[] {
