@@ -2,20 +2,23 @@
 // on the same adapter, plus the adapter's measured FMA peak. Outputs are checked against tfjs before
 // anything is timed; then a training step of a small U-Net-like stack (bench/train.ts), also beside
 // tfjs; then sampling, VQ-GAN and latent-diffusion throughput on the shipped models (bench/models.ts).
-// Usage: npm run bench [-- --json FILE] [--reps N] [--only NAME|training|models] [--no-training] [--no-models]
+// Usage: npm run bench [-- --json FILE] [--reps N] [--min-ms MS] [--only NAME|training|models] [--no-training] [--no-models]
+// [--sample-batches 16,128] [--sample-runs N]
 // [--batch N --size N --channels N --steps N --rounds N for the training step]
 import { writeFileSync } from 'node:fs';
 import { createDevice, ops, Device, Tensor } from '../src/index.js';
 import { Kernel } from '../src/runtime/kernel.js';
 import peakSource from './peak.wgsl';
 
-import { TF, randn, nchwToNhwc, loadTf } from './common.js';
+import { TF, randn, nchwToNhwc, loadTf, timeLaunches } from './common.js';
 import { trainingBench, trainingOptions, TrainingResult } from './train.js';
 import { modelsBench, ModelsResult } from './models.js';
 
 interface Timing {
   ms: number;
   gflops: number;
+  /** launches per timed block (see timeIt); 1 where one launch outlasts the readback */
+  launchesPerBlock: number;
 }
 export interface BenchResult {
   kernel: string;
@@ -34,30 +37,25 @@ const opt = (name: string) => {
 const REPS = Number(opt('--reps') ?? 3);
 const ONLY = opt('--only');
 
-/** Median wall time of `reps` runs, each ended by a full readback of its output (after one warm-up). */
-async function timeIt(run: () => Promise<void>, reps = REPS): Promise<number> {
-  await run();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await run();
-    ts.push(performance.now() - t0);
-  }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)]!;
-}
+/** Shortest timed block, in ms: on a fast GPU one launch is shorter than the readback that ends it. */
+const MIN_BLOCK_MS = Number(opt('--min-ms') ?? 25);
 
+const timeIt = (launch: () => void, finish: () => Promise<void>, reps = REPS) => timeLaunches(launch, finish, reps, MIN_BLOCK_MS);
+
+/** f32 FMA peak: the grid grows (×4) until one dispatch lasts 2 ms, long enough to fill a large GPU. */
 async function measurePeak(dev: Device): Promise<number> {
   const k = new Kernel('fma_peak', peakSource);
-  const threads = 64 * 256;
-  const out = dev.rt.alloc([threads]);
   const iters = 2048;
-  const run = async () => {
-    dev.rt.dispatch(k, 'fma_peak', { bindings: { out }, uniforms: { iters, seed: 1 }, workgroups: [threads / 64] });
-    await dev.sync();
-  };
-  const ms = await timeIt(run, 3);
-  return (threads * iters * 8 * 4 * 2) / ms / 1e6;
+  const maxGroups = dev.rt.limits.maxComputeWorkgroupsPerDimension;
+  let groups = 256;
+  for (;;) {
+    const out = dev.rt.alloc([groups * 64]);
+    const launch = () => dev.rt.dispatch(k, 'fma_peak', { bindings: { out }, uniforms: { iters, seed: 1 }, workgroups: [groups] });
+    const { ms } = await timeIt(launch, () => dev.sync(), 3);
+    dev.rt.dispose(out);
+    if (ms >= 2 || groups * 4 > maxGroups) return (groups * 64 * iters * 8 * 4 * 2) / ms / 1e6;
+    groups *= 4;
+  }
 }
 
 interface Case {
@@ -174,11 +172,13 @@ async function main() {
     const mine = c.ours(dev);
     let y: Tensor = mine.run();
     const ourOut = (await y.read()) as Float32Array;
-    const ourMs = await timeIt(async () => {
-      y.dispose();
-      y = mine.run();
-      await y.read();
-    });
+    const { ms: ourMs, perBlock } = await timeIt(
+      () => {
+        y.dispose();
+        y = mine.run();
+      },
+      async () => void (await y.read()),
+    );
     let tfT: Timing | null = null;
     let diff: number | null = null;
     if (tf && c.tfjs) {
@@ -190,24 +190,28 @@ async function main() {
       diff = 0;
       for (let i = 0; i < refData.length; i++) diff = Math.max(diff, Math.abs(refData[i]! - mineInTf[i]!));
       if (!(diff < 1e-2)) throw new Error(`${c.kernel}: our output differs from tfjs by ${diff}; not timing a wrong kernel`);
-      const tfMs = await timeIt(async () => {
-        const r = theirs.run();
-        await r.data();
-        r.dispose();
-      });
-      tfT = { ms: tfMs, gflops: c.flops / tfMs / 1e6 };
+      let last = theirs.run();
+      const { ms: tfMs, perBlock: tfPerBlock } = await timeIt(
+        () => {
+          last.dispose();
+          last = theirs.run();
+        },
+        async () => void (await last.data()),
+      );
+      last.dispose();
+      tfT = { ms: tfMs, gflops: c.flops / tfMs / 1e6, launchesPerBlock: tfPerBlock };
     }
-    const r: BenchResult = { kernel: c.kernel, shape: c.shape, ours: { ms: ourMs, gflops: c.flops / ourMs / 1e6 }, tfjs: tfT, maxAbsDiff: diff };
+    const r: BenchResult = { kernel: c.kernel, shape: c.shape, ours: { ms: ourMs, gflops: c.flops / ourMs / 1e6, launchesPerBlock: perBlock }, tfjs: tfT, maxAbsDiff: diff };
     results.push(r);
     const ratio = tfT ? `${(tfT.ms / ourMs).toFixed(2)}x tfjs` : 'no tfjs';
-    console.log(`${c.kernel.padEnd(16)} ${c.shape.padEnd(40)} ours ${ourMs.toFixed(1).padStart(8)} ms ${r.ours.gflops.toFixed(3).padStart(7)} GFLOP/s (${((100 * r.ours.gflops) / peak).toFixed(1)}% of peak)  tfjs ${tfT ? tfT.ms.toFixed(1).padStart(8) + ' ms' : '      -'}  ${ratio}`);
+    console.log(`${c.kernel.padEnd(16)} ${c.shape.padEnd(40)} ours ${ourMs.toFixed(ourMs < 1 ? 4 : 1).padStart(8)} ms ${r.ours.gflops.toFixed(3).padStart(7)} GFLOP/s (${((100 * r.ours.gflops) / peak).toFixed(1)}% of peak)  tfjs ${tfT ? tfT.ms.toFixed(tfT.ms < 1 ? 4 : 1).padStart(8) + ' ms' : '      -'}  ${ratio}`);
     for (const t of mine.inputs) t.dispose();
     y.dispose();
   }
   let training: TrainingResult | null = null;
   if ((!ONLY || ONLY === 'training') && !args.includes('--no-training')) training = await trainingBench(dev, tf, trainingOptions(args));
   let models: ModelsResult | null = null;
-  if ((!ONLY || ONLY === 'models') && !args.includes('--no-models')) models = await modelsBench(dev);
+  if ((!ONLY || ONLY === 'models') && !args.includes('--no-models')) models = await modelsBench(dev, { batches: opt('--sample-batches')?.split(',').map(Number), runs: Number(opt('--sample-runs') ?? 1) });
   const json = opt('--json');
   if (json) {
     writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results, training, models }, null, 2));

@@ -10,6 +10,7 @@ import { generate } from '../src/diffusion/generate.js';
 import { encodeDataset, decodeLatents, loadVQGAN } from '../src/models/vqgan-latents.js';
 import { makeColorsDataset } from '../src/data/colors.js';
 import { decoderFor } from '../src/cli/vqgan.js';
+import { GpuTimer } from '../src/runtime/gpu-timer.js';
 
 export const LETTERS = 'examples/checkpoints/letters/letters.safetensors';
 export const VQGAN = 'examples/checkpoints/colors/vqgan.safetensors';
@@ -26,6 +27,11 @@ export interface SamplingResult {
   /** Host time (encoding and submitting) per step, and its share of the step's wall time. */
   hostMsPerStep: number;
   hostShare: number;
+  /** GPU time of the steps' passes (timestamp queries) per step, and as a share of the wall time; null without timestamp queries */
+  gpuMsPerStep: number | null;
+  gpuBusyShare: number | null;
+  /** GPU dispatches per step (the compiled step's, after fusion): what the host records each step */
+  dispatchesPerStep: number;
   /** Latent models: seconds spent decoding the batch. */
   decodeSeconds?: number;
 }
@@ -44,16 +50,29 @@ export interface ModelsResult {
   skipped: string[];
 }
 
-async function sampling(dev: Device, path: string, batch: number, steps: number): Promise<SamplingResult> {
+async function sampling(dev: Device, path: string, batch: number, steps: number, runs: number): Promise<SamplingResult> {
   const ck = await readCheckpointFile(path);
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   const decode = await decoderFor(dev, path, config);
   const labels = config.classes.length ? Array.from({ length: batch }, (_, i) => i % config.classes.length) : null;
   const opts = { sampler: 'ddim', steps, labels, count: batch, guidance: 2, seed: 0, samplerOptions: samplerDefaults(config) };
   await generate(dev, net, noise, { ...opts, steps: 2 }); // compile and warm up
-  const t0 = performance.now();
-  const r = await generate(dev, net, noise, opts);
-  const wall = performance.now() - t0;
+  // The median of `runs` timed runs (by wall time): on a fast GPU one 50-step run lasts a fraction of
+  // a second and moves with clocks and the host.
+  // Each step's compute pass is also timed on the GPU where the adapter has timestamp queries.
+  const timed: { r: Awaited<ReturnType<typeof generate>>; wall: number; gpuMs: number | null }[] = [];
+  for (let i = 0; i < runs; i++) {
+    const timer = (dev.rt.timer = GpuTimer.create(dev.rt.device, steps));
+    const t0 = performance.now();
+    const r = await generate(dev, net, noise, opts);
+    const wall = performance.now() - t0;
+    dev.rt.timer = null;
+    const gpu = timer ? await timer.read() : null;
+    timer?.destroy();
+    timed.push({ r, wall, gpuMs: gpu && gpu.passes === r.steps ? gpu.ms : null });
+  }
+  timed.sort((x, y) => x.wall - y.wall);
+  const { r, wall, gpuMs } = timed[Math.floor(timed.length / 2)]!;
   let decodeSeconds: number | undefined;
   if (decode) {
     const t1 = performance.now();
@@ -63,7 +82,8 @@ async function sampling(dev: Device, path: string, batch: number, steps: number)
   const total = wall + (decodeSeconds ?? 0) * 1000;
   return {
     model: path, sampler: 'ddim', steps, batch, guidance: 2, imagesPerSecond: batch / (total / 1000), msPerStep: wall / r.steps,
-    hostMsPerStep: r.hostMs / r.steps, hostShare: r.hostMs / wall, decodeSeconds,
+    hostMsPerStep: r.hostMs / r.steps, hostShare: r.hostMs / wall,
+    gpuMsPerStep: gpuMs === null ? null : gpuMs / r.steps, gpuBusyShare: gpuMs === null ? null : gpuMs / wall, dispatchesPerStep: r.dispatches / r.steps, decodeSeconds,
   };
 }
 
@@ -83,17 +103,20 @@ async function codec(dev: Device, path: string, batch: number): Promise<CodecRes
   return { model: path, batch, imageShape: data.shape.slice(1), encodeImagesPerSecond: batch / enc, decodeImagesPerSecond: batch / dec };
 }
 
-export async function modelsBench(dev: Device, opts: { batch?: number; steps?: number } = {}): Promise<ModelsResult> {
-  const batch = opts.batch ?? 16, steps = opts.steps ?? 50;
+/** `batches`: sampling batch sizes (default 16); `runs`: timed runs of each, the median reported (default 1). */
+export async function modelsBench(dev: Device, opts: { batches?: number[]; steps?: number; runs?: number } = {}): Promise<ModelsResult> {
+  const batches = opts.batches ?? [16], steps = opts.steps ?? 50, runs = opts.runs ?? 1;
   const out: ModelsResult = { sampling: [], vqgan: null, skipped: [] };
   for (const path of [LETTERS, LATENT]) {
     if (!existsSync(path)) {
       out.skipped.push(path);
       continue;
     }
-    const r = await sampling(dev, path, batch, steps);
-    out.sampling.push(r);
-    console.log(`sampling ${path}: DDIM-${steps}, batch ${batch}, guidance 2: ${r.imagesPerSecond.toFixed(3)} images/s, ${r.msPerStep.toFixed(0)} ms/step, host ${r.hostMsPerStep.toFixed(2)} ms/step (${(100 * r.hostShare).toFixed(2)}% of the step)${r.decodeSeconds !== undefined ? `, decode ${r.decodeSeconds.toFixed(2)} s` : ''}`);
+    for (const batch of batches) {
+      const r = await sampling(dev, path, batch, steps, runs);
+      out.sampling.push(r);
+      console.log(`sampling ${path}: DDIM-${steps}, batch ${batch}, guidance 2: ${r.imagesPerSecond.toFixed(3)} images/s, ${r.msPerStep.toFixed(r.msPerStep < 10 ? 2 : 0)} ms/step, host ${r.hostMsPerStep.toFixed(2)} ms/step (${(100 * r.hostShare).toFixed(2)}% of the step; ${r.dispatchesPerStep.toFixed(0)} dispatches/step), GPU ${r.gpuMsPerStep === null ? 'untimed (no timestamp queries)' : `${r.gpuMsPerStep.toFixed(2)} ms/step, busy ${(100 * r.gpuBusyShare!).toFixed(1)}% of the wall time`}${r.decodeSeconds !== undefined ? `, decode ${r.decodeSeconds.toFixed(2)} s` : ''}`);
+    }
   }
   if (existsSync(VQGAN)) {
     out.vqgan = await codec(dev, VQGAN, 32);

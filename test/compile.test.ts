@@ -8,6 +8,7 @@ import { Init } from '../src/nn/module.js';
 import { ParameterSet } from '../src/nn/params.js';
 import { Adam } from '../src/optim/adam.js';
 import { UNet } from '../src/models/unet.js';
+import { GpuTimer } from '../src/runtime/gpu-timer.js';
 
 const dev = useDevice();
 
@@ -130,5 +131,27 @@ describe('compile', () => {
     }
     expect(Array.from(await (a as Tensor).read())).toEqual(want.a);
     expect(Array.from(await (b as Tensor).read())).toEqual(want.b);
+  });
+
+  it('GpuTimer: times each run of a compiled step on the GPU, up to its capacity', async () => {
+    const d = dev();
+    // A step with real work (a 64x64x64 matmul chain), so that its pass lasts a measurable time.
+    const step = await d.compile((a: Tensor) => ({ y: ops.matmul(ops.matmul(a, a), a) }), [{ shape: [64, 64] }]);
+    const x = Float32Array.from(f32(randn(64 * 64)));
+    const timer = GpuTimer.create(d.rt.device, 2);
+    if (!timer) return; // an adapter without timestamp queries: nothing to time (SwiftShader has them)
+    d.rt.timer = timer;
+    try {
+      for (let i = 0; i < 3; i++) step.run(x); // the third run finds no free slot and goes untimed
+      await d.sync();
+    } finally {
+      d.rt.timer = null;
+    }
+    const { ms, passes } = await timer.read();
+    timer.destroy();
+    expect(passes).toBe(2);
+    // Two passes of 2·64³·2 FLOPs: above zero, and below a wall time of seconds on any adapter.
+    expect(ms).toBeGreaterThan(0);
+    expect(ms).toBeLessThan(5000);
   });
 });

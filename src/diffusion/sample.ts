@@ -33,9 +33,10 @@ export interface SampleResult {
   x: Tensor;
   /** x̂0 after step `step` (0-based), when snapshotEvery was set. */
   snapshots: { step: number; x0: Tensor }[];
-  /** Host milliseconds spent encoding and submitting steps, and the steps run. */
+  /** Host milliseconds spent encoding and submitting steps, the steps run, and their GPU dispatches. */
   hostMs: number;
   steps: number;
+  dispatches: number;
 }
 
 type StepOut = Record<string, Tensor>;
@@ -114,6 +115,7 @@ export class SamplingLoop {
     let state: Tensor[] = Array.from({ length: this.sampler.stateSize }, () => this.dev.zeros(this.shape));
     const snapshots: SampleResult['snapshots'] = [];
     let hostMs = 0;
+    let dispatches = 0;
     let out: StepOut | null = null;
     // Two steps in flight: the device always has the next step queued, and the host learns when each
     // one is done (for progress) without ever reading anything back.
@@ -134,7 +136,9 @@ export class SamplingLoop {
         levels.fill(l.b, (3 * j + 1) * B, (3 * j + 2) * B);
         levels.fill(l.time, (3 * j + 2) * B, (3 * j + 3) * B);
       });
-      out = ready.get(p)!.run(x, levels, Float32Array.from(p.coef), ...state);
+      const step = ready.get(p)!;
+      out = step.run(x, levels, Float32Array.from(p.coef), ...state);
+      dispatches += step.stats.dispatches;
       x = out.x!;
       state = state.map((_, k) => out![`s${k}`]!);
       hostMs += performance.now() - t0;
@@ -149,7 +153,7 @@ export class SamplingLoop {
     }
     await retire(0);
     // The step's output buffers are overwritten by its next run: hand the caller its own copy.
-    return { x: copy(x), snapshots, hostMs, steps: plan.length };
+    return { x: copy(x), snapshots, hostMs, steps: plan.length, dispatches };
   }
 
   destroy(): void {

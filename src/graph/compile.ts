@@ -63,7 +63,8 @@ export class CompiledStep<T extends StepOutputs = StepOutputs> {
         rt.device.queue.writeBuffer(dst.data.buffer, dst.data.byteOffset, v.buffer, v.byteOffset, v.length * 4);
       }
     });
-    const pass = encoder.beginComputePass();
+    const timestampWrites = rt.timer?.nextPass();
+    const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
     this.executor.encode(pass);
     pass.end();
     rt.flush();

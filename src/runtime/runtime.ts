@@ -1,3 +1,4 @@
+import { GpuTimer } from './gpu-timer.js';
 import { Kernel } from './kernel.js';
 import { KernelCompileError, LimitError, fmtShape } from './errors.js';
 import utilSource from '../../shaders/util.wgsl';
@@ -97,6 +98,8 @@ export class Runtime {
   readonly stats: RuntimeStats = { pipelinesCreated: 0, dispatches: 0, submits: 0, buffersCreated: 0, pooledBytes: 0, liveBytes: 0 };
   /** Fill every newly allocated buffer with NaN (f32) / -1 (i32) before use; tests turn this on. */
   poison = false;
+  /** When set, compiled steps time their compute pass on the GPU with it (benchmarks set it). */
+  timer: GpuTimer | null = null;
 
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly readback = new Map<number, GPUBuffer[]>();
