@@ -19,12 +19,19 @@ import { makeColorsDataset } from '../src/data/colors.js';
 const dev = useDevice();
 const r = rng(SEED + 23);
 
-// The toy training run: steps, and the PSNR (dB) it must start below and end above. Seeds are fixed, so
-// the run is deterministic on one adapter; on SwiftShader it went from 7.8 dB to 15.4 dB at step 140
-// (14.8 at 160, 20 steps into the GAN phase): 12 dB leaves room for another adapter's rounding.
-const TOY_STEPS = 160;
+// The toy training run: steps, learning rate, and the PSNR (dB) it must start below and reach. Seeds are
+// fixed, so a run is deterministic on one adapter (checked twice on an H200), but float rounding differs
+// between adapters and matmul tilings, and toy training with code restarts amplifies it: at lr 2e-3
+// the same 160-step run ended at 15.2 dB on SwiftShader and 8.7 on an H200. At lr 5e-4 over 300 steps
+// three rounding paths (SwiftShader; H200 with its GPU matmul and with 'regs') agreed: 8.4 dB at the
+// start, a mean of 20.8–21.2 dB over the 10 steps before the GAN phase (none below 17.8), 14.9–17.6
+// dB at its last two steps. The bars leave room below all three.
+const TOY_STEPS = 300;
+const TOY_LR = 5e-4;
+const TOY_GAN_STEPS = 20;
 const TOY_START_MAX = 10;
-const TOY_PSNR = 12;
+const TOY_PRE_GAN_PSNR = 16;
+const TOY_END_PSNR = 12;
 
 const tensor = (d: Device, x: Float64Array, shape: number[], requiresGrad = false) => d.tensor(Float32Array.from(x), shape, { requiresGrad });
 const read64 = async (t: Tensor) => Float64Array.from((await t.read()) as Float32Array);
@@ -462,18 +469,21 @@ describe('adaptive weight and the trainer', () => {
     const B = 4;
     const steps = TOY_STEPS;
     const data = makeColorsDataset({ n: 2 * B, size: 16, seed: 3 });
-    const tr = await VQGANTrainer.create(d, vq, { batchSize: B, height: 16, width: 16, lr: 2e-3, discLr: 2e-3, betas: [0.9, 0.999], discStart: steps - 20, discriminator: { channels: 8, layers: 2, normGroups: 4 } });
-    const psnr: number[] = [];
+    const tr = await VQGANTrainer.create(d, vq, { batchSize: B, height: 16, width: 16, lr: TOY_LR, discLr: 2e-3, betas: [0.9, 0.999], discStart: steps - TOY_GAN_STEPS, discriminator: { channels: 8, layers: 2, normGroups: 4 } });
+    const start: number[] = [], preGan: number[] = [], end: number[] = [];
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
       tr.step(data.images.subarray((i % 2) * B * 768, ((i % 2) + 1) * B * 768));
-      if (i < 2 || i >= steps - 2) psnr.push((await tr.stats()).psnr);
+      const at = i < 2 ? start : i >= steps - TOY_GAN_STEPS - 10 && i < steps - TOY_GAN_STEPS ? preGan : i >= steps - 2 ? end : null;
+      at?.push((await tr.stats()).psnr);
     }
     const s = await tr.stats();
     const ms = (performance.now() - t0) / steps;
-    console.log(`toy VQ-GAN: PSNR ${psnr.map((p) => p.toFixed(2)).join(' ')} dB; perplexity ${s.perplexity.toFixed(1)}, codes used ${s.codesUsed}, λ ${s.lambda}, ~${ms.toFixed(0)} ms/step`);
-    expect(Math.max(psnr[0]!, psnr[1]!)).toBeLessThan(TOY_START_MAX);
-    expect(Math.min(psnr[2]!, psnr[3]!)).toBeGreaterThan(TOY_PSNR);
+    const preMean = preGan.reduce((a, x) => a + x, 0) / preGan.length;
+    console.log(`toy VQ-GAN: PSNR ${start.map((p) => p.toFixed(2)).join(' ')} dB at the start, mean ${preMean.toFixed(2)} over the 10 steps before the GAN, ${end.map((p) => p.toFixed(2)).join(' ')} at the end; perplexity ${s.perplexity.toFixed(1)}, codes used ${s.codesUsed}, λ ${s.lambda}, ~${ms.toFixed(0)} ms/step`);
+    expect(Math.max(...start)).toBeLessThan(TOY_START_MAX);
+    expect(preMean).toBeGreaterThan(TOY_PRE_GAN_PSNR);
+    expect(Math.min(...end)).toBeGreaterThan(TOY_END_PSNR);
     expect(s.lambda).toBeGreaterThan(0);
   }, 900_000);
 });

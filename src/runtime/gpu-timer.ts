@@ -3,6 +3,8 @@
  * compute pass: what the device spent executing them, as opposed to the wall time around them (which
  * also holds the host's recording and any idle gaps). Needs the adapter's 'timestamp-query' feature
  * (createDevice asks for it when the adapter has it); `GpuTimer.create` returns null without it.
+ * Browsers and Dawn round timestamps down to tens of microseconds, so only passes longer than that
+ * (a sampling step is milliseconds) are timed meaningfully; sums over many passes average it out.
  */
 export class GpuTimer {
   private used = 0;
