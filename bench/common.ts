@@ -3,6 +3,12 @@ import type { Device } from '../src/index.js';
 
 export type TF = typeof import('@tensorflow/tfjs-core');
 
+/** The value after `--name` on the command line, if any. */
+export function flag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
 /** Seeded normal numbers (an LCG and Box-Muller): the same inputs for both engines on every run. */
 export function randn(n: number, seed: number): Float32Array {
   let s = seed >>> 0;

@@ -10,14 +10,14 @@ import { createDevice, ops, Device, Tensor } from '../src/index.js';
 import { Kernel } from '../src/runtime/kernel.js';
 import peakSource from './peak.wgsl';
 
-import { TF, randn, nchwToNhwc, loadTf, timeLaunches } from './common.js';
+import { TF, flag, randn, nchwToNhwc, loadTf, timeLaunches } from './common.js';
 import { trainingBench, trainingOptions, TrainingResult } from './train.js';
 import { modelsBench, ModelsResult } from './models.js';
 
 interface Timing {
   ms: number;
   gflops: number;
-  /** launches per timed block (see timeIt); 1 where one launch outlasts the readback */
+  /** launches per timed block (see timeLaunches); 1 where one launch already lasts --min-ms */
   launchesPerBlock: number;
 }
 export interface BenchResult {
@@ -30,10 +30,7 @@ export interface BenchResult {
 }
 
 const args = process.argv.slice(2);
-const opt = (name: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
+const opt = (name: string) => flag(args, name);
 const REPS = Number(opt('--reps') ?? 3);
 const ONLY = opt('--only');
 
@@ -214,7 +211,7 @@ async function main() {
   if ((!ONLY || ONLY === 'models') && !args.includes('--no-models')) models = await modelsBench(dev, { batches: opt('--sample-batches')?.split(',').map(Number), runs: Number(opt('--sample-runs') ?? 1) });
   const json = opt('--json');
   if (json) {
-    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, results, training, models }, null, 2));
+    writeFileSync(json, JSON.stringify({ adapter, peakGflops: peak, minBlockMs: MIN_BLOCK_MS, results, training, models }, null, 2));
     console.log(`wrote ${json}`);
   }
   dev.destroy();

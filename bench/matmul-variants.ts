@@ -7,13 +7,10 @@ import { writeFileSync } from 'node:fs';
 import { createDevice } from '../src/index.js';
 import type { DeviceArray, Runtime } from '../src/index.js';
 import { defaultVariant, matmul, pickTiling, MatmulTiling, MatmulVariant } from '../kernels/matmul.js';
-import { randn, timeLaunches } from './common.js';
+import { flag, randn, timeLaunches } from './common.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
+const opt = (name: string) => flag(args, name);
 const MIN_BLOCK_MS = Number(opt('--min-ms') ?? 25);
 const REPS = 5;
 

@@ -9,6 +9,8 @@ import type { ModelsResult } from './models.js';
 interface BenchFile {
   adapter: string;
   peakGflops: number;
+  /** Shortest timed block of the kernel timings; absent in files from before blocks were timed. */
+  minBlockMs?: number;
   results: BenchResult[];
   training: TrainingResult | null;
   models: ModelsResult | null;
@@ -28,6 +30,7 @@ const parts = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as BenchFile)
 const b: BenchFile = parts.reduce((acc, p) => ({
   adapter: acc.adapter || p.adapter,
   peakGflops: acc.peakGflops || p.peakGflops,
+  minBlockMs: p.results.length ? p.minBlockMs : acc.minBlockMs,
   results: p.results.length ? p.results : acc.results,
   training: p.training ?? acc.training,
   models: p.models ?? acc.models,
@@ -46,7 +49,9 @@ const lines: string[] = [
   swiftshader
     ? 'Ratios are measured side by side in one run on the same adapter; on SwiftShader the absolute times only say how slow a CPU-emulated adapter is.'
     : 'Ratios are measured side by side in one run on the same adapter.',
-  'Each kernel time is the median over timed blocks of one kernel launch repeated until the block lasts at least 25 ms (`--min-ms`), ended by one readback, divided by the launches: on a fast GPU a single launch is shorter than the readback that would otherwise be timed with it.',
+  b.minBlockMs !== undefined
+    ? `Each kernel time is the median over timed blocks of one kernel launch repeated until the block lasts at least ${b.minBlockMs} ms (\`--min-ms\`), ended by one readback, divided by the launches: on a fast GPU a single launch is shorter than the readback that would otherwise be timed with it.`
+    : 'Each kernel time is the median of single launches, each ended by a readback of its output (the bench before it timed blocks of launches).',
   '',
   `- machine: ${machine}`,
   `- adapter: ${b.adapter}`,

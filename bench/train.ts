@@ -10,7 +10,7 @@ import { Conv2d, GroupNorm } from '../src/nn/layers.js';
 import { Downsample, ResBlock, SpatialSelfAttention, Upsample } from '../src/nn/blocks.js';
 import { ParameterSet } from '../src/nn/params.js';
 import { Adam } from '../src/optim/adam.js';
-import { TF, loadTf, nchwToNhwc, randn } from './common.js';
+import { TF, flag, loadTf, nchwToNhwc, randn } from './common.js';
 
 type TfTensor = import('@tensorflow/tfjs-core').Tensor;
 
@@ -259,10 +259,6 @@ export async function trainingBench(dev: Device, tf: TF | null, opts: Partial<Tr
   return result;
 }
 
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
 
 /** The benchmark's options from the command line (--batch, --size, --channels, --steps, --rounds). */
 export function trainingOptions(args: string[]): Partial<TrainingConfig> {

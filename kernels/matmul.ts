@@ -47,13 +47,13 @@ function sharedBytes(variant: MatmulVariant, t: MatmulTiling): number {
 export function pickTiling(variant: MatmulVariant, m: number, n: number, batch: number): MatmulTiling {
   if (variant === 'tiled') return DEFAULT_TILING.tiled;
   const padded = (t: number) => Math.ceil(m / t) * Math.ceil(n / t) * t * t;
-  const groups = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
   if (variant === 'tiled4') {
     // Measured on an H200 (bench/matmul-variants.ts, bench/h200/): 64x64 tiles (256 threads, k 16)
     // were within 5% of the best candidate at every shape from 256x64x256 to 2048^3, while 32x32 ones
     // were up to 1.6x slower; so 64x64 unless it pads much more work than 32x32 would.
     return padded(32) < 0.9 * padded(64) ? SMALL_TILED4 : DEFAULT_TILING.tiled4;
   }
+  const groups = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
   return padded(32) < 0.9 * padded(64) || groups < 8 ? SMALL_REGS : DEFAULT_TILING.regs;
 }
 const SMALL_REGS: MatmulTiling = { wx: 4, wy: 4, bk: 16 };

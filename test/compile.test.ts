@@ -144,17 +144,20 @@ describe('compile', () => {
     const timer = GpuTimer.create(d.rt.device, 2);
     if (!timer) return; // an adapter without timestamp queries: nothing to time (SwiftShader has them)
     d.rt.timer = timer;
+    const t0 = performance.now();
     try {
       for (let i = 0; i < 3; i++) step.run(x); // the third run finds no free slot and goes untimed
       await d.sync();
     } finally {
       d.rt.timer = null;
     }
+    const wall = performance.now() - t0;
     const { ms, passes } = await timer.read();
     timer.destroy();
     expect(passes).toBe(2);
-    // Two passes of 2·1024³ FLOPs: above zero, and below the wall time of 20 s any adapter here needs at most.
+    // Two of the three passes, measured by the device's clock: above zero, and within the host's wall
+    // time around all three (an independent clock; the passes run one after another inside it).
     expect(ms).toBeGreaterThan(0);
-    expect(ms).toBeLessThan(20000);
+    expect(ms).toBeLessThan(wall);
   });
 });
