@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { createDevice } from '../src/index.js';
 import type { DeviceArray, Runtime } from '../src/index.js';
-import { defaultVariant, matmul, pickTiling, MatmulTiling, MatmulVariant } from '../kernels/matmul.js';
+import { defaultVariant, matmul, pickTiling, tilingName, MatmulTiling, MatmulVariant } from '../kernels/matmul.js';
 import { flag, randn, timeLaunches } from './common.js';
 
 const args = process.argv.slice(2);
@@ -38,11 +38,6 @@ const CANDIDATES: Candidate[] = [
   { label: 'tiled4 64x64 k16', variant: 'tiled4', tiling: t(16, 16, 16) },
   { label: 'default', variant: undefined, tiling: undefined },
 ];
-
-const tileName = (v: MatmulVariant, tl: MatmulTiling) => {
-  const per = v === 'tiled4' ? 4 : 8;
-  return `${v} ${per * tl.wy}x${per * tl.wx}${v === 'regs' ? '' : ` k${tl.bk}`}`;
-};
 
 const timeIt = (launch: () => void, finish: () => Promise<void>) => timeLaunches(launch, finish, REPS, MIN_BLOCK_MS);
 
@@ -78,7 +73,7 @@ async function benchShape(rt: Runtime, s: Shape, rows: Row[]) {
   }
   const flops = 2 * s.batch * s.m * s.n * s.k;
   const v0 = defaultVariant(rt);
-  const dflt = `default: ${tileName(v0, pickTiling(v0, s.m, s.n, s.batch))}`; // gemm's choice for these shapes (no batch folding here)
+  const dflt = `default: ${tilingName(v0, pickTiling(v0, s.m, s.n, s.batch))}`; // gemm's choice for these shapes (no batch folding here)
   console.log(`\n${s.name}: ${(flops / 1e9).toFixed(3)} GFLOP`);
   console.log(`  ${'candidate'.padEnd(30)} ${'ms'.padStart(10)} ${'GFLOP/s'.padStart(10)} ${'vs best'.padStart(8)} ${'launches'.padStart(8)}  max|diff|`);
   const mine: Row[] = [];

@@ -20,6 +20,12 @@ const ENTRY: Record<MatmulVariant, string> = { regs: 'matmul_regs', tiled: 'matm
 /** Outputs per thread along each of M and N. */
 const PER_THREAD: Record<MatmulVariant, number> = { regs: 8, tiled: 8, tiled4: 4 };
 
+/** A variant and tiling as 'tiled4 64x64 k16': the tile of C a workgroup computes, and its K depth. */
+export function tilingName(variant: MatmulVariant, t: MatmulTiling): string {
+  const per = PER_THREAD[variant];
+  return `${variant} ${per * t.wy}x${per * t.wx}${variant === 'regs' ? '' : ` k${t.bk}`}`;
+}
+
 export interface MatmulTiling {
   /** threads along N and M; a workgroup computes an (8 wy) x (8 wx) tile of C ((4 wy) x (4 wx) for 'tiled4') */
   wx: number;

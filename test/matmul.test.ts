@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LimitError, ops, ShapeError } from '../src/index.js';
 import {
-  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant, pickTiling,
+  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant, pickTiling, tilingName,
 } from '../kernels/matmul.js';
 import { checkOp, expectClose, f32, numel, randn, useDevice } from './helpers.js';
 
@@ -143,8 +143,7 @@ describe('matmul kernel variants', () => {
     { a: [1, 9, 17], b: [4, 17, 8], tA: false },         // a broadcast along a size-1 batch dim
   ];
   for (const [v, tiling] of variants) {
-    const per = v === 'tiled4' ? 4 : 8;
-    const tag = `${v} ${per * tiling.wy}x${per * tiling.wx}${v !== 'regs' ? ` k${tiling.bk}` : ''}`;
+    const tag = tilingName(v, tiling);
     for (const c of cases) {
       it(`${tag}: ${JSON.stringify(c.a)}${c.tA ? 'ᵀ' : ''} @ ${JSON.stringify(c.b)}${c.tB ? 'ᵀ' : ''}`, async () => {
         const rt = dev().rt;
