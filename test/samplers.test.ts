@@ -98,15 +98,15 @@ describe('samplers on Gaussian data with the optimal denoiser', () => {
       const zMean = ref.map((r, k) => (got.mean[k]! - r.mean) / Math.sqrt(r.variance));
       const zVar = ref.map((r, k) => got.variance[k]! / r.variance - 1);
       const slack = c.noReference ? c.varTol : 0;
-      zMean.forEach((z, k) => expect(Math.abs(z), `mean of dim ${k} vs ${c.noReference ? 'data' : 'reference'}`).toBeLessThan(4.5 * seM + (c.noReference ? 0.01 : 0)));
-      zVar.forEach((z, k) => expect(Math.abs(z), `variance of dim ${k} vs ${c.noReference ? 'data' : 'reference'}`).toBeLessThan(4.5 * seV + slack));
+      zMean.forEach((z, k) => expect(Math.abs(z), `mean of dim ${k} vs ${c.noReference ? 'data' : 'reference'} (TEST_SEED=${SEED})`).toBeLessThan(4.5 * seM + (c.noReference ? 0.01 : 0)));
+      zVar.forEach((z, k) => expect(Math.abs(z), `variance of dim ${k} vs ${c.noReference ? 'data' : 'reference'} (TEST_SEED=${SEED})`).toBeLessThan(4.5 * seV + slack));
       const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-      expect(Math.abs(avg(zMean)), 'average standardised mean error').toBeLessThan((4.5 * seM) / 4 + (c.noReference ? 0.01 : 0));
-      expect(Math.abs(avg(zVar)), 'average relative variance error').toBeLessThan((4.5 * seV) / 4 + slack);
+      expect(Math.abs(avg(zMean)), `average standardised mean error (TEST_SEED=${SEED})`).toBeLessThan((4.5 * seM) / 4 + (c.noReference ? 0.01 : 0));
+      expect(Math.abs(avg(zVar)), `average relative variance error (TEST_SEED=${SEED})`).toBeLessThan((4.5 * seV) / 4 + slack);
       // The sampler itself, at this step count, is close to the data: its discretisation bias is bounded (c.why).
       ref.forEach((r, k) => {
-        expect(Math.abs(r.mean - mu[k]!) / Math.sqrt(s2[k]!), `reference mean of dim ${k}`).toBeLessThan(c.meanTol ?? 0.01);
-        expect(Math.abs(r.variance / s2[k]! - 1), `reference variance of dim ${k}: ${c.why}`).toBeLessThan(c.varTol);
+        expect(Math.abs(r.mean - mu[k]!) / Math.sqrt(s2[k]!), `reference mean of dim ${k} (TEST_SEED=${SEED})`).toBeLessThan(c.meanTol ?? 0.01);
+        expect(Math.abs(r.variance / s2[k]! - 1), `reference variance of dim ${k}: ${c.why} (TEST_SEED=${SEED})`).toBeLessThan(c.varTol);
       });
     }, 600_000);
   }
