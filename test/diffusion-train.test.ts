@@ -187,7 +187,7 @@ describe('wgd CLI', () => {
     await expect(main(['sample', '--ckpt', ck, '--guidance-rescale', '2'])).rejects.toThrow(/--guidance-rescale = '2': expected a number >= 0 and <= 1/);
   }, 600_000);
 
-  it('latent pipeline: train-vqgan, train --latent, eval-colors with the data and VQ-GAN reference rows', async () => {
+  it('latent pipeline: train-vqgan, train --latent, eval-colors with the data and VQ-GAN reference rows and classifier features', async () => {
     dev();
     const vq = join(dir, 'vq');
     const latent = join(dir, 'latent');
@@ -221,6 +221,23 @@ describe('wgd CLI', () => {
     // The sweep: a row per colour, the two scales side by side (16x16 shown 4x, 2-pixel gaps).
     const png = decodePng(new Uint8Array(readFileSync(join(out, 'sweep.png'))));
     expect([png.width, png.height]).toEqual([2 * 66 + 2, 8 * 66 + 2]);
+    // Features: without a classifier beside the checkpoint, the 4x4 block colours; with one (trained on
+    // colors by wgd train-classifier), its penultimate layer, found by name; 'none' forces block colours.
+    expect(m.features).toBe('4x4 block means of the pixels');
+    expect(await main(['train-classifier', ...data, '--steps', '1', '--batch', '4', '--out', latent])).toBe(0);
+    const evalAgain = async (extra: string[]) => {
+      const o = join(dir, `eval-colors-${extra.join('') || 'default'}`);
+      expect(await main(['eval-colors', '--ckpt', join(latent, 'checkpoint.safetensors'), '--guidance', '2', '--count', '1', '--steps', '2', '--out', o, ...extra])).toBe(0);
+      return JSON.parse(readFileSync(join(o, 'metrics.json'), 'utf8'));
+    };
+    const withClf = await evalAgain([]);
+    expect(withClf.features).toBe(join(latent, 'classifier.safetensors'));
+    expect(Number.isFinite(withClf.results[0].frechet)).toBe(true);
+    expect((await evalAgain(['--classifier', 'none'])).features).toBe('4x4 block means of the pixels');
+    // A classifier of other classes is refused before any sampling.
+    const letters = join(dir, 'letters-classifier');
+    expect(await main(['train-classifier', '--data', 'letters', '--size', '16', '--count', '2', '--steps', '1', '--batch', '4', '--out', letters])).toBe(0);
+    await expect(evalAgain(['--classifier', join(letters, 'classifier.safetensors')])).rejects.toThrow(/the classifier .* was trained on classes A, B, C.*; its features need the 8 colour classes/);
   }, 600_000);
 
   it('a checkpoint of another architecture is refused, naming what it is', async () => {

@@ -2,8 +2,8 @@
 // per-pixel distance to the asked colour (sRGB and CIE-LAB) and colour accuracy, per label and overall,
 // for a sweep of guidance scales; plus Fréchet distance to the training images and nearest-neighbour
 // retrieval of training images for a look at memorisation.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
@@ -31,7 +31,11 @@ export interface EvalColorsCommand {
   steps: number;
   seed: number;
   out: string;
-  /** A classifier trained on colors (wgd train-classifier --data colors): its penultimate layer gives the features. */
+  /**
+   * A classifier trained on colors (wgd train-classifier --data colors): its penultimate layer gives the
+   * features for Fréchet distance and retrieval. Unset: classifier.safetensors beside the checkpoint
+   * when there is one; 'none' (or no such file): the images' 4x4 block colours.
+   */
   classifier?: string;
   vqgan?: string;
   /** Over the model's defaults (samplerDefaults). */
@@ -59,7 +63,12 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   // Reference set: the training images (as the run's config describes them).
   const spec = config.data as { name: string; size: number; count?: number; seed?: number } | undefined;
   const train = loadDataset({ name: 'colors', size: spec?.size ?? 32, count: Math.min(spec?.count ?? 4096, 1024), seed: spec?.seed ?? 0 });
-  const clf = cmd.classifier ? await loadClassifier(dev, cmd.classifier) : null;
+  const clfPath = classifierPath(cmd.classifier, cmd.checkpoint);
+  const clf = clfPath ? await loadClassifier(dev, clfPath) : null;
+  if (clf && clf.classes.join() !== COLOR_CLASSES.join()) {
+    throw new Error(`eval-colors: the classifier ${clfPath} was trained on classes ${clf.classes.join(', ') || '(none)'}; its features need the 8 colour classes (train one with wgd train-classifier --data colors)`);
+  }
+  console.log(clf ? `features: the penultimate layer of ${clfPath}` : `features: 4x4 block colours (no classifier${cmd.classifier === 'none' ? '' : ` at ${join(dirname(cmd.checkpoint), 'classifier.safetensors')}; give --classifier PATH from wgd train-classifier --data colors`})`);
   // Without a classifier, the features are the images' 4x4 block averages (48 numbers): full pixel
   // vectors would give a covariance far larger than the sample count.
   const featuresOf = async (x: Float32Array) => (clf ? (await classify(dev, clf.net, x)).features : blockMeans(x, train.shape[1], train.shape[2]));
@@ -139,7 +148,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
     ...(trend.length ? ['', '| ΔE76 change, image by image | mean ± s.e. |', '|---|---|', ...trend.map((t) => `| s = ${t.from} → ${t.to} | ${signed(t.mean)} ± ${t.se.toFixed(2)} |`)] : []),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clf ? cmd.classifier : '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clf ? clfPath : '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;
@@ -149,6 +158,14 @@ export interface EvalColorsReference {
   name: string;
   report: Omit<ColorReport, 'predicted' | 'labPerImage'>;
   frechet: number | null;
+}
+
+/** The classifier to take features from: the one given, else classifier.safetensors beside the checkpoint if present; null for 'none'. */
+function classifierPath(given: string | undefined, checkpoint: string): string | null {
+  if (given === 'none') return null;
+  if (given) return given;
+  const beside = join(dirname(checkpoint), 'classifier.safetensors');
+  return existsSync(beside) ? beside : null;
 }
 
 /** Decoded images clamped to the pixel range [-1, 1] before they are measured. */

@@ -86,7 +86,7 @@ const EVAL_COLORS: Spec = {
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   seed: { type: 'string', default: '0', help: 'seed' },
   ...CLIP,
-  classifier: { type: 'string', help: 'classifier trained on colors: its features for Fréchet distance and retrieval (default: pixels)' },
+  classifier: { type: 'string', help: "classifier trained on colors (wgd train-classifier --data colors): its penultimate layer's features for Fréchet distance and retrieval; default: classifier.safetensors beside --ckpt if there is one, else 4x4 block colours ('none' forces those)" },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   out: { type: 'string', default: 'runs/eval-colors', help: 'output folder' },
 };
