@@ -63,12 +63,14 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   // Reference set: the training images (as the run's config describes them).
   const spec = config.data as { name: string; size: number; count?: number; seed?: number } | undefined;
   const train = loadDataset({ name: 'colors', size: spec?.size ?? 32, count: Math.min(spec?.count ?? 4096, 1024), seed: spec?.seed ?? 0 });
-  const clfPath = classifierPath(cmd.classifier, cmd.checkpoint);
+  // The classifier to take features from: the one given, else the one beside the checkpoint if any.
+  const beside = join(dirname(cmd.checkpoint), 'classifier.safetensors');
+  const clfPath = cmd.classifier === 'none' ? null : (cmd.classifier ?? (existsSync(beside) ? beside : null));
   const clf = clfPath ? await loadClassifier(dev, clfPath) : null;
   if (clf && clf.classes.join() !== COLOR_CLASSES.join()) {
     throw new Error(`eval-colors: the classifier ${clfPath} was trained on classes ${clf.classes.join(', ') || '(none)'}; its features need the 8 colour classes (train one with wgd train-classifier --data colors)`);
   }
-  console.log(clf ? `features: the penultimate layer of ${clfPath}` : `features: 4x4 block colours (no classifier${cmd.classifier === 'none' ? '' : ` at ${join(dirname(cmd.checkpoint), 'classifier.safetensors')}; give --classifier PATH from wgd train-classifier --data colors`})`);
+  console.log(clf ? `features: the penultimate layer of ${clfPath}` : `features: 4x4 block colours (no classifier${cmd.classifier === 'none' ? '' : ` at ${beside}; give --classifier PATH from wgd train-classifier --data colors`})`);
   // Without a classifier, the features are the images' 4x4 block averages (48 numbers): full pixel
   // vectors would give a covariance far larger than the sample count.
   const featuresOf = async (x: Float32Array) => (clf ? (await classify(dev, clf.net, x)).features : blockMeans(x, train.shape[1], train.shape[2]));
@@ -148,7 +150,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
     ...(trend.length ? ['', '| ΔE76 change, image by image | mean ± s.e. |', '|---|---|', ...trend.map((t) => `| s = ${t.from} → ${t.to} | ${signed(t.mean)} ± ${t.se.toFixed(2)} |`)] : []),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clf ? clfPath : '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;
@@ -158,14 +160,6 @@ export interface EvalColorsReference {
   name: string;
   report: Omit<ColorReport, 'predicted' | 'labPerImage'>;
   frechet: number | null;
-}
-
-/** The classifier to take features from: the one given, else classifier.safetensors beside the checkpoint if present; null for 'none'. */
-function classifierPath(given: string | undefined, checkpoint: string): string | null {
-  if (given === 'none') return null;
-  if (given) return given;
-  const beside = join(dirname(checkpoint), 'classifier.safetensors');
-  return existsSync(beside) ? beside : null;
 }
 
 /** Decoded images clamped to the pixel range [-1, 1] before they are measured. */
