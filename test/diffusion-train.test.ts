@@ -203,10 +203,14 @@ describe('wgd CLI', () => {
     expect(m.samplerOptions).toEqual({ clipSample: true, clipRange: cfg.latent.range });
     expect(m.results.map((r: { guidance: number }) => r.guidance)).toEqual([1, 3]);
     expect(m.results[0].report.overall.count).toBe(8);
-    const [real, means, rec] = m.references;
-    expect([real.name, means.name, rec.name]).toEqual(['training images', 'class-mean colours, solid', 'VQ-GAN reconstructions']);
-    // One solid image per colour (12 images cover all 8 classes: the data draws them in turn).
+    const [real, means, rec, pure] = m.references;
+    expect([real.name, means.name, rec.name, pure.name]).toEqual(['training images', 'class-mean colours, solid', 'VQ-GAN reconstructions', 'pure colours through the VQ-GAN']);
+    // One solid image per colour (12 images cover all 8 classes: the data draws them in turn), and one
+    // per pure colour through the VQ-GAN (a 1-step decoder cannot draw them: were the row the pure
+    // images themselves, their distance would be 0).
     expect(means.report.overall.count).toBe(8);
+    expect(pure.report.perClass.map((c: { count: number }) => c.count)).toEqual(new Array(8).fill(1));
+    expect(pure.report.overall.labDistance).toBeGreaterThan(1);
     // The dataset labels each image by the metric's own rule, so the real images score 100% unless
     // the two disagree; the reconstructions are scored like samples.
     expect(real.report.overall).toMatchObject({ count: 12, accuracy: 1 });
@@ -214,7 +218,7 @@ describe('wgd CLI', () => {
     expect(rec.report.overall.accuracy).toBeGreaterThanOrEqual(0);
     expect(Number.isFinite(rec.frechet)).toBe(true);
     const rows = readFileSync(join(out, 'table.md'), 'utf8').trim().split('\n').map((l) => l.split('|')[1]?.trim());
-    expect(rows.slice(2)).toEqual(['1', '3', '(training images)', '(class-mean colours, solid)', '(VQ-GAN reconstructions)', undefined, 'ΔE76 change, image by image', '---', 's = 1 → 3']);
+    expect(rows.slice(2)).toEqual(['1', '3', '(training images)', '(class-mean colours, solid)', '(VQ-GAN reconstructions)', '(pure colours through the VQ-GAN)', undefined, 'ΔE76 change, image by image', '---', 's = 1 → 3']);
     // The change from s = 1 to 3 is the paired mean of the 8 images' differences.
     expect(m.labTrend).toHaveLength(1);
     expect(m.labTrend[0].mean).toBeCloseTo(m.results[1].report.overall.labDistance - m.results[0].report.overall.labDistance, 9);

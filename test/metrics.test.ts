@@ -10,6 +10,7 @@ import {
   formatColorTable,
   pairedDifference,
   classMeanImages,
+  pureColourImages,
   labToSrgb,
   linearToSrgb,
   nearestColorClass,
@@ -236,6 +237,18 @@ describe('paired differences and class-mean colours', () => {
     fill(2, [-1, 1, 0]);
     const m = classMeanImages(img, shape, [1, 1, 0], 3);
     expect(Array.from(m).map((v) => Math.round(v * 1e6) / 1e6)).toEqual([-1, 1, 0, 0.2, -0.4, 0.7, 0, 0, 0]);
+  });
+
+  it('pureColourImages: each class its own label colour, solid, scored at distance 0 and 100%', () => {
+    const [h, w] = [2, 3];
+    const img = pureColourImages(h, w);
+    expect(img.length).toBe(8 * 3 * h * w);
+    // Image k, channel c is 2·(its 0..255 value)/255 − 1 at every pixel.
+    for (let k = 0; k < 8; k++) for (let c = 0; c < 3; c++) for (let p = 0; p < h * w; p++) expect(img[(k * 3 + c) * h * w + p]).toBeCloseTo((2 * COLOR_SRGB255[k]![c]!) / 255 - 1, 6);
+    const r = evalColors(img, [8, 3, h, w], [0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const c of r.perClass) expect(c).toMatchObject({ count: 1, accuracy: 1 });
+    expect(r.overall.labDistance).toBeLessThan(1e-4);
+    expect(r.overall.rgbDistance).toBeLessThan(1e-4);
   });
 });
 

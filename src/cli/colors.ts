@@ -9,7 +9,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
-import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, pairedDifference } from '../metrics/color.js';
+import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, pureColourImages, pairedDifference } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
 import { nearestNeighbours } from '../metrics/retrieval.js';
 import { classify } from '../models/classifier.js';
@@ -90,8 +90,13 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   if (firstStage) {
     const rec = toPixelRange(await firstStage.roundTrip(train.images, train.shape));
     references.push({ name: 'VQ-GAN reconstructions', report: withoutPredicted(evalColors(rec, train.shape, trainLabels)), frechet: frechetDistance(await featuresOf(rec), trainFeatures, dim) });
+    // The pure colours themselves, one solid image each, through the VQ-GAN: the closest its decoder
+    // draws a label colour, so the floor under the samples' distance however strong the guidance.
+    const pureShape: [number, number, number, number] = [K, train.shape[1], train.shape[2], train.shape[3]];
+    const pure = toPixelRange(await firstStage.roundTrip(pureColourImages(pureShape[2], pureShape[3]), pureShape));
+    references.push({ name: 'pure colours through the VQ-GAN', report: withoutPredicted(evalColors(pure, pureShape, Array.from({ length: K }, (_, k) => k))), frechet: null });
   }
-  for (const r of references) console.log(`\n${r.name} (${train.shape[0]}):\n${formatColorTable(r.report)}`);
+  for (const r of references) console.log(`\n${r.name} (${r.report.overall.count} images):\n${formatColorTable(r.report)}`);
   const results: EvalColorsResult[] = [];
   const perImage: Float64Array[] = [];
   const blocks: Float32Array[] = [];

@@ -327,6 +327,20 @@ export function pairedDifference(a: ArrayLike<number>, b: ArrayLike<number>): { 
   return { mean: m, se: Math.sqrt(ss / (n - 1) / n) };
 }
 
+/**
+ * One solid h×w image per colour class in its pure sRGB colour (signed range): what a sample would be
+ * if guidance drew the label colour exactly. Through a first stage, they show how close its decoder
+ * can draw each pure colour at all.
+ */
+export function pureColourImages(h: number, w: number): Float32Array {
+  const hw = h * w;
+  const out = new Float32Array(COLOR_SRGB.length * 3 * hw);
+  COLOR_SRGB.forEach((c, k) => {
+    for (let ch = 0; ch < 3; ch++) out.fill(2 * c[ch]! - 1, (k * 3 + ch) * hw, (k * 3 + ch + 1) * hw);
+  });
+  return out;
+}
+
 /** One solid 1×1 image per class in the mean sRGB colour (signed range) of that class's images. */
 export function classMeanImages(images: Float32Array, shape: readonly number[], labels: readonly number[], k: number): Float32Array {
   const [n, c, h, w] = shape as [number, number, number, number];
