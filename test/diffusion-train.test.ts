@@ -211,6 +211,9 @@ describe('wgd CLI', () => {
     expect(means.report.overall.count).toBe(8);
     expect(pure.report.perClass.map((c: { count: number }) => c.count)).toEqual(new Array(8).fill(1));
     expect(pure.report.overall.labDistance).toBeGreaterThan(1);
+    // With each colour's mean as drawn, in sRGB 0..255.
+    expect(pure.drawn).toHaveLength(8);
+    for (const c of pure.drawn) expect(c.every((v: number) => Number.isInteger(v) && v >= 0 && v <= 255) && c.length === 3).toBe(true);
     // The dataset labels each image by the metric's own rule, so the real images score 100% unless
     // the two disagree; the reconstructions are scored like samples.
     expect(real.report.overall).toMatchObject({ count: 12, accuracy: 1 });

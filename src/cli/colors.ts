@@ -9,7 +9,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
-import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, pureColourImages, pairedDifference } from '../metrics/color.js';
+import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, pureColourImages, meanSrgb, pairedDifference } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
 import { nearestNeighbours } from '../metrics/retrieval.js';
 import { classify } from '../models/classifier.js';
@@ -94,9 +94,10 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     // draws a label colour, so the floor under the samples' distance however strong the guidance.
     const pureShape: [number, number, number, number] = [K, train.shape[1], train.shape[2], train.shape[3]];
     const pure = toPixelRange(await firstStage.roundTrip(pureColourImages(pureShape[2], pureShape[3]), pureShape));
-    references.push({ name: 'pure colours through the VQ-GAN', report: withoutPredicted(evalColors(pure, pureShape, Array.from({ length: K }, (_, k) => k))), frechet: null });
+    const drawn = Array.from(meanSrgb(pure, pureShape), (v) => Math.round(255 * v));
+    references.push({ name: 'pure colours through the VQ-GAN', report: withoutPredicted(evalColors(pure, pureShape, Array.from({ length: K }, (_, k) => k))), frechet: null, drawn: COLOR_CLASSES.map((_, k) => drawn.slice(3 * k, 3 * k + 3)) });
   }
-  for (const r of references) console.log(`\n${r.name} (${r.report.overall.count} images):\n${formatColorTable(r.report)}`);
+  for (const r of references) console.log(`\n${r.name} (${r.report.overall.count} images):\n${formatColorTable(r.report)}${r.drawn ? `\ndrawn as (sRGB): ${r.drawn.map((c, k) => `${COLOR_CLASSES[k]} ${c.join(',')}`).join('; ')}` : ''}`);
   const results: EvalColorsResult[] = [];
   const perImage: Float64Array[] = [];
   const blocks: Float32Array[] = [];
@@ -165,6 +166,8 @@ export interface EvalColorsReference {
   name: string;
   report: Omit<ColorReport, 'predicted' | 'labPerImage'>;
   frechet: number | null;
+  /** Each class's mean colour as drawn (sRGB 0..255), for the pure colours through the VQ-GAN. */
+  drawn?: number[][];
 }
 
 /** Decoded images clamped to the pixel range [-1, 1] before they are measured. */
