@@ -90,8 +90,9 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   if (firstStage) {
     const rec = toPixelRange(await firstStage.roundTrip(train.images, train.shape));
     references.push({ name: 'VQ-GAN reconstructions', report: withoutPredicted(evalColors(rec, train.shape, trainLabels)), frechet: frechetDistance(await featuresOf(rec), trainFeatures, dim) });
-    // The pure colours themselves, one solid image each, through the VQ-GAN: the closest its decoder
-    // draws a label colour, so the floor under the samples' distance however strong the guidance.
+    // The pure colours themselves, one solid image each, through the VQ-GAN: how close its decoder
+    // draws each label colour, about where strongly guided samples stop (not a strict bound: other
+    // codes may draw a colour closer than the pure image's own).
     const pureShape: [number, number, number, number] = [K, train.shape[1], train.shape[2], train.shape[3]];
     const pure = toPixelRange(await firstStage.roundTrip(pureColourImages(pureShape[2], pureShape[3]), pureShape));
     const drawn = Array.from(meanSrgb(pure, pureShape), (v) => Math.round(255 * v));
