@@ -10,7 +10,7 @@ import {
   formatColorTable,
   pairedDifference,
   classMeanImages,
-  pureColourImages,
+  solidImages,
   labToSrgb,
   linearToSrgb,
   nearestColorClass,
@@ -202,15 +202,6 @@ describe('colour classes', () => {
   });
 });
 
-/** n solid images [n,3,h,w] in [-1,1] of the given sRGB 0..1 colours. */
-function solid(colours: readonly (readonly number[])[], h: number, w: number): Float32Array {
-  const out = new Float32Array(colours.length * 3 * h * w);
-  colours.forEach((c, i) => {
-    for (let ch = 0; ch < 3; ch++) out.fill(2 * c[ch] - 1, (i * 3 + ch) * h * w, (i * 3 + ch + 1) * h * w);
-  });
-  return out;
-}
-
 describe('paired differences and class-mean colours', () => {
   it('pairedDifference: the mean of b - a and its standard error, against a direct float64 computation', () => {
     const r = mulberry32(11);
@@ -239,9 +230,9 @@ describe('paired differences and class-mean colours', () => {
     expect(Array.from(m).map((v) => Math.round(v * 1e6) / 1e6)).toEqual([-1, 1, 0, 0.2, -0.4, 0.7, 0, 0, 0]);
   });
 
-  it('pureColourImages: each class its own label colour, solid, scored at distance 0 and 100%', () => {
+  it('solidImages of the label colours: each class its own colour, solid, scored at distance 0 and 100%', () => {
     const [h, w] = [2, 3];
-    const img = pureColourImages(h, w);
+    const img = solidImages(COLOR_SRGB, h, w);
     expect(img.length).toBe(8 * 3 * h * w);
     // Image k, channel c is 2·(its 0..255 value)/255 − 1 at every pixel.
     for (let k = 0; k < 8; k++) for (let c = 0; c < 3; c++) for (let p = 0; p < h * w; p++) expect(img[(k * 3 + c) * h * w + p]).toBeCloseTo((2 * COLOR_SRGB255[k]![c]!) / 255 - 1, 6);
@@ -255,7 +246,7 @@ describe('paired differences and class-mean colours', () => {
 describe('evalColors', () => {
   it('solid images of the exact class colours: distance 0, accuracy 1', () => {
     const labels = [0, 1, 2, 3, 4, 5, 6, 7, 3, 6];
-    const img = solid(labels.map((k) => COLOR_SRGB[k]), 4, 5);
+    const img = solidImages(labels.map((k) => COLOR_SRGB[k]), 4, 5);
     const rep = evalColors(img, [labels.length, 3, 4, 5], labels);
     // Tolerance 1e-4: the images are float32, so a colour is off by up to ~6e-8 in 0..1; that is
     // 255*sqrt(3)*6e-8 ≈ 3e-5 in RGB and below 1e-5 in ΔE (steepest near black, dL/dc ≈ 15).
@@ -270,7 +261,7 @@ describe('evalColors', () => {
 
   it('known distances: white asked as black, and a half black / half white image', () => {
     // White vs black: RGB distance 255*sqrt(3) and ΔE 100 for every pixel.
-    const w = solid([[1, 1, 1]], 3, 3);
+    const w = solidImages([[1, 1, 1]], 3, 3);
     const rep = evalColors(w, [1, 3, 3, 3], [6]);
     expect(rep.overall.rgbDistance).toBeCloseTo(255 * Math.sqrt(3), 9); // exact up to rounding
     expect(rep.overall.labDistance).toBeCloseTo(100, 9);
@@ -286,7 +277,7 @@ describe('evalColors', () => {
     expect(Number.isNaN(r2.overall.labDistanceSE)).toBe(true); // one image: no spread to measure
     // Two images asked as black, one white (ΔE 100) and one black (0): mean 50, sample std 50·√2,
     // standard error 50·√2/√2 = 50.
-    const r3 = evalColors(solid([[1, 1, 1], [0, 0, 0]], 2, 2), [2, 3, 2, 2], [6, 6]);
+    const r3 = evalColors(solidImages([[1, 1, 1], [0, 0, 0]], 2, 2), [2, 3, 2, 2], [6, 6]);
     expect(Array.from(r3.labPerImage).map((v) => Math.round(v * 1e6) / 1e6)).toEqual([100, 0]);
     expect(r3.overall.labDistanceSE).toBeCloseTo(50, 6);
     expect(r3.perClass[6].labDistanceSE).toBeCloseTo(50, 6);
@@ -317,7 +308,7 @@ describe('evalColors', () => {
 
   it('formats a table with one row per class and an overall row', () => {
     const labels = [0, 1, 1, 5];
-    const rep = evalColors(solid(labels.map((k) => COLOR_SRGB[k]), 2, 2), [4, 3, 2, 2], labels);
+    const rep = evalColors(solidImages(labels.map((k) => COLOR_SRGB[k]), 2, 2), [4, 3, 2, 2], labels);
     const table = formatColorTable(rep);
     const lines = table.split('\n');
     expect(lines[0]).toMatch(/class\s+n\s+RGB dist\s+ΔE76\s+accuracy/);

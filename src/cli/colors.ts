@@ -9,7 +9,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
-import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, pureColourImages, meanSrgb, pairedDifference } from '../metrics/color.js';
+import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, solidImages, meanSrgb, COLOR_SRGB, pairedDifference } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
 import { nearestNeighbours } from '../metrics/retrieval.js';
 import { classify } from '../models/classifier.js';
@@ -86,7 +86,8 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   // Each class collapsed to its training images' mean colour, one solid image per class: where samples
   // head as guidance concentrates them on a class (the dataset's shades scatter around the pure colour).
   const meanColours = classMeanImages(train.images, train.shape, trainLabels, K);
-  references.push({ name: 'class-mean colours, solid', report: withoutPredicted(evalColors(meanColours, [K, 3, 1, 1], Array.from({ length: K }, (_, k) => k))), frechet: null });
+  const eachClass = Array.from({ length: K }, (_, k) => k); // labels of the rows with one image per class
+  references.push({ name: 'class-mean colours, solid', report: withoutPredicted(evalColors(meanColours, [K, 3, 1, 1], eachClass)), frechet: null });
   if (firstStage) {
     const rec = toPixelRange(await firstStage.roundTrip(train.images, train.shape));
     references.push({ name: 'VQ-GAN reconstructions', report: withoutPredicted(evalColors(rec, train.shape, trainLabels)), frechet: frechetDistance(await featuresOf(rec), trainFeatures, dim) });
@@ -94,9 +95,9 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     // draws each label colour, about where strongly guided samples stop (not a strict bound: other
     // codes may draw a colour closer than the pure image's own).
     const pureShape: [number, number, number, number] = [K, train.shape[1], train.shape[2], train.shape[3]];
-    const pure = toPixelRange(await firstStage.roundTrip(pureColourImages(pureShape[2], pureShape[3]), pureShape));
+    const pure = toPixelRange(await firstStage.roundTrip(solidImages(COLOR_SRGB, pureShape[2], pureShape[3]), pureShape));
     const drawn = Array.from(meanSrgb(pure, pureShape), (v) => Math.round(255 * v));
-    references.push({ name: 'pure colours through the VQ-GAN', report: withoutPredicted(evalColors(pure, pureShape, Array.from({ length: K }, (_, k) => k))), frechet: null, drawn: COLOR_CLASSES.map((_, k) => drawn.slice(3 * k, 3 * k + 3)) });
+    references.push({ name: 'pure colours through the VQ-GAN', report: withoutPredicted(evalColors(pure, pureShape, eachClass)), frechet: null, drawn: COLOR_CLASSES.map((_, k) => drawn.slice(3 * k, 3 * k + 3)) });
   }
   for (const r of references) console.log(`\n${r.name} (${r.report.overall.count} images):\n${formatColorTable(r.report)}${r.drawn ? `\ndrawn as (sRGB): ${r.drawn.map((c, k) => `${COLOR_CLASSES[k]} ${c.join(',')}`).join('; ')}` : ''}`);
   const results: EvalColorsResult[] = [];

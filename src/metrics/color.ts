@@ -328,15 +328,15 @@ export function pairedDifference(a: ArrayLike<number>, b: ArrayLike<number>): { 
 }
 
 /**
- * One solid h×w image per colour class in its pure sRGB colour (signed range): what a sample would be
- * if guidance drew the label colour exactly. Through a first stage, they show how close its decoder
- * can draw each pure colour at all.
+ * One solid h×w image per colour (sRGB 0..1), in the signed range [N, 3, h, w]. With COLOR_SRGB: what
+ * a sample would be if guidance drew each label colour exactly; through a first stage, how close its
+ * decoder can draw each pure colour at all.
  */
-export function pureColourImages(h: number, w: number): Float32Array {
+export function solidImages(colours: readonly (readonly number[])[], h: number, w: number): Float32Array {
   const hw = h * w;
-  const out = new Float32Array(COLOR_SRGB.length * 3 * hw);
-  COLOR_SRGB.forEach((c, k) => {
-    for (let ch = 0; ch < 3; ch++) out.fill(2 * c[ch]! - 1, (k * 3 + ch) * hw, (k * 3 + ch + 1) * hw);
+  const out = new Float32Array(colours.length * 3 * hw);
+  colours.forEach((c, i) => {
+    for (let ch = 0; ch < 3; ch++) out.fill(2 * c[ch]! - 1, (i * 3 + ch) * hw, (i * 3 + ch + 1) * hw);
   });
   return out;
 }
