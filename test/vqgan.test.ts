@@ -486,6 +486,60 @@ describe('adaptive weight and the trainer', () => {
     expect(Math.min(...end)).toBeGreaterThan(TOY_END_PSNR);
     expect(s.lambda).toBeGreaterThan(0);
   }, 900_000);
+
+  it("train: 'decoder' trains post_quant_conv and the decoder only (L1's gradients), leaves encoder and codebook bit for bit, and resumes exactly", async () => {
+    const d = dev();
+    // EMA codes with restarts after 1 idle step: in 'all' mode the codebook would move every step.
+    const cfg: Partial<VQGANConfig> = { ...small, codebookUpdate: 'ema', restartAfter: 1 };
+    const vq = new VQGAN(new Init(d, SEED), cfg);
+    const before = new Map(await Promise.all(vq.namedParameters().map(async ([n, t]) => [n, Array.from(await t.read())] as const)));
+    const opts = { batchSize: 2, height: 8, width: 8, discStart: 1, emaDecay: 0.9, seed: 5, train: 'decoder' as const, discriminator: disc };
+    const tr = await VQGANTrainer.create(d, vq, opts);
+    const trainedName = /^(post_quant_conv|decoder)\./;
+    expect(tr.params.names.length).toBeGreaterThan(0);
+    expect(tr.params.names.every((n) => trainedName.test(n))).toBe(true);
+    expect(tr.frozen.map(([n]) => n).sort()).toEqual([...before.keys()].filter((n) => !trainedName.test(n)).sort());
+    const batches = [0, 1, 2, 3].map(() => Float32Array.from(randn(2 * 3 * 64, r).map((v) => Math.tanh(v))));
+    // Step 0 (before the GAN): the gradients are L1's with respect to the decoder side, eagerly at the
+    // same weights (same kernels; sums over up to 128 positions: 1e-5 relative of each tensor's largest
+    // entry, 1e-6 absolute, as the full trainer's test).
+    const X = tensor(d, Float64Array.from(batches[0]!), [2, 3, 8, 8]);
+    const want = await Promise.all(grad(ops.mean(ops.abs(ops.sub(X, vq.forward(X).xrec))), tr.params.tensors).map(read64));
+    const losses: number[] = [];
+    let saved: Uint8Array | null = null;
+    for (let i = 0; i < 4; i++) {
+      if (i === 2) saved = await tr.checkpoint();
+      tr.step(batches[i]!);
+      const st = await tr.stats();
+      losses.push(st.loss);
+      if (i === 0) {
+        expect(st.loss).toBe(st.l1);
+        const got = await tr.params.read(tr.optimizer.grads);
+        tr.params.names.forEach((n, k) => expectClose(`gradient of ${n}`, got.get(n)!, want[k]!, 1e-6 + 1e-5 * Math.max(...want[k]!.map(Math.abs)), 1e-5));
+      }
+      if (i === 3) expect(st.lambda).toBeGreaterThan(0);
+    }
+    for (const [n, t] of vq.namedParameters()) {
+      const now = Array.from(await t.read());
+      if (trainedName.test(n)) expect(now, n).not.toEqual(before.get(n));
+      else expect(now, n).toEqual(before.get(n));
+    }
+    // The checkpoint holds the frozen weights too: a trainer rebuilt from it (fresh random init
+    // underneath) continues bit for bit and still has the original encoder and codebook.
+    const b = await VQGANTrainer.fromCheckpoint(d, saved!);
+    expect(b.options.train).toBe('decoder');
+    for (let i = 2; i < 4; i++) {
+      b.step(batches[i]!);
+      expect((await b.stats()).loss).toBe(losses[i]);
+    }
+    for (const [n, t] of b.vqgan.namedParameters()) {
+      const now = Array.from(await t.read());
+      if (!trainedName.test(n)) expect(now, n).toEqual(before.get(n));
+    }
+    const [pa, pb] = await Promise.all([tr.params.read(), b.params.read()]);
+    for (const n of tr.params.names) expect(Array.from(pb.get(n)!), n).toEqual(Array.from(pa.get(n)!));
+    await expect(VQGANTrainer.create(d, vq, { ...opts, train: 'encoder' as 'all' })).rejects.toThrow(/options\.train = "encoder": allowed values: 'all', 'decoder'/);
+  });
 });
 
 describe('checkpoints, latents, loading and errors', () => {

@@ -75,6 +75,7 @@ const VQGAN_TRAIN: Spec = {
   out: { type: 'string', default: 'runs/vqgan', help: 'run folder' },
   resume: { type: 'boolean', default: false, help: "continue from the run folder's checkpoint" },
   'checkpoint-every': { type: 'string', default: '100', help: 'steps between checkpoints and reconstruction grids' },
+  'finetune-decoder': { type: 'string', help: 'VQ-GAN file: train only its decoder from its weights, encoder and codebook frozen (its latent models stay valid; the model flags above are ignored)' },
 };
 
 const EVAL_COLORS: Spec = {
@@ -272,6 +273,7 @@ export async function main(argv: string[]): Promise<number> {
       discStart: num('disc-start', s('disc-start'), { int: true, min: 0 }), discWeight: num('disc-weight', s('disc-weight'), { min: 0 }),
       emaDecay: num('ema', s('ema'), { min: 0, max: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), resume: v.resume as boolean,
       checkpointEvery: num('checkpoint-every', s('checkpoint-every'), { int: true, min: 1 }), lpips: v.lpips ? s('lpips').split(',') : undefined,
+      finetuneDecoder: v['finetune-decoder'] as string | undefined,
     });
     console.log(`PSNR ${r.psnr.toFixed(2)} dB; wrote ${r.path}`);
     dev.destroy();

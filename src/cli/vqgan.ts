@@ -33,6 +33,11 @@ export interface VQGANCommand {
   checkpointEvery: number;
   /** safetensors files with VGG16 and LPIPS weights: the perceptual loss is used only when given. */
   lpips?: string[];
+  /**
+   * A VQ-GAN file whose decoder to fine-tune: its weights (the EMA where it keeps one) and its
+   * architecture replace `model`; the encoder and codebook stay frozen, so latents made with it stay valid.
+   */
+  finetuneDecoder?: string;
 }
 
 type Shape4 = [number, number, number, number];
@@ -44,14 +49,20 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
   const path = join(cmd.out, 'vqgan.safetensors');
   if (existsSync(path) && !cmd.resume) throw new Error(`${path} exists: pass --resume to continue that run, or choose another --out`);
   const lpips = cmd.lpips?.length ? createLPIPS(dev, await Promise.all(cmd.lpips.map(async (f) => (await readSafetensorsFile(f)).tensors))) : null;
-  const trainer = cmd.resume && existsSync(path)
-    ? await VQGANTrainer.fromCheckpoint(dev, await readCheckpointFile(path), { lpips })
-    : await VQGANTrainer.create(dev, new VQGAN(new Init(dev, cmd.seed), { ...cmd.model, inChannels: c, outChannels: c }), {
-        batchSize: cmd.batch, height: h, width: w, lr: cmd.lr, discLr: cmd.lr, betas: [0.5, 0.9], discStart: cmd.discStart,
-        discWeight: cmd.discWeight, emaDecay: cmd.emaDecay, seed: cmd.seed, discriminator: { channels: 32, layers: 2, normGroups: 8 },
-      }, { lpips });
+  const fresh = async () => {
+    const vqgan = cmd.finetuneDecoder
+      ? loadVQGAN(dev, await readCheckpointFile(cmd.finetuneDecoder)).train()
+      : new VQGAN(new Init(dev, cmd.seed), { ...cmd.model, inChannels: c, outChannels: c });
+    if (vqgan.config.inChannels !== c) throw new Error(`--finetune-decoder: ${cmd.finetuneDecoder} takes ${vqgan.config.inChannels}-channel images, the data has ${c}`);
+    return VQGANTrainer.create(dev, vqgan, {
+      batchSize: cmd.batch, height: h, width: w, lr: cmd.lr, discLr: cmd.lr, betas: [0.5, 0.9], discStart: cmd.discStart,
+      discWeight: cmd.discWeight, emaDecay: cmd.emaDecay, seed: cmd.seed, discriminator: { channels: 32, layers: 2, normGroups: 8 },
+      train: cmd.finetuneDecoder ? 'decoder' : 'all',
+    }, { lpips });
+  };
+  const trainer = cmd.resume && existsSync(path) ? await VQGANTrainer.fromCheckpoint(dev, await readCheckpointFile(path), { lpips }) : await fresh();
   const vq = trainer.vqgan;
-  writeFileSync(join(cmd.out, 'config.json'), JSON.stringify({ kind: 'vqgan', vqgan: vq.config, trainer: trainer.options, data: cmd.data, factor: vq.factor, parameters: vq.parameterCount, lpips: Boolean(lpips), command: process.argv.slice(2).join(' ') }, null, 2));
+  writeFileSync(join(cmd.out, 'config.json'), JSON.stringify({ kind: 'vqgan', vqgan: vq.config, trainer: trainer.options, data: cmd.data, factor: vq.factor, parameters: vq.parameterCount, lpips: Boolean(lpips), finetunedFrom: cmd.finetuneDecoder ?? null, command: process.argv.slice(2).join(' ') }, null, 2));
   const per = c * h * w;
   const batchAt = (s: number) => {
     // Images from a seeded shuffle per epoch, as the diffusion trainer draws them: resumes exactly.

@@ -1,4 +1,4 @@
-import { Tensor, grad } from '../graph/tensor.js';
+import { Tensor, grad, noGrad } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import type { Device } from '../graph/device.js';
 import { CompiledStep } from '../graph/compile.js';
@@ -37,11 +37,18 @@ export interface VQGANTrainerOptions {
   /** Seeds the discriminator's initial weights and the random key (code restarts). */
   seed: number;
   discriminator: Partial<DiscriminatorConfig>;
+  /**
+   * 'all' trains the whole autoencoder. 'decoder' trains post_quant_conv and the decoder only: the
+   * encoder, quant_conv and the codebook stay as loaded, so every image keeps its latents and codes
+   * and a latent diffusion model trained on them stays valid (as Stable Diffusion's ft-EMA/ft-MSE
+   * decoders were fine-tuned). No quantizer loss, no codebook upkeep.
+   */
+  train: 'all' | 'decoder';
 }
 
 export const VQGAN_TRAINER_DEFAULTS: Omit<VQGANTrainerOptions, 'batchSize' | 'height' | 'width'> = {
   lr: 1e-4, discLr: 1e-4, betas: [0.5, 0.9], discStart: 10000, discWeight: 0.8, discFactor: 1, codebookWeight: 1,
-  perceptualWeight: 1, emaDecay: 0, seed: 0, discriminator: {},
+  perceptualWeight: 1, emaDecay: 0, seed: 0, discriminator: {}, train: 'all',
 };
 
 /** δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ), and the clamp of λ, as taming's calculate_adaptive_weight. */
@@ -105,6 +112,8 @@ function clip1(x: Tensor): Tensor {
 export class VQGANTrainer {
   readonly options: VQGANTrainerOptions;
   readonly params: ParameterSet;
+  /** Weights the optimizer does not touch but the checkpoint keeps: the EMA codebook; in 'decoder' mode the encoder side too. */
+  readonly frozen: [string, Tensor][];
   readonly optimizer: Adam;
   readonly ema: EMA | null;
   readonly discriminator: PatchDiscriminator;
@@ -132,9 +141,14 @@ export class VQGANTrainer {
     for (const f of ['discWeight', 'discFactor', 'codebookWeight', 'perceptualWeight'] as const) if (!(o[f] >= 0 && Number.isFinite(o[f]))) throw bad(f, 'must be a finite number >= 0');
     if (!Number.isInteger(o.discStart) || o.discStart < 0) throw bad('discStart', 'must be an integer >= 0 (a step number)');
     if (!(o.emaDecay >= 0 && o.emaDecay < 1)) throw bad('emaDecay', 'must be in [0, 1); 0 turns the weight EMA off');
+    if (o.train !== 'all' && o.train !== 'decoder') throw bad('train', "allowed values: 'all', 'decoder'");
     // In EMA mode the codebook is no parameter of the optimizer: its own update writes it.
-    const named = vqgan.namedParameters().filter(([, t]) => !(vqgan.quantizer.ema && t === vqgan.quantizer.codebook));
-    this.params = new ParameterSet(named);
+    const trained = ([n, t]: [string, Tensor]) => o.train === 'decoder'
+      ? /^(post_quant_conv|decoder)\./.test(n)
+      : !(vqgan.quantizer.ema && t === vqgan.quantizer.codebook);
+    const named = vqgan.namedParameters();
+    this.params = new ParameterSet(named.filter(trained));
+    this.frozen = named.filter((p) => !trained(p));
     this.optimizer = new Adam(this.params, { lr: o.lr, betas: o.betas });
     this.ema = o.emaDecay > 0 ? new EMA(this.params, o.emaDecay) : null;
     this.discriminator = new PatchDiscriminator(new Init(dev, o.seed + 1), { inChannels: vqgan.config.outChannels, ...o.discriminator });
@@ -180,8 +194,10 @@ export class VQGANTrainer {
   private trace(x: Tensor, gan: boolean): VQGANStepOutputs {
     const o = this.options;
     const vq = this.vqgan;
-    const z = vq.encode(x);
-    const q = vq.quantize(z);
+    const decoderOnly = o.train === 'decoder';
+    // A frozen encoder and codebook need no graph: the decoder's gradients start at the (fixed) codes.
+    const z = decoderOnly ? noGrad(() => vq.encode(x)) : vq.encode(x);
+    const q = decoderOnly ? noGrad(() => vq.quantize(z)) : vq.quantize(z);
     const xrec = vq.decode(q.zq, { quantize: false });
     const l1 = ops.mean(ops.abs(ops.sub(x, xrec)));
     let nll = l1;
@@ -190,12 +206,13 @@ export class VQGANTrainer {
       perceptual = ops.mean(this.lpips.forward(x, xrec));
       nll = ops.add(l1, ops.scale(perceptual, o.perceptualWeight));
     }
-    const qTerm = ops.scale(q.loss, o.codebookWeight);
+    // The quantizer loss moves only the encoder and the codebook: no term in 'decoder' mode.
+    const withQ = (t: Tensor) => (decoderOnly ? t : ops.add(t, ops.scale(q.loss, o.codebookWeight)));
     const out: Record<string, Tensor> = {};
     let gradsG: Tensor[];
     let gradsD: Tensor[] | null = null;
     if (!gan) {
-      const loss = ops.add(nll, qTerm);
+      const loss = withQ(nll);
       gradsG = grad(loss, this.params.tensors);
       out.loss = loss;
     } else {
@@ -215,20 +232,24 @@ export class VQGANTrainer {
       const dLoss = ops.scale(hingeDiscriminatorLoss(logitsReal, logitsFake), o.discFactor);
       gradsD = grad(dLoss, this.discParams.tensors, keep);
       // Σ xrec·sg(g_rec + λ·f·g_gan) + L_q has the autoencoder's gradient of L_rec + λ·f·L_GAN + L_q:
-      // one backward through decoder and encoder.
+      // one backward through the decoder (and the encoder, unless it is frozen).
       const gx = ops.add(gxRec!, ops.mul(gxGan!, ops.scale(lambda, o.discFactor)));
-      gradsG = grad(ops.add(ops.sum(ops.mul(xrec, gx)), qTerm), this.params.tensors);
+      gradsG = grad(withQ(ops.sum(ops.mul(xrec, gx))), this.params.tensors);
       Object.assign(out, {
-        loss: ops.add(ops.add(nll, ops.scale(ops.mul(lambda, gLoss), o.discFactor)), qTerm),
+        loss: withQ(ops.add(nll, ops.scale(ops.mul(lambda, gLoss), o.discFactor))),
         lambda, gLoss, dLoss,
       });
     }
     this.optimizer.step(gradsG);
     if (gradsD) this.discOptimizer.step(gradsD);
     this.ema?.update();
-    const counts = vq.quantizer.update(z, q.indices, this.key);
+    const counts = decoderOnly
+      ? noGrad(() => ops.codebookStats(q.indices, z, vq.config.numEmbeddings).counts)
+      : vq.quantizer.update(z, q.indices, this.key);
     ops.advanceKey(this.key);
     const usage = vq.quantizer.usage(counts, q.indices.size);
+    // A frozen codebook has no ages to count from: its recent use is this batch's.
+    if (decoderOnly) usage.recent = usage.used;
     const mse = ops.mean(ops.square(ops.sub(x, clip1(xrec))));
     const qloss = vq.quantizer.ema ? ops.scale(q.loss, vq.config.beta / (1 + vq.config.beta)) : q.loss;
     return {
@@ -273,12 +294,9 @@ export class VQGANTrainer {
     };
   }
 
-  /** Tensors that are state but not in a parameter set: the quantizer's, and the codebook in EMA mode. */
+  /** Tensors that are state but not in a parameter set: the quantizer's, and the frozen weights. */
   private extraState(): [string, Tensor][] {
-    const q = this.vqgan.quantizer;
-    const out = q.stateTensors('quantize.');
-    if (q.ema) out.push(['quantize.embedding.weight', q.codebook]);
-    return out;
+    return [...this.vqgan.quantizer.stateTensors('quantize.'), ...this.frozen];
   }
 
   /**
