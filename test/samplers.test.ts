@@ -296,6 +296,60 @@ describe('guidance rescale', () => {
   });
 });
 
+describe('projected guidance (guidanceParallel η)', () => {
+  it('matches the x̂0-space definition in float64: x̂0_c + (s − 1)·(Δ⊥ + η·Δ∥), per sample, at different a and b; η = 1 is plain guidance', async () => {
+    const d = dev();
+    const w = Float32Array.from([0.5, -1.5, 2, 0.25]);
+    const table = d.tensor(w, [4, 1]);
+    // ε̂ = k_label·x + c_label: the offset makes ε̂_c and ε̂_u point different ways, so Δ has both parts.
+    const offs = Float32Array.from([0.3, -0.2, 0.1, -0.4]);
+    const offTable = d.tensor(offs, [4, 1]);
+    const net = {
+      forward(x: Tensor, _t: Tensor, labels?: Tensor | null) {
+        const shape = [x.shape[0]!, 1, 1, 1];
+        return ops.add(ops.mul(x, ops.embedding(labels!, table).reshape(shape)), ops.embedding(labels!, offTable).reshape(shape));
+      },
+    };
+    const B = 3, P = 16;
+    const x = Float32Array.from(randnF(B * P));
+    const labels = Int32Array.from([0, 1, 2]);
+    const scales = [1.5, 4, 15];
+    // Variance-preserving levels (c_in = 1) from nearly clean to very noisy.
+    const as = [0.95, 0.6, 0.2];
+    const bs = as.map((a) => Math.sqrt(1 - a * a));
+    const level = { a: d.tensor(Float32Array.from(as), [B]), b: d.tensor(Float32Array.from(bs), [B]), time: d.tensor(new Float32Array(B), [B]) };
+    const dot = (u: number[], v: number[]) => u.reduce((acc, ui, p) => acc + ui * v[p]!, 0);
+    for (const eta of [0, 0.5, 1]) {
+      const den = new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: scales, guidanceParallel: eta });
+      const got = (await den.denoise(d.tensor(x, [B, 1, 4, 4]), level).read()) as Float32Array;
+      for (let i = 0; i < B; i++) {
+        const a = as[i]!, b = bs[i]!, s = scales[i]!;
+        // The network's f32 outputs, in float64 from here on.
+        const xi = Array.from(x.subarray(i * P, (i + 1) * P));
+        const ec = xi.map((v) => Math.fround(Math.fround(v * w[labels[i]!]!) + offs[labels[i]!]!));
+        const eu = xi.map((v) => Math.fround(Math.fround(v * w[3]!) + offs[3]!));
+        const x0c = xi.map((v, p) => (v - b * ec[p]!) / a);
+        const x0u = xi.map((v, p) => (v - b * eu[p]!) / a);
+        const delta = x0c.map((c, p) => c - x0u[p]!);
+        const k = dot(delta, x0c) / dot(x0c, x0c);
+        const x0 = x0c.map((c, p) => c + (s - 1) * (delta[p]! - (1 - eta) * k * c));
+        const want = xi.map((v, p) => (v - a * x0[p]!) / b);
+        // f32 dot products of 16 terms of order 1-10 and the ε-space form's other rounding: 1e-5
+        // relative, scaled by s (the update is multiplied by s − 1).
+        want.forEach((v, p) => expect(Math.abs(got[i * P + p]! - v), `η ${eta}, sample ${i}, pixel ${p}`).toBeLessThan(1e-5 * s * (1 + Math.abs(v))));
+        if (eta === 1) xi.forEach((_, p) => expect(Math.abs(got[i * P + p]! - (eu[p]! + s * (ec[p]! - eu[p]!)))).toBeLessThan(1e-5 * s * (1 + Math.abs(ec[p]!))));
+        if (eta === 0) {
+          // The guided x̂0 differs from x̂0_c only orthogonally to x̂0_c.
+          const x0got = xi.map((v, p) => (v - b * got[i * P + p]!) / a);
+          const moved = x0got.map((v, p) => v - x0c[p]!);
+          expect(Math.abs(dot(moved, x0c))).toBeLessThan(1e-4 * Math.sqrt(dot(moved, moved) * dot(x0c, x0c)) / a);
+        }
+      }
+    }
+    expect(() => new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: 2, guidanceParallel: -0.5 })).toThrow(/guidance parallel weight η = -0.5 must be in \[0, 1\]/);
+  });
+});
+
 function randnF(n: number): number[] {
   const r = mulberry32(SEED + 77);
   return Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()));

@@ -71,6 +71,8 @@ export interface EvalSamplesCommand {
   guidance: number[];
   /** Guidance rescale φ (0: plain guidance). */
   guidanceRescale?: number;
+  /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
+  guidanceParallel?: number;
   steps: number;
   /** Samples per class. */
   count: number;
@@ -99,7 +101,7 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
   for (const sampler of cmd.samplers) {
     for (const g of cmd.guidance) {
       const t0 = performance.now();
-      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
+      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
       const seconds = (performance.now() - t0) / 1000;
       const pred = await classify(dev, clf.net, r.images);
       const hits = classes.map(() => 0);
@@ -110,6 +112,6 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
       console.log(`${sampler.padEnd(15)} guidance ${String(g).padEnd(4)} accuracy ${(100 * accuracy).toFixed(1)}% (${labels.length} samples, ${seconds.toFixed(0)} s)`);
     }
   }
-  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, count: cmd.count, seed: cmd.seed, rows }, null, 2));
+  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, count: cmd.count, seed: cmd.seed, rows }, null, 2));
   return rows;
 }

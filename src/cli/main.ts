@@ -14,8 +14,9 @@ import { exportCommand } from './export.js';
 type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | boolean; help: string }>;
 
 /** Options shared by the sampling commands (sample, eval-colors, eval-samples). */
-const GUIDANCE_RESCALE: Spec = {
+const GUIDANCE_VARIANTS: Spec = {
   'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
+  'guidance-parallel': { type: 'string', default: '1', help: "weight eta in [0, 1] of the guidance update's part along the conditional x0 (adaptive projected guidance, Sadat et al. 2025); 1: plain guidance, 0: drop it" },
 };
 const CLIP: Spec = {
   clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
@@ -81,7 +82,7 @@ const VQGAN_TRAIN: Spec = {
 const EVAL_COLORS: Spec = {
   ckpt: { type: 'string', help: 'diffusion checkpoint trained on colors (pixel or latent)' },
   guidance: { type: 'string', default: '1,2,5,15', help: 'comma-separated guidance scales' },
-  ...GUIDANCE_RESCALE,
+  ...GUIDANCE_VARIANTS,
   count: { type: 'string', default: '8', help: 'images per colour and scale' },
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps' },
@@ -97,7 +98,7 @@ const SAMPLE: Spec = {
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps (langevin: steps per noise level)' },
   guidance: { type: 'string', default: '2', help: 'classifier-free guidance scale s (1: conditional only)' },
-  ...GUIDANCE_RESCALE,
+  ...GUIDANCE_VARIANTS,
   label: { type: 'string', default: 'all', help: "class names or indices, comma-separated, or 'all'" },
   count: { type: 'string', default: '8', help: 'images per label' },
   seed: { type: 'string', default: '0', help: 'seed of the noise' },
@@ -126,7 +127,7 @@ const EVAL_SAMPLES: Spec = {
   classifier: { type: 'string', help: 'classifier checkpoint from wgd train-classifier' },
   samplers: { type: 'string', default: 'ddim', help: 'comma-separated samplers' },
   guidance: { type: 'string', default: '1,2,5', help: 'comma-separated guidance scales' },
-  ...GUIDANCE_RESCALE,
+  ...GUIDANCE_VARIANTS,
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   count: { type: 'string', default: '4', help: 'samples per class' },
   seed: { type: 'string', default: '0', help: 'seed' },
@@ -179,7 +180,11 @@ function oneOf<const T extends string>(name: string, v: string, allowed: readonl
   return v as T;
 }
 
-const rescaleOption = (v: string): number => num('guidance-rescale', v, { min: 0, max: 1 });
+/** The guidance variants shared by the sampling commands (see GenerateOptions). */
+const guidanceVariants = (v: Record<string, unknown>) => ({
+  guidanceRescale: num('guidance-rescale', String(v['guidance-rescale']), { min: 0, max: 1 }),
+  guidanceParallel: num('guidance-parallel', String(v['guidance-parallel']), { min: 0, max: 1 }),
+});
 
 /**
  * --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults).
@@ -285,7 +290,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     await evalColorsCommand(dev, {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
-      guidanceRescale: rescaleOption(s('guidance-rescale')),
+      ...guidanceVariants(v),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
       classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(v),
     });
@@ -309,7 +314,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
     const dev = await device();
     await evalSamplesCommand(dev, {
-      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), guidanceRescale: rescaleOption(s('guidance-rescale')),
+      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), ...guidanceVariants(v),
       steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
     });
     dev.destroy();
@@ -321,7 +326,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     const r = await sampleCommand(dev, {
       checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
-      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceRescale: rescaleOption(s('guidance-rescale')),
+      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), ...guidanceVariants(v),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
         ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(v),

@@ -46,6 +46,14 @@ export interface GuidedDenoiserOptions {
    * saturated colours). 0 (the default) is plain guidance.
    */
   guidanceRescale?: number;
+  /**
+   * Weight η of the guidance update's part parallel to the conditional x̂0 (adaptive projected
+   * guidance, Sadat et al. 2025, without its norm threshold and momentum): the guided x̂0 is
+   * x̂0_c + (s − 1)·(Δ⊥ + η·Δ∥), Δ = x̂0_c − x̂0_u split per sample along x̂0_c. The parallel part
+   * scales x̂0 itself, which at large s pushes samples past the data (over-saturated colours); the
+   * orthogonal part carries the condition. 1 (the default) is plain guidance; 0 drops the parallel part.
+   */
+  guidanceParallel?: number;
 }
 
 /**
@@ -58,6 +66,7 @@ export class NetworkDenoiser {
   private readonly labels2: Tensor | null;
   private readonly scale: Tensor;
   private readonly rescale: number;
+  private readonly parallel: number;
   readonly guided: boolean;
   constructor(
     readonly dev: Device,
@@ -77,6 +86,8 @@ export class NetworkDenoiser {
     this.scale = dev.tensor(Float32Array.from(scales), [batch]);
     this.rescale = opts.guidanceRescale ?? 0;
     if (!(this.rescale >= 0 && this.rescale <= 1)) throw new ShapeError('sample', `guidance rescale = ${opts.guidanceRescale} must be in [0, 1]`);
+    this.parallel = opts.guidanceParallel ?? 1;
+    if (!(this.parallel >= 0 && this.parallel <= 1)) throw new ShapeError('sample', `guidance parallel weight η = ${opts.guidanceParallel} must be in [0, 1]`);
   }
 
   /** Change the guidance scales used by steps compiled with this denoiser (only when it was built guided). */
@@ -96,12 +107,29 @@ export class NetworkDenoiser {
     const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
     const ec = ops.slice(e, 0, this.batch, 0);
     const eu = ops.slice(e, this.batch, this.batch, 0);
-    const guided = ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)));
+    const guided = this.parallel === 1
+      ? ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)))
+      : ops.add(ec, ops.mul(projectedUpdate(ops.sub(ec, eu), x, ec, level.b, this.parallel), perSample(ops.affine(this.scale, 1, -1), x)));
     if (this.rescale === 0) return guided;
     // φ·guided·σ_c/σ_g + (1 − φ)·guided, with σ the standard deviation over each sample.
     const ratio = ops.div(sampleStd(ec), sampleStd(guided));
     return ops.mul(guided, ops.affine(ratio, this.rescale, 1 - this.rescale));
   };
+}
+
+/**
+ * The ε-space guidance update δ = ε̂_c − ε̂_u with its part along x̂0_c weighted by η. In x̂0 space the
+ * update is Δ = −(b/a)·δ and x̂0_c = (x − b·ε̂_c)/a, so splitting Δ along x̂0_c is splitting δ along
+ * x − b·ε̂_c (the factors b/a and 1/a drop out of a projection): δ − (1 − η)·⟨δ, u⟩·u with u the unit
+ * vector of x − b·ε̂_c, per sample.
+ */
+function projectedUpdate(delta: Tensor, x: Tensor, ec: Tensor, b: Tensor, eta: number): Tensor {
+  const axes = x.shape.map((_, i) => i).slice(1);
+  const dir = ops.sub(x, ops.mul(ec, perSample(b, x)));
+  const dot = ops.sum(ops.mul(delta, dir), axes, { keepDims: true });
+  // 1e-12 keeps 0/0 away where x̂0_c is zero (then there is no parallel part to drop).
+  const norm2 = ops.affine(ops.sum(ops.square(dir), axes, { keepDims: true }), 1, 1e-12);
+  return ops.sub(delta, ops.mul(dir, ops.scale(ops.div(dot, norm2), 1 - eta)));
 }
 
 /** Standard deviation over all axes but the first, kept as [B, 1, ...] (1e-12 under the root keeps 0/0 away). */
