@@ -185,6 +185,7 @@ describe('wgd CLI', () => {
     await expect(main(['train', '--batch', '0'])).rejects.toThrow(/--batch = '0': expected an integer >= 1/);
     await expect(main(['sample', '--ckpt', ck, '--clip', 'maybe'])).rejects.toThrow(/--clip = 'maybe' is not allowed; allowed values: auto, on, off/);
     await expect(main(['sample', '--ckpt', ck, '--guidance-rescale', '2'])).rejects.toThrow(/--guidance-rescale = '2': expected a number >= 0 and <= 1/);
+    await expect(main(['sample', '--ckpt', ck, '--guidance-parallel', '1.5'])).rejects.toThrow(/--guidance-parallel = '1\.5': expected a number >= 0 and <= 1/);
   }, 600_000);
 
   it('latent pipeline: train-vqgan, train --latent, eval-colors with the data and VQ-GAN reference rows and classifier features', async () => {
@@ -196,6 +197,19 @@ describe('wgd CLI', () => {
     expect(await main(['train-vqgan', ...data, '--level-channels', '8,8,8', '--codebook', '16x4', '--steps', '1', '--batch', '4', '--disc-start', '100', '--checkpoint-every', '1', '--out', vq])).toBe(0);
     expect(await main(['train', ...data, '--latent', join(vq, 'vqgan.safetensors'), '--model', 'tiny', '--batch', '4', '--steps', '1', '--warmup', '0', '--checkpoint-every', '1', '--sample-every', '100', '--out', latent])).toBe(0);
     expect(await main(['eval-colors', '--ckpt', join(latent, 'checkpoint.safetensors'), '--guidance', '1,3', '--count', '1', '--steps', '2', '--out', out])).toBe(0);
+    // --finetune-decoder starts from the VQ-GAN's EMA weights and keeps its encoder side as it was, so
+    // the latent model's latents stay valid and it samples through the new decoder.
+    const vqft = join(dir, 'vq-ft');
+    expect(await main(['train-vqgan', ...data, '--finetune-decoder', join(vq, 'vqgan.safetensors'), '--steps', '2', '--batch', '4', '--disc-start', '1', '--checkpoint-every', '1', '--out', vqft])).toBe(0);
+    const src = decodeCheckpoint(new Uint8Array(readFileSync(join(vq, 'vqgan.safetensors')))).tensors;
+    const ft = decodeCheckpoint(new Uint8Array(readFileSync(join(vqft, 'vqgan.safetensors'))));
+    expect((ft.config as { trainer: { train: string } }).trainer.train).toBe('decoder');
+    const frozen = [...ft.tensors.keys()].filter((n) => /^(encoder|quant_conv)\./.test(n));
+    expect(frozen.length).toBeGreaterThan(0);
+    for (const n of frozen) expect(Array.from(ft.tensors.get(n)!.data), n).toEqual(Array.from((src.get(`ema.${n}`) ?? src.get(n))!.data));
+    expect(Array.from(ft.tensors.get('quantize.embedding.weight')!.data)).toEqual(Array.from(src.get('quantize.embedding.weight')!.data));
+    expect(Array.from(ft.tensors.get('ema.decoder.conv_out.weight')!.data)).not.toEqual(Array.from(src.get('ema.decoder.conv_out.weight')!.data));
+    expect(await main(['sample', '--ckpt', join(latent, 'checkpoint.safetensors'), '--vqgan', join(vqft, 'vqgan.safetensors'), '--steps', '2', '--count', '1', '--label', 'red', '--out', join(dir, 'ft-sample.png')])).toBe(0);
     // The latent model records its training latents' range, and samples are clipped to it by default.
     const cfg = decodeCheckpoint(new Uint8Array(readFileSync(join(latent, 'checkpoint.safetensors')))).config as { latent: { range: number } };
     expect(cfg.latent.range).toBeGreaterThan(0);
