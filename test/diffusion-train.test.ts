@@ -186,6 +186,7 @@ describe('wgd CLI', () => {
     await expect(main(['sample', '--ckpt', ck, '--clip', 'maybe'])).rejects.toThrow(/--clip = 'maybe' is not allowed; allowed values: auto, on, off/);
     await expect(main(['sample', '--ckpt', ck, '--guidance-rescale', '2'])).rejects.toThrow(/--guidance-rescale = '2': expected a number >= 0 and <= 1/);
     await expect(main(['sample', '--ckpt', ck, '--guidance-parallel', '1.5'])).rejects.toThrow(/--guidance-parallel = '1\.5': expected a number >= 0 and <= 1/);
+    await expect(main(['sample', '--ckpt', ck, '--guidance-interval', '3,1'])).rejects.toThrow(/--guidance-interval = '3,1': expected LO,HI with 0 <= LO < HI/);
   }, 600_000);
 
   it('latent pipeline: train-vqgan, train --latent, eval-colors with the data and VQ-GAN reference rows and classifier features', async () => {
@@ -215,6 +216,8 @@ describe('wgd CLI', () => {
     expect(cfg.latent.range).toBeGreaterThan(0);
     const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
     expect(m.samplerOptions).toEqual({ clipSample: true, clipRange: cfg.latent.range });
+    // The VQ-GAN the samples were decoded with is on record (here found where the header says).
+    expect(m.vqgan).toBe(join(vq, 'vqgan.safetensors'));
     expect(m.results.map((r: { guidance: number }) => r.guidance)).toEqual([1, 3]);
     expect(m.results[0].report.overall.count).toBe(8);
     const [real, means, rec, pure] = m.references;

@@ -350,6 +350,33 @@ describe('projected guidance (guidanceParallel η)', () => {
   });
 });
 
+describe('guidance interval', () => {
+  it('guides only samples whose σ = b/a lies in (lo, hi]; the others get the conditional ε̂ alone', async () => {
+    const d = dev();
+    const table = d.tensor(Float32Array.from([0.5, -1.5, 2, 0.25]), [4, 1]);
+    const net = { forward: (x: Tensor, _t: Tensor, labels?: Tensor | null) => ops.mul(x, ops.embedding(labels!, table).reshape([x.shape[0]!, 1, 1, 1])) };
+    const B = 3, P = 16;
+    const x = Float32Array.from(randnF(B * P));
+    const labels = Int32Array.from([0, 1, 2]);
+    const w = [0.5, -1.5, 2];
+    // σ = 0.33, 1.33 and 4.9: below, inside and above the interval (0.5, 3].
+    const as = [0.95, 0.6, 0.2];
+    const level = { a: d.tensor(Float32Array.from(as), [B]), b: d.tensor(Float32Array.from(as.map((a) => Math.sqrt(1 - a * a))), [B]), time: d.tensor(new Float32Array(B), [B]) };
+    const den = new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: 7, guidanceInterval: [0.5, 3] });
+    const got = (await den.denoise(d.tensor(x, [B, 1, 4, 4]), level).read()) as Float32Array;
+    for (let i = 0; i < B; i++) {
+      for (let p = 0; p < P; p++) {
+        const v = x[i * P + p]!;
+        const ec = v * w[i]!, eu = v * 0.25;
+        const want = i === 1 ? eu + 7 * (ec - eu) : ec;
+        // One f32 multiply-add of values of order 10: 1e-5 relative.
+        expect(Math.abs(got[i * P + p]! - want), `sample ${i}, pixel ${p}`).toBeLessThan(1e-5 * (1 + Math.abs(want)));
+      }
+    }
+    expect(() => new NetworkDenoiser(d, net, B, { labels, nullClass: 3, guidance: 2, guidanceInterval: [3, 1] })).toThrow(/guidance interval \[3, 1\] must be two noise levels σ = b\/a with 0 <= lo < hi/);
+  });
+});
+
 function randnF(n: number): number[] {
   const r = mulberry32(SEED + 77);
   return Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()));

@@ -73,6 +73,8 @@ export interface EvalSamplesCommand {
   guidanceRescale?: number;
   /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
   guidanceParallel?: number;
+  /** Guide only at noise levels σ = b/a in (lo, hi]. */
+  guidanceInterval?: [number, number];
   steps: number;
   /** Samples per class. */
   count: number;
@@ -101,7 +103,7 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
   for (const sampler of cmd.samplers) {
     for (const g of cmd.guidance) {
       const t0 = performance.now();
-      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
+      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, guidanceInterval: cmd.guidanceInterval, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
       const seconds = (performance.now() - t0) / 1000;
       const pred = await classify(dev, clf.net, r.images);
       const hits = classes.map(() => 0);
@@ -112,6 +114,6 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
       console.log(`${sampler.padEnd(15)} guidance ${String(g).padEnd(4)} accuracy ${(100 * accuracy).toFixed(1)}% (${labels.length} samples, ${seconds.toFixed(0)} s)`);
     }
   }
-  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, count: cmd.count, seed: cmd.seed, rows }, null, 2));
+  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, guidanceInterval: cmd.guidanceInterval ?? null, count: cmd.count, seed: cmd.seed, rows }, null, 2));
   return rows;
 }

@@ -27,6 +27,8 @@ export interface EvalColorsCommand {
   guidanceRescale?: number;
   /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
   guidanceParallel?: number;
+  /** Guide only at noise levels σ = b/a in (lo, hi]. */
+  guidanceInterval?: [number, number];
   /** Images per colour and scale. */
   count: number;
   sampler: string;
@@ -109,7 +111,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   for (const g of cmd.guidance) {
     const t0 = performance.now();
     const bar = new Progress(cmd.steps, `guidance ${g}`);
-    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, seed: cmd.seed, samplerOptions, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, guidanceInterval: cmd.guidanceInterval, seed: cmd.seed, samplerOptions, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
     bar.finish(cmd.steps);
     const { images, shape } = decode ? await decode(r.images, r.shape) : r;
     const clipped = toPixelRange(images);
@@ -160,7 +162,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
     ...(trend.length ? ['', '| ΔE76 change, image by image | mean ± s.e. |', '|---|---|', ...trend.map((t) => `| s = ${t.from} → ${t.to} | ${signed(t.mean)} ± ${t.se.toFixed(2)} |`)] : []),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, vqgan: firstStage?.path ?? null, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, guidanceInterval: cmd.guidanceInterval ?? null, samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;

@@ -17,6 +17,7 @@ type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | bool
 const GUIDANCE_VARIANTS: Spec = {
   'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
   'guidance-parallel': { type: 'string', default: '1', help: "weight eta in [0, 1] of the guidance update's part along the conditional x0 (adaptive projected guidance, Sadat et al. 2025); 1: plain guidance, 0: drop it" },
+  'guidance-interval': { type: 'string', help: 'LO,HI: guide only at noise levels sigma = b/a in (LO, HI] (Kynkäänniemi et al. 2024); default: every level' },
 };
 const CLIP: Spec = {
   clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
@@ -184,7 +185,13 @@ function oneOf<const T extends string>(name: string, v: string, allowed: readonl
 const guidanceVariants = (v: Record<string, unknown>) => ({
   guidanceRescale: num('guidance-rescale', String(v['guidance-rescale']), { min: 0, max: 1 }),
   guidanceParallel: num('guidance-parallel', String(v['guidance-parallel']), { min: 0, max: 1 }),
+  guidanceInterval: v['guidance-interval'] === undefined ? undefined : intervalOption(String(v['guidance-interval'])),
 });
+function intervalOption(v: string): [number, number] {
+  const [lo, hi, ...rest] = nums('guidance-interval', v, { min: 0 });
+  if (hi === undefined || rest.length || !(hi > lo!)) throw new Error(`--guidance-interval = '${v}': expected LO,HI with 0 <= LO < HI (noise levels sigma = b/a)`);
+  return [lo!, hi];
+}
 
 /**
  * --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults).

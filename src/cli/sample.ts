@@ -20,6 +20,8 @@ export interface SampleCommand {
   guidanceRescale?: number;
   /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
   guidanceParallel?: number;
+  /** Guide only at noise levels σ = b/a in (lo, hi]. */
+  guidanceInterval?: [number, number];
   /** Class names or indices; 'all' for every class. Empty for an unconditional model. */
   labels: string[];
   /** Images per label (or in all, when unconditional). */
@@ -49,7 +51,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const bar = new Progress(cmd.steps, `sample ${cmd.sampler}`);
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
   const r = await generate(dev, net, noise, {
-    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, seed: cmd.seed,
+    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, guidanceInterval: cmd.guidanceInterval, seed: cmd.seed,
     samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);

@@ -199,5 +199,5 @@ export async function firstStageFor(dev: Device, checkpoint: string, config: { l
     const { latents, shape: zShape } = await encodeDataset(vq, images, shape, 32);
     return (await decodeLatents(vq, latents, zShape, 32)).images;
   };
-  return { decode: latentDecoder(vq, config.latent.scale), roundTrip };
+  return { decode: latentDecoder(vq, config.latent.scale), roundTrip, path };
 }

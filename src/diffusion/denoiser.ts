@@ -54,6 +54,12 @@ export interface GuidedDenoiserOptions {
    * orthogonal part carries the condition. 1 (the default) is plain guidance; 0 drops the parallel part.
    */
   guidanceParallel?: number;
+  /**
+   * Guide only at noise levels σ = b/a in (lo, hi] (Kynkäänniemi et al. 2024, "Applying guidance in a
+   * limited interval"); elsewhere the conditional ε̂ alone (s = 1). Guidance at the noisiest levels
+   * drives samples away from the data; at the cleanest it has nothing left to do. Default: every level.
+   */
+  guidanceInterval?: readonly [number, number];
 }
 
 /**
@@ -67,6 +73,7 @@ export class NetworkDenoiser {
   private readonly scale: Tensor;
   private readonly rescale: number;
   private readonly parallel: number;
+  private readonly interval: readonly [number, number] | null;
   readonly guided: boolean;
   constructor(
     readonly dev: Device,
@@ -88,6 +95,10 @@ export class NetworkDenoiser {
     if (!(this.rescale >= 0 && this.rescale <= 1)) throw new ShapeError('sample', `guidance rescale = ${opts.guidanceRescale} must be in [0, 1]`);
     this.parallel = opts.guidanceParallel ?? 1;
     if (!(this.parallel >= 0 && this.parallel <= 1)) throw new ShapeError('sample', `guidance parallel weight η = ${opts.guidanceParallel} must be in [0, 1]`);
+    this.interval = opts.guidanceInterval ?? null;
+    if (this.interval && !(this.interval.length === 2 && this.interval[0] >= 0 && this.interval[1] > this.interval[0])) {
+      throw new ShapeError('sample', `guidance interval [${this.interval.join(', ')}] must be two noise levels σ = b/a with 0 <= lo < hi`);
+    }
   }
 
   /** Change the guidance scales used by steps compiled with this denoiser (only when it was built guided). */
@@ -100,6 +111,23 @@ export class NetworkDenoiser {
     rt.device.queue.writeBuffer(this.scale.data.buffer, this.scale.data.byteOffset, values);
   }
 
+  /** s − 1 per sample [B]: zero outside the guidance interval. */
+  private excess(level: LevelTensors): Tensor {
+    const excess = ops.affine(this.scale, 1, -1);
+    if (!this.interval) return excess;
+    const [lo, hi] = this.interval;
+    const sigma = ops.div(level.b, level.a);
+    // (σ > lo)·(1 − (σ > hi)): σ in (lo, hi].
+    const inside = ops.mul(ops.step(ops.affine(sigma, 1, -lo)), ops.affine(ops.step(ops.affine(sigma, 1, -hi)), -1, 1));
+    return ops.mul(excess, inside);
+  }
+
+  /** The guidance update ε̂_c − ε̂_u, its part along x̂0_c weighted by η when η ≠ 1. */
+  private update(ec: Tensor, eu: Tensor, x: Tensor, level: LevelTensors): Tensor {
+    const delta = ops.sub(ec, eu);
+    return this.parallel === 1 ? delta : projectedUpdate(delta, x, ec, level.b, this.parallel);
+  }
+
   readonly denoise: Denoiser = (x, level) => {
     if (x.shape[0] !== this.batch) throw new ShapeError('sample', `x has shape ${fmtShape(x.shape)}, expected a batch of ${this.batch}`);
     if (!this.guided) return networkEps(this.net, x, level, this.labels);
@@ -107,9 +135,9 @@ export class NetworkDenoiser {
     const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
     const ec = ops.slice(e, 0, this.batch, 0);
     const eu = ops.slice(e, this.batch, this.batch, 0);
-    const guided = this.parallel === 1
+    const guided = this.parallel === 1 && !this.interval
       ? ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)))
-      : ops.add(ec, ops.mul(projectedUpdate(ops.sub(ec, eu), x, ec, level.b, this.parallel), perSample(ops.affine(this.scale, 1, -1), x)));
+      : ops.add(ec, ops.mul(this.update(ec, eu, x, level), perSample(this.excess(level), x)));
     if (this.rescale === 0) return guided;
     // φ·guided·σ_c/σ_g + (1 − φ)·guided, with σ the standard deviation over each sample.
     const ratio = ops.div(sampleStd(ec), sampleStd(guided));

@@ -22,6 +22,8 @@ export interface GenerateOptions {
   guidanceRescale?: number;
   /** Weight η of the guidance update's part along x̂0_c (see GuidedDenoiserOptions); 1 is plain guidance. */
   guidanceParallel?: number;
+  /** Guide only at noise levels σ = b/a in (lo, hi] (see GuidedDenoiserOptions); default every level. */
+  guidanceInterval?: readonly [number, number];
   seed?: number;
   samplerOptions?: SamplerOptions;
   snapshotEvery?: number;
@@ -52,7 +54,7 @@ export async function generate(dev: Device, net: UNet, process: NoiseProcess, op
   const guidance = opts.guidance ?? 1;
   for (const g of typeof guidance === 'number' ? [guidance] : guidance) if (!(g >= 0)) throw new SamplerError(`guidance = ${g} must be a number >= 0`);
   const sampler = makeSampler(opts.sampler, process, opts.samplerOptions);
-  const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance, guidanceRescale: opts.guidanceRescale, guidanceParallel: opts.guidanceParallel });
+  const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance, guidanceRescale: opts.guidanceRescale, guidanceParallel: opts.guidanceParallel, guidanceInterval: opts.guidanceInterval });
   const shape: [number, number, number, number] = [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize];
   const loop = new SamplingLoop(dev, sampler, den.denoise, shape);
   try {
