@@ -135,6 +135,8 @@ export class NetworkDenoiser {
     const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
     const ec = ops.slice(e, 0, this.batch, 0);
     const eu = ops.slice(e, this.batch, this.batch, 0);
+    // Plain guidance keeps the form ε̂_u + s·(ε̂_c − ε̂_u) (its rounding, so earlier results reproduce);
+    // the variants are written as ε̂_c + (s − 1)·update.
     const guided = this.parallel === 1 && !this.interval
       ? ops.add(eu, ops.mul(ops.sub(ec, eu), perSample(this.scale, x)))
       : ops.add(ec, ops.mul(this.update(ec, eu, x, level), perSample(this.excess(level), x)));
