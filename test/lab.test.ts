@@ -174,11 +174,14 @@ describe('lab page in headless Chromium', () => {
     const names = ['W', 'E', 'B', 'G', 'P', 'U'].filter((n) => classes.includes(n));
     const labelText = names.length === 6 ? names.join(',') : '0,1,2,3';
     const labels = labelText.split(',').map((l) => parseLabel(l, classes));
-    const opts = { sampler: 'ddim', steps: 10, guidance: 2, seed: 7, eta: 0 };
+    // With both guidance variants set, so the page is checked to pass them on (Node gets the same).
+    const opts = { sampler: 'ddim', steps: 10, guidance: 2, seed: 7, eta: 0, guidanceParallel: 0.5, guidanceInterval: [0.5, 50] as [number, number] };
     await setValue(page, '#sm-sampler', opts.sampler);
     await setValue(page, '#sm-steps', String(opts.steps));
     await setValue(page, '#sm-eta', String(opts.eta));
     await setValue(page, '#sm-guidance', String(opts.guidance));
+    await setValue(page, '#sm-parallel', String(opts.guidanceParallel));
+    await setValue(page, '#sm-interval', opts.guidanceInterval.join(','));
     await setValue(page, '#sm-labels', labelText);
     await setValue(page, '#sm-count', '1');
     await setValue(page, '#sm-seed', String(opts.seed));
@@ -196,7 +199,7 @@ describe('lab page in headless Chromium', () => {
     const got = await canvasRgba(page, '#sm-grid');
     const n = labels.length;
     const { net, process } = modelFromCheckpoint(dev, ckData);
-    const r = await generate(dev, net, process, { sampler: opts.sampler, steps: opts.steps, labels, guidance: opts.guidance, seed: opts.seed, samplerOptions: { ...samplerDefaults(ckData.config), eta: opts.eta } });
+    const r = await generate(dev, net, process, { sampler: opts.sampler, steps: opts.steps, labels, guidance: opts.guidance, guidanceParallel: opts.guidanceParallel, guidanceInterval: opts.guidanceInterval, seed: opts.seed, samplerOptions: { ...samplerDefaults(ckData.config), eta: opts.eta } });
     const want = imagesToGrid(r.images, r.shape, { cols: gridColumns(n, 1, true) });
     expect([got.width, got.height]).toEqual([want.width, want.height]);
     expect(want.channels).toBe(1);

@@ -93,6 +93,7 @@ const el = {
   trPreview: $<HTMLCanvasElement>('tr-preview'),
   smSampler: $<HTMLSelectElement>('sm-sampler'), smSteps: $<HTMLInputElement>('sm-steps'), smEta: $<HTMLInputElement>('sm-eta'),
   smEtaLabel: $('sm-eta-label'), smGuidance: $<HTMLInputElement>('sm-guidance'), smRescale: $<HTMLInputElement>('sm-rescale'),
+  smParallel: $<HTMLInputElement>('sm-parallel'), smInterval: $<HTMLInputElement>('sm-interval'),
   smLimit: $<HTMLSelectElement>('sm-limit'), smLimitLabel: $('sm-limit-label'), smLabels: $<HTMLInputElement>('sm-labels'),
   smClasses: $<HTMLDataListElement>('sm-classes'), smClassesHint: $('sm-classes-hint'), smCount: $<HTMLInputElement>('sm-count'),
   smCountLabel: $('sm-count-label'), smSeed: $<HTMLInputElement>('sm-seed'), smEvery: $<HTMLInputElement>('sm-every'),
@@ -126,6 +127,17 @@ function num(input: HTMLInputElement, name: string, o: { int?: boolean; min?: nu
   return x;
 }
 
+/** The guidance interval 'lo,hi' (noise levels σ = b/a), or undefined when empty (every level). */
+function intervalInput(input: HTMLInputElement): [number, number] | undefined {
+  const v = input.value.trim();
+  if (v === '') return undefined;
+  const [lo, hi, ...rest] = v.split(',').map((x) => Number(x.trim()));
+  if (rest.length || !Number.isFinite(lo) || !Number.isFinite(hi) || !(lo! >= 0 && hi! > lo!)) {
+    throw new Error(`interval σ = '${v}': expected lo,hi with 0 ≤ lo < hi (noise levels σ = b/a), or empty for every level`);
+  }
+  return [lo!, hi!];
+}
+
 /** Enables exactly the controls that make sense now. */
 function refresh(): void {
   const ready = dev !== null;
@@ -150,6 +162,8 @@ function refresh(): void {
   el.smLabels.disabled = !conditional;
   el.smGuidance.disabled = !conditional;
   el.smRescale.disabled = !conditional;
+  el.smParallel.disabled = !conditional;
+  el.smInterval.disabled = !conditional;
   el.smCountLabel.firstChild!.textContent = conditional ? 'per label ' : 'images ';
   el.smEtaLabel.hidden = el.smSampler.value !== 'ddim';
   el.smLimitLabel.hidden = !['ddpm', 'ddim', 'plms'].includes(el.smSampler.value);
@@ -443,6 +457,8 @@ async function runSampling(): Promise<void> {
   const guidance = c.classes.length ? num(el.smGuidance, 'guidance', { min: 0 }) : 1;
   const eta = sampler === 'ddim' ? num(el.smEta, 'eta', { min: 0, max: 1 }) : undefined;
   const guidanceRescale = c.classes.length ? num(el.smRescale, 'rescale φ', { min: 0, max: 1 }) : 0;
+  const guidanceParallel = c.classes.length ? num(el.smParallel, 'parallel η', { min: 0, max: 1 }) : 1;
+  const guidanceInterval = c.classes.length ? intervalInput(el.smInterval) : undefined;
   // x̂0 within the model's range (its default clip bound, 1 for pixel models): the default, none, or dynamic thresholding.
   const limit = el.smLimit.value;
   const samplerOptions: SamplerOptions = { ...c.defaults, ...(eta !== undefined ? { eta } : {}) };
@@ -465,7 +481,7 @@ async function runSampling(): Promise<void> {
   const t0 = performance.now();
   try {
     const r = await generate(dev, c.net(), c.process, {
-      sampler, steps, labels, count, guidance, guidanceRescale, seed, samplerOptions, snapshotEvery: every,
+      sampler, steps, labels, count, guidance, guidanceRescale, guidanceParallel, guidanceInterval, seed, samplerOptions, snapshotEvery: every,
       onSnapshot: async (snap, total) => {
         const shape = [n, ...snap.x0.shape.slice(1)] as [number, number, number, number];
         const x0 = (await snap.x0.read()) as Float32Array;
