@@ -36,8 +36,8 @@ export { makeSampler, samplersFor, SAMPLER_NAMES, SamplerError } from './diffusi
 export type { Sampler, SamplerOptions } from './diffusion/samplers/index.js';
 export { SamplingLoop, sample } from './diffusion/sample.js';
 export type { SampleRunOptions, SampleResult } from './diffusion/sample.js';
-export { NetworkDenoiser } from './diffusion/denoiser.js';
-export type { Denoiser } from './diffusion/denoiser.js';
+export { NetworkDenoiser, parseGuidanceInterval, guidanceRecord } from './diffusion/denoiser.js';
+export type { Denoiser, GuidanceVariants } from './diffusion/denoiser.js';
 export { generate, parseLabel, readSnapshots } from './diffusion/generate.js';
 export type { GenerateOptions } from './diffusion/generate.js';
 export { DiffusionTrainer, modelFromCheckpoint, samplerDefaults } from './diffusion/train.js';

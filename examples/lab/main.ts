@@ -4,7 +4,7 @@
 import {
   createDevice, Device, noGrad, ops, Tensor,
   decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
-  makeProcess, samplersFor, generate, parseLabel, encodePng, makeLetters, makeColorsDataset,
+  makeProcess, samplersFor, generate, parseLabel, parseGuidanceInterval, encodePng, makeLetters, makeColorsDataset,
 } from '../../src/index.js';
 import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions } from '../../src/index.js';
 import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
@@ -125,17 +125,6 @@ function num(input: HTMLInputElement, name: string, o: { int?: boolean; min?: nu
     throw new Error(`${name} = '${v}': expected ${range}`);
   }
   return x;
-}
-
-/** The guidance interval 'lo,hi' (noise levels σ = b/a), or undefined when empty (every level). */
-function intervalInput(input: HTMLInputElement): [number, number] | undefined {
-  const v = input.value.trim();
-  if (v === '') return undefined;
-  const [lo, hi, ...rest] = v.split(',').map((x) => Number(x.trim()));
-  if (rest.length || !Number.isFinite(lo) || !Number.isFinite(hi) || !(lo! >= 0 && hi! > lo!)) {
-    throw new Error(`interval σ = '${v}': expected lo,hi with 0 ≤ lo < hi (noise levels σ = b/a), or empty for every level`);
-  }
-  return [lo!, hi!];
 }
 
 /** Enables exactly the controls that make sense now. */
@@ -458,7 +447,7 @@ async function runSampling(): Promise<void> {
   const eta = sampler === 'ddim' ? num(el.smEta, 'eta', { min: 0, max: 1 }) : undefined;
   const guidanceRescale = c.classes.length ? num(el.smRescale, 'rescale φ', { min: 0, max: 1 }) : 0;
   const guidanceParallel = c.classes.length ? num(el.smParallel, 'parallel η', { min: 0, max: 1 }) : 1;
-  const guidanceInterval = c.classes.length ? intervalInput(el.smInterval) : undefined;
+  const guidanceInterval = c.classes.length && el.smInterval.value.trim() ? parseGuidanceInterval(el.smInterval.value.trim(), 'interval σ') : undefined;
   // x̂0 within the model's range (its default clip bound, 1 for pixel models): the default, none, or dynamic thresholding.
   const limit = el.smLimit.value;
   const samplerOptions: SamplerOptions = { ...c.defaults, ...(eta !== undefined ? { eta } : {}) };

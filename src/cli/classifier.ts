@@ -11,6 +11,7 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
+import { GuidanceVariants, guidanceRecord } from '../diffusion/denoiser.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { Progress } from './progress.js';
@@ -69,12 +70,8 @@ export interface EvalSamplesCommand {
   classifier: string;
   samplers: string[];
   guidance: number[];
-  /** Guidance rescale φ (0: plain guidance). */
-  guidanceRescale?: number;
-  /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
-  guidanceParallel?: number;
-  /** Guide only at noise levels σ = b/a in (lo, hi]. */
-  guidanceInterval?: [number, number];
+  /** Variants of guidance (rescale, parallel weight, interval); omitted: plain guidance. */
+  guidanceVariants?: GuidanceVariants;
   steps: number;
   /** Samples per class. */
   count: number;
@@ -103,7 +100,7 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
   for (const sampler of cmd.samplers) {
     for (const g of cmd.guidance) {
       const t0 = performance.now();
-      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, guidanceInterval: cmd.guidanceInterval, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
+      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, ...cmd.guidanceVariants, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
       const seconds = (performance.now() - t0) / 1000;
       const pred = await classify(dev, clf.net, r.images);
       const hits = classes.map(() => 0);
@@ -114,6 +111,6 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
       console.log(`${sampler.padEnd(15)} guidance ${String(g).padEnd(4)} accuracy ${(100 * accuracy).toFixed(1)}% (${labels.length} samples, ${seconds.toFixed(0)} s)`);
     }
   }
-  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, guidanceInterval: cmd.guidanceInterval ?? null, count: cmd.count, seed: cmd.seed, rows }, null, 2));
+  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), count: cmd.count, seed: cmd.seed, rows }, null, 2));
   return rows;
 }

@@ -8,6 +8,7 @@ import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
+import { GuidanceVariants, guidanceRecord } from '../diffusion/denoiser.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
 import { COLOR_CLASSES, evalColors, formatColorTable, ColorReport, classMeanImages, solidImages, meanSrgb, COLOR_SRGB, pairedDifference } from '../metrics/color.js';
 import { frechetDistance } from '../metrics/frechet.js';
@@ -23,12 +24,8 @@ import { Progress } from './progress.js';
 export interface EvalColorsCommand {
   checkpoint: string;
   guidance: number[];
-  /** Guidance rescale φ (0: plain guidance). */
-  guidanceRescale?: number;
-  /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
-  guidanceParallel?: number;
-  /** Guide only at noise levels σ = b/a in (lo, hi]. */
-  guidanceInterval?: [number, number];
+  /** Variants of guidance (rescale, parallel weight, interval); omitted: plain guidance. */
+  guidanceVariants?: GuidanceVariants;
   /** Images per colour and scale. */
   count: number;
   sampler: string;
@@ -111,7 +108,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   for (const g of cmd.guidance) {
     const t0 = performance.now();
     const bar = new Progress(cmd.steps, `guidance ${g}`);
-    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, guidanceInterval: cmd.guidanceInterval, seed: cmd.seed, samplerOptions, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
+    const r = await generate(dev, net, noise, { sampler: cmd.sampler, steps: cmd.steps, labels, guidance: g, ...cmd.guidanceVariants, seed: cmd.seed, samplerOptions, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)) });
     bar.finish(cmd.steps);
     const { images, shape } = decode ? await decode(r.images, r.shape) : r;
     const clipped = toPixelRange(images);
@@ -162,7 +159,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
     ...(trend.length ? ['', '| ΔE76 change, image by image | mean ± s.e. |', '|---|---|', ...trend.map((t) => `| s = ${t.from} → ${t.to} | ${signed(t.mean)} ± ${t.se.toFixed(2)} |`)] : []),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, vqgan: firstStage?.path ?? null, sampler: cmd.sampler, steps: cmd.steps, guidanceRescale: cmd.guidanceRescale ?? 0, guidanceParallel: cmd.guidanceParallel ?? 1, guidanceInterval: cmd.guidanceInterval ?? null, samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
+  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, vqgan: firstStage?.path ?? null, sampler: cmd.sampler, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
   writeFileSync(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;

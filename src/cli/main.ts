@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { createDevice, Device } from '../graph/device.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
 import { SAMPLER_NAMES, SamplerOptions } from '../diffusion/samplers/index.js';
+import { GuidanceVariants, parseGuidanceInterval } from '../diffusion/denoiser.js';
 import { trainCommand } from './train.js';
 import { sampleCommand } from './sample.js';
 import { MODEL_PRESETS } from './models.js';
@@ -181,17 +182,12 @@ function oneOf<const T extends string>(name: string, v: string, allowed: readonl
   return v as T;
 }
 
-/** The guidance variants shared by the sampling commands (see GenerateOptions). */
-const guidanceVariants = (v: Record<string, unknown>) => ({
+/** The guidance variants shared by the sampling commands (GUIDANCE_VARIANTS). */
+const parseGuidanceVariants = (v: Record<string, unknown>): GuidanceVariants => ({
   guidanceRescale: num('guidance-rescale', String(v['guidance-rescale']), { min: 0, max: 1 }),
   guidanceParallel: num('guidance-parallel', String(v['guidance-parallel']), { min: 0, max: 1 }),
-  guidanceInterval: v['guidance-interval'] === undefined ? undefined : intervalOption(String(v['guidance-interval'])),
+  guidanceInterval: v['guidance-interval'] === undefined ? undefined : parseGuidanceInterval(String(v['guidance-interval']), '--guidance-interval'),
 });
-function intervalOption(v: string): [number, number] {
-  const [lo, hi, ...rest] = nums('guidance-interval', v, { min: 0 });
-  if (hi === undefined || rest.length || !(hi > lo!)) throw new Error(`--guidance-interval = '${v}': expected LO,HI with 0 <= LO < HI (noise levels sigma = b/a)`);
-  return [lo!, hi];
-}
 
 /**
  * --clip: on/off set clipSample; auto leaves it to the model's default (see samplerDefaults).
@@ -297,7 +293,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     await evalColorsCommand(dev, {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
-      ...guidanceVariants(v),
+      guidanceVariants: parseGuidanceVariants(v),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
       classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(v),
     });
@@ -321,7 +317,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
     const dev = await device();
     await evalSamplesCommand(dev, {
-      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), ...guidanceVariants(v),
+      checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), guidanceVariants: parseGuidanceVariants(v),
       steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
     });
     dev.destroy();
@@ -333,7 +329,7 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     const r = await sampleCommand(dev, {
       checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
-      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), ...guidanceVariants(v),
+      guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceVariants: parseGuidanceVariants(v),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: {
         ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(v),

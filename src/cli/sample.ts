@@ -6,6 +6,7 @@ import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
 import { generate, parseLabel, readSnapshots } from '../diffusion/generate.js';
+import type { GuidanceVariants } from '../diffusion/denoiser.js';
 import { SamplerOptions } from '../diffusion/samplers/index.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { Progress } from './progress.js';
@@ -16,12 +17,8 @@ export interface SampleCommand {
   sampler: string;
   steps: number;
   guidance: number;
-  /** Guidance rescale φ (0: plain guidance). */
-  guidanceRescale?: number;
-  /** Weight η of the guidance update's part along x̂0_c (1: plain guidance). */
-  guidanceParallel?: number;
-  /** Guide only at noise levels σ = b/a in (lo, hi]. */
-  guidanceInterval?: [number, number];
+  /** Variants of guidance (rescale, parallel weight, interval); omitted: plain guidance. */
+  guidanceVariants?: GuidanceVariants;
   /** Class names or indices; 'all' for every class. Empty for an unconditional model. */
   labels: string[];
   /** Images per label (or in all, when unconditional). */
@@ -51,7 +48,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const bar = new Progress(cmd.steps, `sample ${cmd.sampler}`);
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
   const r = await generate(dev, net, noise, {
-    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, guidanceRescale: cmd.guidanceRescale, guidanceParallel: cmd.guidanceParallel, guidanceInterval: cmd.guidanceInterval, seed: cmd.seed,
+    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, ...cmd.guidanceVariants, seed: cmd.seed,
     samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);

@@ -29,16 +29,8 @@ export function networkEps(net: EpsNetwork, x: Tensor, level: LevelTensors, labe
   return net.forward(ops.mul(x, perSample(cin, x)), level.time, labels);
 }
 
-export interface GuidedDenoiserOptions {
-  /** Class labels of the batch (host data, B of them); omit for an unconditional model. */
-  labels?: Int32Array | null;
-  /** The null class of classifier-free guidance (the model's numClasses). */
-  nullClass?: number;
-  /**
-   * Guidance scale s: ε̂ = ε̂_u + s·(ε̂_c - ε̂_u); 1 is the conditional model alone. One number for
-   * the batch, or one per sample (a sweep of scales in a single run).
-   */
-  guidance?: number | readonly number[];
+/** Variants of classifier-free guidance; each left out is plain guidance. */
+export interface GuidanceVariants {
   /**
    * Guidance rescale φ in [0, 1] (Lin et al. 2024, diffusers' guidance_rescale): the guided ε̂ is
    * scaled per sample to the standard deviation of the conditional ε̂, and mixed with the plain guided
@@ -60,6 +52,33 @@ export interface GuidedDenoiserOptions {
    * drives samples away from the data; at the cleanest it has nothing left to do. Default: every level.
    */
   guidanceInterval?: readonly [number, number];
+}
+
+/** The variants with their defaults filled in, as a run's record (metrics.json, eval.json) states them. */
+export function guidanceRecord(v: GuidanceVariants = {}): { guidanceRescale: number; guidanceParallel: number; guidanceInterval: readonly [number, number] | null } {
+  return { guidanceRescale: v.guidanceRescale ?? 0, guidanceParallel: v.guidanceParallel ?? 1, guidanceInterval: v.guidanceInterval ?? null };
+}
+
+/** A guidance interval written 'lo,hi' (noise levels σ = b/a); errors name the option (`name`). */
+export function parseGuidanceInterval(text: string, name: string): [number, number] {
+  const parts = text.split(',').map((x) => x.trim());
+  const [lo, hi] = parts.map(Number);
+  if (parts.length !== 2 || parts.some((x) => x === '') || !(lo! >= 0 && hi! > lo!)) {
+    throw new Error(`${name} = '${text}': expected LO,HI with 0 <= LO < HI (noise levels sigma = b/a)`);
+  }
+  return [lo!, hi!];
+}
+
+export interface GuidedDenoiserOptions extends GuidanceVariants {
+  /** Class labels of the batch (host data, B of them); omit for an unconditional model. */
+  labels?: Int32Array | null;
+  /** The null class of classifier-free guidance (the model's numClasses). */
+  nullClass?: number;
+  /**
+   * Guidance scale s: ε̂ = ε̂_u + s·(ε̂_c - ε̂_u); 1 is the conditional model alone. One number for
+   * the batch, or one per sample (a sweep of scales in a single run).
+   */
+  guidance?: number | readonly number[];
 }
 
 /**

@@ -4,12 +4,13 @@ import type { Device } from '../graph/device.js';
 import { Tensor } from '../graph/tensor.js';
 import type { UNet } from '../models/unet.js';
 import type { NoiseProcess } from './process.js';
-import { NetworkDenoiser } from './denoiser.js';
+import { NetworkDenoiser, GuidanceVariants } from './denoiser.js';
 import { SamplingLoop, SampleResult, SampleRunOptions } from './sample.js';
 import { makeSampler, SamplerOptions } from './samplers/index.js';
 import { SamplerError } from './samplers/types.js';
 
-export interface GenerateOptions {
+/** What to sample, and how; the guidance variants as GuidedDenoiserOptions documents them. */
+export interface GenerateOptions extends GuidanceVariants {
   sampler: string;
   steps: number;
   /** Class of each image (omit for an unconditional model). */
@@ -18,12 +19,6 @@ export interface GenerateOptions {
   count?: number;
   /** One scale, or one per image. */
   guidance?: number | readonly number[];
-  /** Guidance rescale φ in [0, 1] (see GuidedDenoiserOptions); 0 is plain guidance. */
-  guidanceRescale?: number;
-  /** Weight η of the guidance update's part along x̂0_c (see GuidedDenoiserOptions); 1 is plain guidance. */
-  guidanceParallel?: number;
-  /** Guide only at noise levels σ = b/a in (lo, hi] (see GuidedDenoiserOptions); default every level. */
-  guidanceInterval?: readonly [number, number];
   seed?: number;
   samplerOptions?: SamplerOptions;
   snapshotEvery?: number;
