@@ -248,8 +248,6 @@ export class VQGANTrainer {
       : vq.quantizer.update(z, q.indices, this.key);
     ops.advanceKey(this.key);
     const usage = vq.quantizer.usage(counts, q.indices.size);
-    // A frozen codebook has no ages to count from: its recent use is this batch's.
-    if (decoderOnly) usage.recent = usage.used;
     const mse = ops.mean(ops.square(ops.sub(x, clip1(xrec))));
     const qloss = vq.quantizer.ema ? ops.scale(q.loss, vq.config.beta / (1 + vq.config.beta)) : q.loss;
     return {
@@ -260,7 +258,8 @@ export class VQGANTrainer {
       qloss,
       perplexity: usage.perplexity,
       codesUsed: usage.used,
-      codesRecent: usage.recent,
+      // A frozen codebook keeps no ages: its recent use is this batch's.
+      codesRecent: decoderOnly ? usage.used : usage.recent,
       ...(perceptual ? { perceptual } : {}),
     };
   }
