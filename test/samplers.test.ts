@@ -339,7 +339,8 @@ describe('projected guidance (guidanceParallel η)', () => {
         want.forEach((v, p) => expect(Math.abs(got[i * P + p]! - v), `η ${eta}, sample ${i}, pixel ${p}`).toBeLessThan(1e-5 * s * (1 + Math.abs(v))));
         if (eta === 1) xi.forEach((_, p) => expect(Math.abs(got[i * P + p]! - (eu[p]! + s * (ec[p]! - eu[p]!)))).toBeLessThan(1e-5 * s * (1 + Math.abs(ec[p]!))));
         if (eta === 0) {
-          // The guided x̂0 differs from x̂0_c only orthogonally to x̂0_c.
+          // The guided x̂0 differs from x̂0_c only orthogonally to x̂0_c. Both are recovered from f32 ε̂ by
+          // dividing by a, which scales ε̂'s rounding by b/a: 1e-4 of the two norms' product, over a.
           const x0got = xi.map((v, p) => (v - b * got[i * P + p]!) / a);
           const moved = x0got.map((v, p) => v - x0c[p]!);
           expect(Math.abs(dot(moved, x0c))).toBeLessThan(1e-4 * Math.sqrt(dot(moved, moved) * dot(x0c, x0c)) / a);
