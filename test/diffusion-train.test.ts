@@ -201,6 +201,8 @@ describe('wgd CLI', () => {
     // --finetune-decoder starts from the VQ-GAN's EMA weights and keeps its encoder side as it was, so
     // the latent model's latents stay valid and it samples through the new decoder.
     const vqft = join(dir, 'vq-ft');
+    // Model flags cannot change a file's model: refused by name rather than ignored.
+    await expect(main(['train-vqgan', ...data, '--finetune-decoder', join(vq, 'vqgan.safetensors'), '--codebook', '32x4', '--mid-attention=no', '--steps', '1', '--batch', '4', '--out', vqft])).rejects.toThrow(/train-vqgan --finetune-decoder: the model is .*vqgan\.safetensors's own; drop --codebook, --mid-attention$/);
     expect(await main(['train-vqgan', ...data, '--finetune-decoder', join(vq, 'vqgan.safetensors'), '--steps', '2', '--batch', '4', '--disc-start', '1', '--checkpoint-every', '1', '--out', vqft])).toBe(0);
     const src = decodeCheckpoint(new Uint8Array(readFileSync(join(vq, 'vqgan.safetensors')))).tensors;
     const ft = decodeCheckpoint(new Uint8Array(readFileSync(join(vqft, 'vqgan.safetensors'))));

@@ -18,7 +18,7 @@ type Spec = Record<string, { type: 'string' | 'boolean'; default?: string | bool
 const GUIDANCE_VARIANTS: Spec = {
   'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
   'guidance-parallel': { type: 'string', default: '1', help: "weight eta in [0, 1] of the guidance update's part along the conditional x0 (adaptive projected guidance, Sadat et al. 2025); 1: plain guidance, 0: drop it" },
-  'guidance-interval': { type: 'string', help: 'LO,HI: guide only at noise levels sigma = b/a in (LO, HI] (Kynkäänniemi et al. 2024); default: every level' },
+  'guidance-interval': { type: 'string', help: "LO,HI: guide only at noise levels sigma = b/a in (LO, HI] (Kynkäänniemi et al. 2024); sigma is in the data's units, so EDM2's 0.28,5.42 (latents of std 0.5) is 0.56,10.84 for this engine's unit-std latents; default: every level" },
 };
 const CLIP: Spec = {
   clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
@@ -78,7 +78,7 @@ const VQGAN_TRAIN: Spec = {
   out: { type: 'string', default: 'runs/vqgan', help: 'run folder' },
   resume: { type: 'boolean', default: false, help: "continue from the run folder's checkpoint" },
   'checkpoint-every': { type: 'string', default: '100', help: 'steps between checkpoints and reconstruction grids' },
-  'finetune-decoder': { type: 'string', help: 'VQ-GAN file: train only its decoder from its weights, encoder and codebook frozen (its latent models stay valid; the model flags above are ignored)' },
+  'finetune-decoder': { type: 'string', help: "VQ-GAN file: train only its decoder from its weights, encoder and codebook frozen (its latent models stay valid); the model is the file's, so the model flags above are refused" },
 };
 
 const EVAL_COLORS: Spec = {
@@ -209,6 +209,9 @@ async function device(): Promise<Device> {
   return createDevice();
 }
 
+/** train-vqgan's flags that define the model; --finetune-decoder takes all of them from its file. */
+const VQGAN_MODEL_FLAGS = ['level-channels', 'codebook', 'beta', 'codebook-update', 'restart-after', 'mid-attention'] as const;
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
@@ -267,6 +270,11 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === 'train-vqgan') {
+    if (v['finetune-decoder']) {
+      // The architecture and quantizer come from the file; a model flag would silently do nothing.
+      const given = VQGAN_MODEL_FLAGS.filter((f) => rest.some((a) => a === `--${f}` || a.startsWith(`--${f}=`)));
+      if (given.length) throw new Error(`train-vqgan --finetune-decoder: the model is ${s('finetune-decoder')}'s own; drop ${given.map((f) => `--${f}`).join(', ')}`);
+    }
     const [K, D] = s('codebook').split('x').map((x) => num('codebook', x, { int: true, min: 1 }));
     if (D === undefined) throw new Error(`--codebook = '${s('codebook')}': expected K x D, e.g. 1024x4`);
     const dev = await device();
