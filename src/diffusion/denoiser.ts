@@ -49,7 +49,9 @@ export interface GuidanceVariants {
   /**
    * Guide only at noise levels σ = b/a in (lo, hi] (Kynkäänniemi et al. 2024, "Applying guidance in a
    * limited interval"); elsewhere the conditional ε̂ alone (s = 1). Guidance at the noisiest levels
-   * drives samples away from the data; at the cleanest it has nothing left to do. Default: every level.
+   * drives samples away from the data; at the cleanest it has nothing left to do. σ is in units of the
+   * data: EDM2's (0.28, 5.42] was chosen for latents of standard deviation 0.5, so for this engine's
+   * unit-variance latents it is (0.56, 10.84]. Default: every level.
    */
   guidanceInterval?: readonly [number, number];
 }
