@@ -186,6 +186,7 @@ describe('wgd CLI', () => {
     await expect(main(['sample', '--ckpt', ck, '--clip', 'maybe'])).rejects.toThrow(/--clip = 'maybe' is not allowed; allowed values: auto, on, off/);
     await expect(main(['sample', '--ckpt', ck, '--guidance-rescale', '2'])).rejects.toThrow(/--guidance-rescale = '2': expected a number >= 0 and <= 1/);
     await expect(main(['sample', '--ckpt', ck, '--guidance-parallel', '1.5'])).rejects.toThrow(/--guidance-parallel = '1\.5': expected a number >= 0 and <= 1/);
+    await expect(main(['eval-colors', '--ckpt', ck, '--eta', '2'])).rejects.toThrow(/--eta = '2': expected a number >= 0 and <= 1/);
     await expect(main(['sample', '--ckpt', ck, '--guidance-interval', '3,1'])).rejects.toThrow(/--guidance-interval = '3,1': expected LO,HI with 0 <= LO < HI/);
   }, 600_000);
 
@@ -256,7 +257,9 @@ describe('wgd CLI', () => {
       expect(await main(['eval-colors', '--ckpt', join(latent, 'checkpoint.safetensors'), '--guidance', '2', '--count', '1', '--steps', '2', '--out', o, ...extra])).toBe(0);
       return JSON.parse(readFileSync(join(o, 'metrics.json'), 'utf8'));
     };
-    const withClf = await evalAgain([]);
+    // Single-sampler options reach the sampler and the record, as in wgd sample.
+    const withClf = await evalAgain(['--eta', '0.5']);
+    expect(withClf.samplerOptions).toEqual({ clipSample: true, clipRange: cfg.latent.range, eta: 0.5 });
     expect(withClf.features).toBe(join(latent, 'classifier.safetensors'));
     expect(Number.isFinite(withClf.results[0].frechet)).toBe(true);
     expect((await evalAgain(['--classifier', 'none'])).features).toBe('4x4 block means of the pixels');

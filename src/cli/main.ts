@@ -26,6 +26,12 @@ const CLIP: Spec = {
   threshold: { type: 'string', help: 'ddpm/ddim/plms: dynamic thresholding instead of the clip (Imagen): per sample, s = this quantile of |x̂0| (e.g. 0.995), at least R; x̂0 clipped to ±s and scaled by R/s' },
   'threshold-max': { type: 'string', help: 'with --threshold: the largest s (diffusers\' sample_max_value); unbounded by default' },
 };
+/** Options of single samplers, shared by the commands that take one sampler (sample, eval-colors). */
+const SAMPLER_PARAMS: Spec = {
+  eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
+  snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
+  'step-size': { type: 'string', help: 'langevin: ε' },
+};
 
 const TRAIN: Spec = {
   data: { type: 'string', default: 'letters', help: "dataset: letters, colors, or a folder of PNGs" },
@@ -90,6 +96,7 @@ const EVAL_COLORS: Spec = {
   steps: { type: 'string', default: '50', help: 'sampler steps' },
   seed: { type: 'string', default: '0', help: 'seed' },
   ...CLIP,
+  ...SAMPLER_PARAMS,
   classifier: { type: 'string', help: "classifier trained on colors (wgd train-classifier --data colors): its penultimate layer's features for Fréchet distance and retrieval; default: classifier.safetensors beside --ckpt if there is one, else 4x4 block colours ('none' forces those)" },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   out: { type: 'string', default: 'runs/eval-colors', help: 'output folder' },
@@ -104,10 +111,8 @@ const SAMPLE: Spec = {
   label: { type: 'string', default: 'all', help: "class names or indices, comma-separated, or 'all'" },
   count: { type: 'string', default: '8', help: 'images per label' },
   seed: { type: 'string', default: '0', help: 'seed of the noise' },
-  eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
   ...CLIP,
-  snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
-  'step-size': { type: 'string', help: 'langevin: ε' },
+  ...SAMPLER_PARAMS,
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   strip: { type: 'boolean', default: false, help: 'also write OUT-strip.png with x̂0 every steps/10 steps' },
@@ -203,6 +208,13 @@ function clipOption(v: Record<string, unknown>): SamplerOptions {
     r.thresholdMax = num('threshold-max', v['threshold-max'] as string, { min: 1e-6 });
   }
   return r;
+}
+
+/** The sampler options given by CLIP and SAMPLER_PARAMS. */
+function samplerOptionsOf(v: Record<string, unknown>): SamplerOptions {
+  const n = (k: string, range: { min: number; max?: number }) => (v[k] !== undefined ? num(k, v[k] as string, range) : undefined);
+  const [eta, snr, stepSize] = [n('eta', { min: 0, max: 1 }), n('snr', { min: 0 }), n('step-size', { min: 0 })];
+  return { ...(eta !== undefined ? { eta } : {}), ...clipOption(v), ...(snr !== undefined ? { snr } : {}), ...(stepSize !== undefined ? { stepSize } : {}) };
 }
 
 async function device(): Promise<Device> {
@@ -303,7 +315,7 @@ export async function main(argv: string[]): Promise<number> {
       checkpoint: s('ckpt'), guidance: nums('guidance', s('guidance'), { min: 0 }), count: num('count', s('count'), { int: true, min: 1 }),
       guidanceVariants: parseGuidanceVariants(v),
       sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'),
-      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: clipOption(v),
+      classifier: v.classifier as string | undefined, vqgan: v.vqgan as string | undefined, samplerOptions: samplerOptionsOf(v),
     });
     dev.destroy();
     return 0;
@@ -339,10 +351,7 @@ export async function main(argv: string[]): Promise<number> {
       checkpoint: s('ckpt'), sampler: s('sampler'), steps: num('steps', s('steps'), { int: true, min: 1 }),
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceVariants: parseGuidanceVariants(v),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
-      samplerOptions: {
-        ...(v.eta !== undefined ? { eta: num('eta', s('eta'), { min: 0, max: 1 }) } : {}), ...clipOption(v),
-        ...(v.snr !== undefined ? { snr: num('snr', s('snr'), { min: 0 }) } : {}), ...(v['step-size'] !== undefined ? { stepSize: num('step-size', s('step-size'), { min: 0 }) } : {}),
-      },
+      samplerOptions: samplerOptionsOf(v),
     });
     console.log(`wrote ${r.out}${r.strip ? ` and ${r.strip}` : ''} (${r.shape[0]} images in ${r.seconds.toFixed(1)} s)`);
     dev.destroy();
