@@ -212,9 +212,11 @@ function clipOption(v: Record<string, unknown>): SamplerOptions {
 
 /** The sampler options given by CLIP and SAMPLER_PARAMS. */
 function samplerOptionsOf(v: Record<string, unknown>): SamplerOptions {
-  const n = (k: string, range: { min: number; max?: number }) => (v[k] !== undefined ? num(k, v[k] as string, range) : undefined);
-  const [eta, snr, stepSize] = [n('eta', { min: 0, max: 1 }), n('snr', { min: 0 }), n('step-size', { min: 0 })];
-  return { ...(eta !== undefined ? { eta } : {}), ...clipOption(v), ...(snr !== undefined ? { snr } : {}), ...(stepSize !== undefined ? { stepSize } : {}) };
+  const r = clipOption(v);
+  if (v.eta !== undefined) r.eta = num('eta', v.eta as string, { min: 0, max: 1 });
+  if (v.snr !== undefined) r.snr = num('snr', v.snr as string, { min: 0 });
+  if (v['step-size'] !== undefined) r.stepSize = num('step-size', v['step-size'] as string, { min: 0 });
+  return r;
 }
 
 async function device(): Promise<Device> {
@@ -236,7 +238,11 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const options = Object.fromEntries(Object.entries(c.spec).map(([k, o]) => [k, { type: o.type, ...(o.default !== undefined ? { default: o.default } : {}) }]));
-  const { values: v } = parseArgs({ args: rest, options: options as never, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> };
+  const { values: v, tokens } = parseArgs({ args: rest, options: options as never, strict: true, allowPositionals: false, tokens: true }) as {
+    values: Record<string, string | boolean | undefined>; tokens: { kind: string; name?: string }[];
+  };
+  /** Options the user wrote (as opposed to defaults that parseArgs filled in). */
+  const given = new Set(tokens.filter((t) => t.kind === 'option').map((t) => t.name));
   const s = (k: string) => v[k] as string;
   if (cmd === 'info') {
     const dev = await device();
@@ -284,8 +290,8 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === 'train-vqgan') {
     if (v['finetune-decoder']) {
       // The architecture and quantizer come from the file; a model flag would silently do nothing.
-      const given = VQGAN_MODEL_FLAGS.filter((f) => rest.some((a) => a === `--${f}` || a.startsWith(`--${f}=`)));
-      if (given.length) throw new Error(`train-vqgan --finetune-decoder: the model is ${s('finetune-decoder')}'s own; drop ${given.map((f) => `--${f}`).join(', ')}`);
+      const fixed = VQGAN_MODEL_FLAGS.filter((f) => given.has(f));
+      if (fixed.length) throw new Error(`train-vqgan --finetune-decoder: the model is ${s('finetune-decoder')}'s own; drop ${fixed.map((f) => `--${f}`).join(', ')}`);
     }
     const [K, D] = s('codebook').split('x').map((x) => num('codebook', x, { int: true, min: 1 }));
     if (D === undefined) throw new Error(`--codebook = '${s('codebook')}': expected K x D, e.g. 1024x4`);
