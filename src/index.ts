@@ -1,13 +1,14 @@
 export { createDevice, Device } from './graph/device.js';
 export type { TensorOptions } from './graph/device.js';
-export type { CreateDeviceOptions } from './runtime/device.js';
+export type { CreateDeviceOptions, AdapterMode } from './runtime/device.js';
+export { NoAdapterError, ADAPTER_MODES } from './runtime/device.js';
 export { Tensor, noGrad, grad } from './graph/tensor.js';
 export type { GradOptions } from './graph/tensor.js';
 export { CompiledStep } from './graph/compile.js';
 export type { InputSpec, InputValue, StepOutputs } from './graph/compile.js';
 export type { StepStats, ExecutorOptions } from './graph/executor.js';
 export { Runtime, DeviceArray } from './runtime/runtime.js';
-export type { DType } from './runtime/runtime.js';
+export type { DType, AdapterChoice } from './runtime/runtime.js';
 export { ShapeError, LimitError, KernelCompileError } from './runtime/errors.js';
 export * as ops from './graph/ops/index.js';
 

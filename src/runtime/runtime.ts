@@ -6,6 +6,14 @@ import { Capture, FuseInfo } from './capture.js';
 
 export type DType = 'f32' | 'i32';
 
+/** How the adapter was chosen (createDevice's `adapter` option) and why: `wgd info` prints it. */
+export interface AdapterChoice {
+  mode: 'auto' | 'gpu' | 'swiftshader';
+  /** The adapter is a software (CPU-emulated) one. */
+  software: boolean;
+  reason: string;
+}
+
 /**
  * A GPU buffer. Eager storage is pooled and returns to the pool when no DeviceArray refers to it any
  * more. Storage allocated while a step is being captured is virtual: it has no buffer until the
@@ -122,6 +130,7 @@ export class Runtime {
     readonly adapterInfo: { vendor: string; architecture: string; device: string; description: string },
     /** Whatever must stay reachable for the device to live (Dawn's node GPU object). */
     readonly keepAlive: unknown = null,
+    readonly adapterChoice: AdapterChoice = { mode: 'auto', software: false, reason: 'a GPUDevice was passed in' },
   ) {
     this.limits = device.limits;
     this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
