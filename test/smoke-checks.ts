@@ -2,7 +2,7 @@
 // Chromium (test/browser.test.ts), so both runtimes are held to the same float64 references.
 import { ops } from '../src/index.js';
 import { OpCheck } from './check.js';
-import { unaryRef, unaryDerivRef } from '../kernels/elementwise.js';
+import { unaryRef, unaryDerivRef } from './reference/elementwise.js';
 import { absQuantileRef } from '../kernels/quantile.js';
 
 export function smokeChecks(): OpCheck[] {
