@@ -62,6 +62,7 @@ export type { PlotOptions } from './data/plot.js';
 export { mulberry32, mixSeed } from './data/rng.js';
 
 // Metrics
-export { COLOR_CLASSES, srgbToLab, deltaE76, dominantColorClass, evalColors } from './metrics/color.js';
+export { COLOR_CLASSES, srgbToLab, deltaE76, dominantColorClass } from './data/color-space.js';
+export { evalColors } from './metrics/color.js';
 export { frechetDistance } from './metrics/frechet.js';
 export { nearestNeighbours } from './metrics/retrieval.js';
