@@ -2,7 +2,7 @@ import { Tensor } from '../graph/tensor.js';
 import { ParameterSet } from '../nn/params.js';
 import { Adam } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
-import { parseSafetensors, serializeSafetensors, SafeTensor } from './safetensors.js';
+import { checkJsonText, parseSafetensors, serializeSafetensors, SafeTensor } from './safetensors.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
 
 /** Everything a training run needs to continue exactly where it stopped. */
@@ -60,13 +60,16 @@ export function decodeCheckpoint(bytes: Uint8Array, where = 'checkpoint'): Check
 /** The JSON config from a safetensors header's metadata ({} when there is none). */
 export function parseConfig(metadata: Record<string, string>, where: string): Record<string, unknown> {
   if (!metadata.config) return {};
+  let c: unknown;
   try {
-    const c = JSON.parse(metadata.config) as unknown;
+    c = JSON.parse(metadata.config) as unknown;
     if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not an object');
-    return c as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${where}: the config in the header is not a JSON object (${(e as Error).message})`);
+    throw new Error(`${where}: the config in the header is not a JSON object (${(e as Error).message.slice(0, 200)})`);
   }
+  // A repeated field would silently take its last value; nesting past any real config is corruption.
+  checkJsonText(metadata.config, `${where}: the config in the header`, (m) => new Error(m));
+  return c as Record<string, unknown>;
 }
 
 /**
