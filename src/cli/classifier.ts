@@ -3,10 +3,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
-import { Init } from '../nn/module.js';
+import { Init, parameterShapes } from '../nn/module.js';
 import { ParameterSet } from '../nn/params.js';
 import { Classifier, ClassifierConfig, classify, trainClassifier } from '../models/classifier.js';
-import { encodeCheckpoint } from '../io/checkpoint.js';
+import { checkCheckpointTensors, encodeCheckpoint } from '../io/checkpoint.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
@@ -57,6 +57,7 @@ export async function loadClassifier(dev: Device, path: string): Promise<{ net: 
   const ck = await readCheckpointFile(path);
   const c = ck.config as { kind?: string; model?: ClassifierConfig; classes?: string[] };
   if (c.kind !== 'classifier' || !c.model) throw new Error(`${path} is not a classifier checkpoint (written by wgd train-classifier)`);
+  checkCheckpointTensors(ck, parameterShapes(dev, (init) => new Classifier(init, c.model!)), `classifier ${path}`);
   const net = new Classifier(new Init(dev, 0), c.model).eval();
   const params = new ParameterSet(net.namedParameters());
   const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
