@@ -215,7 +215,7 @@ describe('resume means the run\'s own settings; signals stop with a checkpoint',
     expect((decodeCheckpoint(new Uint8Array(readFileSync(join(stopped, 'checkpoint.safetensors')))).config as { step: number }).step).toBe(at);
 
     // Differing settings are refused by name, before anything is loaded; --resume without a checkpoint is an error.
-    const refused = await failure(['train', '--out', stopped, '--resume', '--batch', '4', '--lr', '1e-3']);
+    const refused = await failure(['train', '--out', stopped, '--resume', '--batch', '4', '--lr', '0.001']); // the run's lr is '1e-3': the same value
     expect(refused).toBeInstanceOf(UsageError);
     expect(refused.message).toMatch(/--resume continues .*stopped with its own settings .*config\.json\); these differ: --batch 4 \(the run's: 2\)\. Drop them; only --steps, --checkpoint-every, --sample-every, --sample-steps may change/);
     expect((await failure(['train', '--out', join(dir, 'empty-run'), '--resume'])).message).toMatch(/has no checkpoint\.safetensors to continue from/);

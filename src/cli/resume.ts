@@ -30,6 +30,13 @@ interface RecordedRun {
   resumes?: ResumeRecord[];
 }
 
+/** Two spellings of one value are the same setting: '1e-3' and '0.001', '16' and '16.0'. */
+function same(a: unknown, b: unknown): boolean {
+  if (String(a) === String(b)) return true;
+  const [x, y] = [Number(a), Number(b)];
+  return typeof a === 'string' && typeof b === 'string' && a.trim() !== '' && b.trim() !== '' && Number.isFinite(x) && x === y;
+}
+
 /** The options to record for a new run: every option's value (defaults included) but NOT_RECORDED. */
 export function recordedOptions(values: OptionValues): OptionValues {
   return Object.fromEntries(Object.entries(values).filter(([k, v]) => !NOT_RECORDED.includes(k) && v !== undefined));
@@ -68,12 +75,12 @@ export function resumeOptions(
   if (!recorded || typeof recorded !== 'object') throw new Error(`--resume: ${cfgPath} records neither the run's options nor its command; it cannot be continued with its own settings`);
   const settled: OptionValues = { ...recorded };
   for (const r of run.resumes ?? []) Object.assign(settled, r.changed);
-  const differs = [...given].filter((k) => !NOT_RECORDED.includes(k) && !mutable.includes(k) && String(values[k]) !== String(settled[k]));
+  const differs = [...given].filter((k) => !NOT_RECORDED.includes(k) && !mutable.includes(k) && !same(values[k], settled[k]));
   if (differs.length) {
     const list = differs.map((k) => `--${k} ${values[k]} (the run's: ${settled[k] ?? 'not set'})`).join(', ');
     throw new UsageError(`${cmd} --resume continues ${out} with its own settings (${cfgPath}); these differ: ${list}. Drop them; only ${mutable.map((k) => `--${k}`).join(', ')} may change on resume`);
   }
-  const changed = Object.fromEntries(mutable.filter((k) => given.has(k) && String(values[k]) !== String(settled[k])).map((k) => [k, values[k]]));
+  const changed = Object.fromEntries(mutable.filter((k) => given.has(k) && !same(values[k], settled[k])).map((k) => [k, values[k]]));
   const merged = { ...values, ...settled, ...changed };
   return { values: merged, record: { time: new Date().toISOString(), command: process.argv.slice(2).join(' '), changed } };
 }

@@ -159,8 +159,9 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   }
   bar.finish(trainer.step, { loss: lastLoss });
   if (cmd.stop?.signal) {
-    // Stopped by a signal: the steps since the last checkpoint are kept in a new one.
-    if (saved !== trainer.step) await writeFileAtomic(ckPath, await trainer.encode(extra));
+    // Stopped by a signal: the steps since the last checkpoint are kept in a new one (stopped before the
+    // first step, the run's initial state is, so that --resume works all the same).
+    if (saved !== trainer.step || !existsSync(ckPath)) await writeFileAtomic(ckPath, await trainer.encode(extra));
     console.error(`wgd: stopped by ${cmd.stop.signal} after step ${trainer.step} of ${total}; checkpoint ${ckPath}. Continue with: wgd train --out ${cmd.out} --resume`);
     return { finalLoss: lastLoss, out: cmd.out, stopped: cmd.stop.signal };
   }

@@ -132,7 +132,7 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
   }
   bar.finish(trainer.steps, { PSNR: psnr });
   if (cmd.stop?.signal) {
-    if (saved !== trainer.steps) await writeFileAtomic(path, await trainer.checkpoint());
+    if (saved !== trainer.steps || !existsSync(path)) await writeFileAtomic(path, await trainer.checkpoint());
     console.error(`wgd: stopped by ${cmd.stop.signal} after step ${trainer.steps} of ${cmd.steps}; checkpoint ${path}. Continue with: wgd train-vqgan --out ${cmd.out} --resume`);
     return { psnr, path, stopped: cmd.stop.signal };
   }
