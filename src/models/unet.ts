@@ -3,7 +3,7 @@ import * as ops from '../graph/ops/index.js';
 import { Init, Module, ModuleList } from '../nn/module.js';
 import { Conv2d, Embedding, GroupNorm } from '../nn/layers.js';
 import { Downsample, ResBlock, SpatialSelfAttention, SpatialTransformer, TimestepEmbedding, Timesteps, Upsample } from '../nn/blocks.js';
-import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 
 /**
  * A U-Net as in DDPM / improved DDPM / LDM, configured by a plain object. Parameter names follow
@@ -43,8 +43,18 @@ export const UNET_DEFAULTS: UNetConfig = {
 
 /** Fill in defaults and check that the configuration can be built; the error names the field. */
 export function resolveUNetConfig(c: Partial<UNetConfig>): UNetConfig {
+  assertKnownKeys('UNet', c, Object.keys(UNET_DEFAULTS));
   const cfg = { ...UNET_DEFAULTS, ...c };
-  const bad = (field: string, why: string) => new ShapeError('UNet', `config.${field} = ${JSON.stringify((cfg as unknown as Record<string, unknown>)[field])}: ${why}`);
+  const bad = (field: string, why: string) => new ShapeError('UNet', `config.${field} = ${String(JSON.stringify((cfg as unknown as Record<string, unknown>)[field])).slice(0, 200)}: ${why}`);
+  // Configs come from files too: types are checked before anything is sized from them.
+  const isInt = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+  for (const f of ['sampleSize', 'inChannels', 'outChannels', 'layersPerBlock', 'attentionHeads', 'normGroups', 'crossAttentionDim', 'contextTokens'] as const) {
+    if (!isInt(cfg[f], 1)) throw bad(f, 'must be an integer >= 1');
+  }
+  if (!isInt(cfg.numClasses, 0)) throw bad('numClasses', 'must be an integer >= 0');
+  if (!(typeof cfg.dropout === 'number' && cfg.dropout >= 0 && cfg.dropout < 1)) throw bad('dropout', 'must be a number in [0, 1)');
+  if (!Array.isArray(cfg.blockOutChannels) || !cfg.blockOutChannels.every((v) => isInt(v, 1))) throw bad('blockOutChannels', 'must be a list of integers >= 1');
+  if (!Array.isArray(cfg.attentionResolutions) || !cfg.attentionResolutions.every((v) => isInt(v, 1))) throw bad('attentionResolutions', 'must be a list of integers >= 1');
   if (!cfg.blockOutChannels.length) throw bad('blockOutChannels', 'needs at least one level');
   for (const ch of cfg.blockOutChannels) {
     if (ch % cfg.normGroups !== 0) throw bad('normGroups', `must divide every level's channels (${cfg.blockOutChannels.join(', ')})`);
