@@ -12,6 +12,7 @@ import { checkClassifierOutputs, checkEvalSamplesOutputs, trainClassifierCommand
 import { checkVQGANOutputs, trainVQGANCommand } from './vqgan.js';
 import { checkEvalColorsOutputs, evalColorsCommand } from './colors.js';
 import { exportCommand } from './export.js';
+import { cliReference } from './reference.js';
 import { COMMANDS, UsageError, commandHelp, num, nums, oneOf, overview, parseCommandLine, parseGuidanceVariants, samplerOptionsOf } from './options.js';
 import { OptionValues, ResumeRecord, recordedOptions, resumeOptions } from './resume.js';
 import { StopRequest } from './stop.js';
@@ -87,6 +88,7 @@ export async function main(args: string[]): Promise<number> {
   if (cmd === 'help') {
     const topic = rest[0];
     if (topic === undefined) console.log(overview());
+    else if (topic === '--markdown') process.stdout.write(cliReference());
     else if (COMMANDS[topic]) console.log(commandHelp(topic));
     else throw new UsageError(`help: unknown command '${topic}'; allowed values: ${Object.keys(COMMANDS).join(', ')}`);
     return 0;
