@@ -4,6 +4,8 @@ import { LimitError, ShapeError, fmtShape } from '../src/runtime/errors.js';
 import source from '../shaders/matmul.wgsl';
 import { numel, stridesOf } from './shape.js';
 import { sumAxes, sumTo } from './reduce.js';
+import { fnv1a, tunedChoice, type TuneProblem, type TuneWorkload } from '../src/runtime/autotune.js';
+import { tuneInput } from './tune-input.js';
 
 const kernel = new Kernel('matmul', source);
 
@@ -66,12 +68,39 @@ const SMALL_REGS: MatmulTiling = { wx: 4, wy: 4, bk: 16 };
 /** 32x32 tiles of 64 threads, for shapes that 64x64 tiles would pad (N = 77: 128 vs 96 columns). */
 const SMALL_TILED4: MatmulTiling = { wx: 8, wy: 8, bk: 16 };
 
-const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|software|cpu/i;
+/**
+ * The variant, chosen per adapter by measurement (src/runtime/autotune.ts): 'regs' wins on CPU
+ * emulation, 'tiled4' on GPUs. The first candidate is the fixed default (untuned devices).
+ */
+export const MATMUL_TUNE: TuneProblem = {
+  key: 'matmul',
+  candidates: ['tiled4', 'regs'],
+  revision: fnv1a(source),
+  workloads: [256, 1024, 2048].map(mmWorkload),
+};
 
-/** The variant that is fastest on this adapter: 'regs' on CPU emulation, 'tiled4' on real GPUs. */
+function mmWorkload(s: number): TuneWorkload {
+  return {
+    label: `${s}x${s}x${s}`,
+    work: 2 * s ** 3,
+    setup(rt) {
+      const a = tuneInput(rt, [s, s]);
+      const b = tuneInput(rt, [s, s]);
+      let c: DeviceArray | null = null;
+      return {
+        run: (cand) => {
+          if (c) rt.dispose(c);
+          c = matmul(a, b, { variant: cand as MatmulVariant });
+        },
+        dispose: () => [a, b].forEach((x) => rt.dispose(x)),
+      };
+    },
+  };
+}
+
+/** The variant this adapter runs: see MATMUL_TUNE. */
 export function defaultVariant(rt: Runtime): MatmulVariant {
-  const i = rt.adapterInfo;
-  return CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 'regs' : 'tiled4';
+  return tunedChoice(rt, MATMUL_TUNE) as MatmulVariant;
 }
 
 /** How the kernel reads one operand, a logical [...batch, rows, cols] matrix, from an array. */
