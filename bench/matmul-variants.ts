@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { createDevice } from '../src/index.js';
 import type { DeviceArray, Runtime } from '../src/index.js';
 import { defaultVariant, matmul, pickTiling, tilingName, MatmulTiling, MatmulVariant } from '../kernels/matmul.js';
+import { GEMM_TILES, GemmTile, pickGemmTile } from '../kernels/gemm-tile.js';
 import { flag, randn, timeLaunches } from './common.js';
 
 const args = process.argv.slice(2);
@@ -26,16 +27,13 @@ const SHAPES: Shape[] = [
   { name: '2048x2048x2048', batch: 1, m: 2048, k: 2048, n: 2048 },
 ];
 
-interface Candidate { label: string; variant?: MatmulVariant; tiling?: MatmulTiling }
-const t = (wx: number, wy: number, bk: number): MatmulTiling => ({ wx, wy, bk });
+interface Candidate { label: string; variant?: MatmulVariant; tiling?: MatmulTiling | GemmTile }
 const CANDIDATES: Candidate[] = [
-  { label: 'regs 64x64 (8x8 thr)', variant: 'regs', tiling: t(8, 8, 16) },
-  { label: 'regs 32x32 (4x4 thr)', variant: 'regs', tiling: t(4, 4, 16) },
-  { label: 'tiled 64x64 k16', variant: 'tiled', tiling: t(8, 8, 16) },
-  { label: 'tiled4 32x32 k16', variant: 'tiled4', tiling: t(8, 8, 16) },
-  { label: 'tiled4 32x32 k32', variant: 'tiled4', tiling: t(8, 8, 32) },
-  { label: 'tiled4 32x64 k16', variant: 'tiled4', tiling: t(16, 8, 16) },
-  { label: 'tiled4 64x64 k16', variant: 'tiled4', tiling: t(16, 16, 16) },
+  { label: 'regs 64x64 (8x8 thr)', variant: 'regs', tiling: { wx: 8, wy: 8 } },
+  { label: 'regs 32x32 (4x4 thr)', variant: 'regs', tiling: { wx: 4, wy: 4 } },
+  ...Object.entries(GEMM_TILES).map(([name, tiling]) => ({ label: tilingName(name as MatmulVariant, tiling), variant: name as MatmulVariant, tiling })),
+  { label: 'g64 single-buffered', variant: 'g64', tiling: { ...GEMM_TILES.g64, stages: 1 } },
+  { label: 'g128x64 (8x4/thread)', variant: 'g128', tiling: { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 } },
   { label: 'default', variant: undefined, tiling: undefined },
 ];
 
@@ -73,7 +71,7 @@ async function benchShape(rt: Runtime, s: Shape, rows: Row[]) {
   }
   const flops = 2 * s.batch * s.m * s.n * s.k;
   const v0 = defaultVariant(rt);
-  const dflt = `default: ${tilingName(v0, pickTiling(v0, s.m, s.n, s.batch))}`; // gemm's choice for these shapes (no batch folding here)
+  const dflt = `default: ${v0 === 'regs' ? tilingName(v0, pickTiling(s.m, s.n, s.batch)) : tilingName(pickGemmTile(v0, s.m, s.n, s.batch))}`; // gemm's choice for these shapes (no batch folding here)
   console.log(`\n${s.name}: ${(flops / 1e9).toFixed(3)} GFLOP`);
   console.log(`  ${'candidate'.padEnd(30)} ${'ms'.padStart(10)} ${'GFLOP/s'.padStart(10)} ${'vs best'.padStart(8)} ${'launches'.padStart(8)}  max|diff|`);
   const mine: Row[] = [];

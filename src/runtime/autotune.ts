@@ -23,6 +23,11 @@ export interface TuneBench {
   /** Record one launch of `candidate` (dispatches only; no reads, no awaits). */
   run(candidate: string): void;
   dispose(): void;
+  /**
+   * What `candidate` runs on this workload (e.g. its pipeline's constants), if candidates can run the
+   * same thing (tile caps that all step down to one tile on a small product): those are timed once.
+   */
+  runs?(candidate: string): string;
 }
 
 export interface TuneWorkload {
@@ -254,11 +259,12 @@ class Timing {
 const MAX_SAMPLE_LAUNCHES = 64;
 
 /**
- * Times every usable candidate on one workload. A first launch of each compiles its pipelines (a
- * candidate that throws or makes the device report an error is dropped) and, timed, sets its launches
- * per sample; a candidate over twice as slow as the best there cannot win and is not sampled again
- * (on a CPU emulator a poor candidate's launch can take a second). The rest are sampled `reps` times
- * in rotating order; the fastest sample counts.
+ * Times every usable candidate on one workload. Candidates that run the same kernel there
+ * (TuneBench.runs) are timed once. A first launch of each compiles its pipelines (a candidate that
+ * throws or makes the device report an error is dropped) and, timed, sets its launches per sample; a
+ * candidate over twice as slow as the best there cannot win and is not sampled again (on a CPU
+ * emulator a poor candidate's launch can take a second). The rest are sampled `reps` times in
+ * rotating order; the fastest sample counts.
  */
 async function timeWorkload(rt: Runtime, p: TuneProblem, w: TuneWorkload, candidates: string[], o: TuneOptions, timing: Timing | null): Promise<Map<string, number>> {
   const out = new Map<string, number>();
@@ -268,40 +274,53 @@ async function timeWorkload(rt: Runtime, p: TuneProblem, w: TuneWorkload, candid
   }
   const bench = w.setup(rt);
   try {
-    const first = new Map<string, number>();
+    const rep = new Map<string, string>();
+    const same = new Map<string, string>();
     for (const c of candidates) {
-      try {
-        // GPU timestamps leave out the pipeline compilation done while recording; the wall clock needs a warm-up.
-        if (timing!.kind === 'wall') {
-          bench.run(c);
-          await rt.sync();
-        }
-        first.set(c, await timing!.sample(() => bench.run(c), 1));
-      } catch (e) {
-        o.log?.(`autotune ${p.key}: candidate ${c} failed on ${w.label} and is skipped: ${(e as Error).message.split('\n')[0]}`);
-      }
+      const id = bench.runs?.(c) ?? c;
+      if (!rep.has(id)) rep.set(id, c);
+      same.set(c, rep.get(id)!);
     }
-    if (!first.size) return out;
-    const best1 = Math.min(...first.values());
-    for (const [c, t] of first) if (t > 2 * best1 && t > 0.05) out.set(c, t);
-    const ok = candidates.filter((c) => first.has(c) && !out.has(c));
-    const per = new Map(ok.map((c) => [c, Math.max(1, Math.min(MAX_SAMPLE_LAUNCHES, Math.ceil((o.minSampleMs ?? 2) / Math.max(first.get(c)!, 1e-3))))]));
-    const reps = o.reps ?? 3;
-    for (let r = 0; r < reps; r++) {
-      for (let j = 0; j < ok.length; j++) {
-        const c = ok[(j + r) % ok.length]!;
-        const n = per.get(c)!;
-        const ms = (await timing!.sample(() => bench.run(c), n)) / n;
-        if (ms > 0 && !(ms >= (out.get(c) ?? Infinity))) out.set(c, ms);
-      }
-    }
-    // A timer that reads 0 (coarse timestamps on a very short sample) times nothing: keep a positive floor.
-    for (const c of ok) if (!out.has(c)) out.set(c, 1e-6);
+    const times = await timeDistinct(rt, p, w, [...rep.values()], bench, o, timing!);
+    for (const c of candidates) if (times.has(same.get(c)!)) out.set(c, times.get(same.get(c)!)!);
     return out;
   } finally {
     bench.dispose();
     await rt.sync().catch(() => {});
   }
+}
+
+async function timeDistinct(rt: Runtime, p: TuneProblem, w: TuneWorkload, candidates: string[], bench: TuneBench, o: TuneOptions, timing: Timing): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const first = new Map<string, number>();
+  for (const c of candidates) {
+    try {
+      // GPU timestamps leave out the pipeline compilation done while recording; the wall clock needs a warm-up.
+      if (timing.kind === 'wall') {
+        bench.run(c);
+        await rt.sync();
+      }
+      first.set(c, await timing.sample(() => bench.run(c), 1));
+    } catch (e) {
+      o.log?.(`autotune ${p.key}: candidate ${c} failed on ${w.label} and is skipped: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  if (!first.size) return out;
+  const best1 = Math.min(...first.values());
+  for (const [c, t] of first) if (t > 2 * best1 && t > 0.05) out.set(c, t);
+  const ok = candidates.filter((c) => first.has(c) && !out.has(c));
+  const per = new Map(ok.map((c) => [c, Math.max(1, Math.min(MAX_SAMPLE_LAUNCHES, Math.ceil((o.minSampleMs ?? 2) / Math.max(first.get(c)!, 1e-3))))]));
+  for (let r = 0; r < (o.reps ?? 3); r++) {
+    for (let j = 0; j < ok.length; j++) {
+      const c = ok[(j + r) % ok.length]!;
+      const n = per.get(c)!;
+      const ms = (await timing.sample(() => bench.run(c), n)) / n;
+      if (ms > 0 && !(ms >= (out.get(c) ?? Infinity))) out.set(c, ms);
+    }
+  }
+  // A timer that reads 0 (coarse timestamps on a very short sample) times nothing: keep a positive floor.
+  for (const c of ok) if (!out.has(c)) out.set(c, 1e-6);
+  return out;
 }
 
 /**
