@@ -48,36 +48,37 @@ fn tile_col(tx: u32, j: u32) -> u32 { return (tx + j * GX) * 4u; }
 
 // acc += As[stage] · Bs[stage] for the thread's block. Written out for TM, TN in {4, 8}: the
 // branches on them fold away when the pipeline is made, and every accumulator index is a constant,
-// so the block stays in registers.
+// so the block stays in registers. (Local names avoid the bindings' of the files it is prepended to:
+// the host reflects bindings by name.)
 fn mma(stage: u32, ty: u32, tx: u32, acc: ptr<function, Acc>) {
   let a0 = stage * BK * RA + ty;
   let b0 = stage * BK * RB + tx;
   for (var kk = 0u; kk < BK; kk++) {
-    let x = As[a0 + kk * RA];
-    let u = Bs[b0 + kk * RB];
-    (*acc)[0] = fma(vec4<f32>(x.x), u, (*acc)[0]);
-    (*acc)[2] = fma(vec4<f32>(x.y), u, (*acc)[2]);
-    (*acc)[4] = fma(vec4<f32>(x.z), u, (*acc)[4]);
-    (*acc)[6] = fma(vec4<f32>(x.w), u, (*acc)[6]);
+    let a_lo = As[a0 + kk * RA];
+    let b_lo = Bs[b0 + kk * RB];
+    (*acc)[0] = fma(vec4<f32>(a_lo.x), b_lo, (*acc)[0]);
+    (*acc)[2] = fma(vec4<f32>(a_lo.y), b_lo, (*acc)[2]);
+    (*acc)[4] = fma(vec4<f32>(a_lo.z), b_lo, (*acc)[4]);
+    (*acc)[6] = fma(vec4<f32>(a_lo.w), b_lo, (*acc)[6]);
     if (TN == 8u) {
-      let v = Bs[b0 + kk * RB + GX];
-      (*acc)[1] = fma(vec4<f32>(x.x), v, (*acc)[1]);
-      (*acc)[3] = fma(vec4<f32>(x.y), v, (*acc)[3]);
-      (*acc)[5] = fma(vec4<f32>(x.z), v, (*acc)[5]);
-      (*acc)[7] = fma(vec4<f32>(x.w), v, (*acc)[7]);
+      let b_hi = Bs[b0 + kk * RB + GX];
+      (*acc)[1] = fma(vec4<f32>(a_lo.x), b_hi, (*acc)[1]);
+      (*acc)[3] = fma(vec4<f32>(a_lo.y), b_hi, (*acc)[3]);
+      (*acc)[5] = fma(vec4<f32>(a_lo.z), b_hi, (*acc)[5]);
+      (*acc)[7] = fma(vec4<f32>(a_lo.w), b_hi, (*acc)[7]);
     }
     if (TM == 8u) {
-      let y = As[a0 + kk * RA + GY];
-      (*acc)[8] = fma(vec4<f32>(y.x), u, (*acc)[8]);
-      (*acc)[10] = fma(vec4<f32>(y.y), u, (*acc)[10]);
-      (*acc)[12] = fma(vec4<f32>(y.z), u, (*acc)[12]);
-      (*acc)[14] = fma(vec4<f32>(y.w), u, (*acc)[14]);
+      let a_hi = As[a0 + kk * RA + GY];
+      (*acc)[8] = fma(vec4<f32>(a_hi.x), b_lo, (*acc)[8]);
+      (*acc)[10] = fma(vec4<f32>(a_hi.y), b_lo, (*acc)[10]);
+      (*acc)[12] = fma(vec4<f32>(a_hi.z), b_lo, (*acc)[12]);
+      (*acc)[14] = fma(vec4<f32>(a_hi.w), b_lo, (*acc)[14]);
       if (TN == 8u) {
-        let v = Bs[b0 + kk * RB + GX];
-        (*acc)[9] = fma(vec4<f32>(y.x), v, (*acc)[9]);
-        (*acc)[11] = fma(vec4<f32>(y.y), v, (*acc)[11]);
-        (*acc)[13] = fma(vec4<f32>(y.z), v, (*acc)[13]);
-        (*acc)[15] = fma(vec4<f32>(y.w), v, (*acc)[15]);
+        let b_hi = Bs[b0 + kk * RB + GX];
+        (*acc)[9] = fma(vec4<f32>(a_hi.x), b_hi, (*acc)[9]);
+        (*acc)[11] = fma(vec4<f32>(a_hi.y), b_hi, (*acc)[11]);
+        (*acc)[13] = fma(vec4<f32>(a_hi.z), b_hi, (*acc)[13]);
+        (*acc)[15] = fma(vec4<f32>(a_hi.w), b_hi, (*acc)[15]);
       }
     }
   }

@@ -5,8 +5,9 @@ import { autotune, useDefaults, type TuneOptions, type TuneProblem, type TuneRec
 import { MATMUL_TUNE } from '../../kernels/matmul.js';
 import { GROUPNORM_TUNE } from '../../kernels/groupnorm.js';
 import { SOFTMAX_TUNE } from '../../kernels/softmax.js';
+import { CONV2D_DATA_TUNE, CONV2D_TUNE, CONV2D_WEIGHT_TUNE } from '../../kernels/conv2d.js';
 
-export const TUNED_PROBLEMS: readonly TuneProblem[] = [MATMUL_TUNE, GROUPNORM_TUNE, SOFTMAX_TUNE];
+export const TUNED_PROBLEMS: readonly TuneProblem[] = [MATMUL_TUNE, CONV2D_TUNE, CONV2D_DATA_TUNE, CONV2D_WEIGHT_TUNE, GROUPNORM_TUNE, SOFTMAX_TUNE];
 
 /**
  * How createDevice decides kernel variants: true (default) measures what no cache knows, in memory
