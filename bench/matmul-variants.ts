@@ -1,14 +1,13 @@
 // Matmul entry points and tilings side by side at shapes the engine meets, to choose defaults per
 // adapter: every candidate's output is checked against the first (and that one against float64 dot
 // products at sampled entries) before anything is timed.
-// Usage: node scripts/run.mjs bench/matmul-variants.ts [--min-ms 25] [--json FILE] [--small]
-// (--small: only the two smallest shapes, for CPU-emulated adapters).
+// Usage: node scripts/run.mjs bench/matmul-variants.ts [--min-ms 25] [--json FILE] [--small] [--large]
+// (--small: only the two smallest shapes, for CPU-emulated adapters; --large: 4096^3 too).
 import { writeFileSync } from 'node:fs';
-import { createDevice } from '../src/index.js';
 import type { DeviceArray, Runtime } from '../src/index.js';
 import { defaultVariant, matmul, pickTiling, tilingName, MatmulTiling, MatmulVariant } from '../kernels/matmul.js';
 import { GEMM_TILES, GemmTile, pickGemmTile } from '../kernels/gemm-tile.js';
-import { flag, randn, timeLaunches } from './common.js';
+import { benchDevice, flag, randn, timeLaunches } from './common.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => flag(args, name);
@@ -26,6 +25,7 @@ const SHAPES: Shape[] = [
   { name: '1024x1024x1024', batch: 1, m: 1024, k: 1024, n: 1024 },
   { name: '2048x2048x2048', batch: 1, m: 2048, k: 2048, n: 2048 },
 ];
+const LARGE: Shape = { name: '4096x4096x4096', batch: 1, m: 4096, k: 4096, n: 4096 };
 
 interface Candidate { label: string; variant?: MatmulVariant; tiling?: MatmulTiling | GemmTile }
 const CANDIDATES: Candidate[] = [
@@ -94,12 +94,12 @@ async function benchShape(rt: Runtime, s: Shape, rows: Row[]) {
 }
 
 async function main() {
-  const dev = await createDevice();
+  const dev = await benchDevice(args);
   const rt = dev.rt;
   const adapter = `${dev.adapter.vendor} ${dev.adapter.architecture} ${dev.adapter.description}`.trim();
   console.log(`adapter: ${adapter}; default variant ${defaultVariant(rt)}; blocks of >= ${MIN_BLOCK_MS} ms, median of ${REPS}`);
   const rows: Row[] = [];
-  for (const s of args.includes('--small') ? SHAPES.slice(0, 2) : SHAPES) await benchShape(rt, s, rows);
+  for (const s of args.includes('--small') ? SHAPES.slice(0, 2) : args.includes('--large') ? [...SHAPES, LARGE] : SHAPES) await benchShape(rt, s, rows);
   const json = opt('--json');
   if (json) {
     writeFileSync(json, JSON.stringify({ adapter, minBlockMs: MIN_BLOCK_MS, reps: REPS, rows }, null, 2));

@@ -172,7 +172,8 @@ export interface Conv2dRun {
 }
 
 const CANDIDATES: readonly Conv2dVariant[] = ['g64x128', 'g128', 'g64', 'cpu'];
-type Entry = 'forward' | 'data' | 'weight';
+export type Conv2dEntry = 'forward' | 'data' | 'weight';
+type Entry = Conv2dEntry;
 
 /** The GEMM of one entry: M x N x K per group. */
 function gemmSize(e: Entry, g: Conv2dGeometry): { m: number; n: number; k: number } {
@@ -201,6 +202,15 @@ function plan(e: Entry, rt: Runtime, g: Conv2dGeometry, run: Conv2dRun): Plan {
   if (e !== 'weight') return { variant, tile, splits: 1, kSplit: k };
   const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * g.groups;
   return { variant, tile, ...splitRange(tiles, k, tile.bk, MIN_GROUPS, run.splits) };
+}
+
+/** What one of the three GEMMs runs for this geometry on this adapter, e.g. 'g64x128 64x128 k16 (4x8/thread)'. */
+export function conv2dRunName(rt: Runtime, g: Conv2dGeometry, entry: Entry = 'forward'): string {
+  const p = plan(entry, rt, g, {});
+  const split = p.splits > 1 ? `, K in ${p.splits} ranges` : '';
+  if (p.cpu) return `cpu ${8 * p.cpu.WG_M}x${8 * p.cpu.WG_N} k${p.cpu.TK} (8x8/thread)${split}`;
+  const t = p.tile!;
+  return `${p.variant} ${t.bm}x${t.bn} k${t.bk} (${t.tm}x${t.tn}/thread)${split}`;
 }
 
 /** One entry's dispatch, on the kernel its plan names. */

@@ -83,6 +83,12 @@ function mmWorkload(s: number): TuneWorkload {
   };
 }
 
+/** What an m x n product (of `batch` matrices) runs on this adapter, e.g. 'g128 128x128 k8 (8x8/thread)'. */
+export function matmulRunName(rt: Runtime, m: number, n: number, batch = 1): string {
+  const v = defaultVariant(rt);
+  return v === 'regs' ? tilingName(v, pickTiling(m, n, batch)) : tilingName(pickGemmTile(v, m, n, batch));
+}
+
 /** The variant this adapter runs: see MATMUL_TUNE. */
 export function defaultVariant(rt: Runtime): MatmulVariant {
   return tunedChoice(rt, MATMUL_TUNE) as MatmulVariant;
