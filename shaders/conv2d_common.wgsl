@@ -12,7 +12,7 @@ struct Params {
   gemm_n: u32,
   gemm_k: u32,
   splits: u32,  // K ranges (workgroups along z per group); 1 but for a split weight gradient
-  k_split: u32, // K per range, a multiple of TK
+  k_split: u32, // K per range, a multiple of the K step (TK, or BK in conv2d_tile.wgsl)
   _pad0: u32,
 }
 

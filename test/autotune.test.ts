@@ -182,6 +182,9 @@ describe('autotune on the device', () => {
     expect(rec['fill-test']).toMatchObject({ choice: 'one', source: 'measured', timer: rt.device.features.has('timestamp-query') ? 'timestamp' : 'wall' });
     const ms = rec['fill-test']!.ms!.fill!;
     expect(ms.one!).toBeLessThan(ms.many!);
+    // The wall-clock timer (adapters without timestamp queries): blocks of launches ended by one wait.
+    const wall = await autotune(rt, [p], { timer: 'wall', force: true });
+    expect(wall['fill-test']).toMatchObject({ choice: 'one', timer: 'wall' });
   });
 
   it('createDevice({ tune: false }) takes every fixed default; pinned choices reach the kernels', async () => {

@@ -92,6 +92,8 @@ export interface TuneOptions {
   reps?: number;
   /** A candidate replaces the default only if its mean time relative to the best is this much lower (default 0.05). */
   margin?: number;
+  /** 'wall' times by the wall clock even where GPU timestamps exist (tests; default: timestamps where the adapter has them). */
+  timer?: 'timestamp' | 'wall';
   /** Replaces the GPU timing (tests): ms per launch of `candidate` on `workload`. */
   measure?: (problem: TuneProblem, workload: TuneWorkload, candidate: string) => Promise<number>;
   /** One line per decision (default: silent). */
@@ -212,9 +214,9 @@ class Timing {
   private readonly staging: GPUBuffer | null;
   readonly kind: 'timestamp' | 'wall';
 
-  constructor(private readonly rt: Runtime) {
+  constructor(private readonly rt: Runtime, kind?: 'timestamp' | 'wall') {
     const dev = rt.device;
-    if (dev.features.has('timestamp-query')) {
+    if (dev.features.has('timestamp-query') && kind !== 'wall') {
       this.query = dev.createQuerySet({ type: 'timestamp', count: 2, label: 'autotune' });
       this.resolve = dev.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
       this.staging = dev.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -383,7 +385,7 @@ export async function autotune(rt: Runtime, problems: readonly TuneProblem[], o:
         setChoice(rt, p, rec.choice, 'cached', rec);
         continue;
       }
-      if (!o.measure) timing ??= new Timing(rt);
+      if (!o.measure) timing ??= new Timing(rt, o.timer);
       rec = await measureProblem(rt, p, o, timing);
       mem.set(p.key, rec);
       fresh.push([p.key, rec]);
