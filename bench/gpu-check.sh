@@ -76,7 +76,7 @@ const line = (name, r, minPct, minX) => {
 console.log(`peak ${b.peakGflops.toFixed(0)} GFLOP/s; tuned: ${Object.entries(b.tuning ?? {}).map(([k, r]) => k + " " + r.choice).join(", ")}`);
 line("matmul 4096^3", b.results.find((r) => r.kernel === "matmul" && r.shape.startsWith("4096x4096")), 35, 2);
 line("conv 3x3 320->320 64x64", b.results.find((r) => r.kernel === "conv2d" && r.shape.includes("320->320")), 25, 2);
-line("attention L=4096 forward", b.results.find((r) => /attention/.test(r.kernel) && /L(q)?=4096/.test(r.shape) && !/backward/.test(r.kernel)), 10, 5);
+line("attention L=4096 forward", b.results.find((r) => /^attention/.test(r.kernel) && /\bLq?=4096\b/.test(r.shape) && !/backward|bwd/.test(r.kernel + r.shape)), 10, 5);
 const s = (b.models?.sampling ?? []).find((s) => s.model.includes("letters") && s.batch === 16);
 console.log(s ? `letters DDIM step, batch 16: GPU busy ${s.gpuBusyShare == null ? "?" : (100 * s.gpuBusyShare).toFixed(1) + "%"} of the wall time (bar 95%), ${s.dispatchesPerStep} dispatches/step: ${s.gpuBusyShare >= 0.95 ? "MET" : "not met"}` : "letters DDIM step: not measured");
 ' "$DEST/gpu-check.json" 2>&1 | tee -a "$LOG"
