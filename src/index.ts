@@ -1,7 +1,11 @@
 export { createDevice, Device } from './graph/device.js';
-export type { TensorOptions } from './graph/device.js';
+export type { TensorOptions, DeviceOptions } from './graph/device.js';
 export type { CreateDeviceOptions, AdapterMode } from './runtime/device.js';
 export { NoAdapterError, ADAPTER_MODES } from './runtime/device.js';
+export { TUNED_PROBLEMS } from './graph/tune.js';
+export type { TuneSetting } from './graph/tune.js';
+export { autotune, tunedChoice, setChoice, tuningOf, adapterKey, memoryStore, localStorageStore } from './runtime/autotune.js';
+export type { TuneOptions, TuneProblem, TuneRecord, TuneStore, TuneCache, TuneWorkload, TuneBench } from './runtime/autotune.js';
 export { Tensor, noGrad, grad } from './graph/tensor.js';
 export type { GradOptions } from './graph/tensor.js';
 export { CompiledStep } from './graph/compile.js';

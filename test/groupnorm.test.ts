@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
-import { groupNormBackward, groupNormForward, groupNormGradRef, groupNormRef, groupNormWorkgroup } from '../kernels/groupnorm.js';
+import { GROUPNORM_TUNE, groupNormBackward, groupNormForward, groupNormGradRef, groupNormRef, groupNormWorkgroup } from '../kernels/groupnorm.js';
 import { checkOp, expectClose, f32, numel, randn, useDevice } from './helpers.js';
 
 const dev = useDevice();
@@ -16,8 +16,9 @@ interface Case {
   why: string;
 }
 
-// A block (n, g) holds L = (C / groups) * S elements; the workgroup has 4 threads on SwiftShader and
-// 64 on GPUs (both are run here), so S and L fall under, at and over both. S % 4 == 0 takes the
+// A block (n, g) holds L = (C / groups) * S elements; the workgroup has the threads the autotuner
+// chose on this adapter (kernels/groupnorm.ts GROUPNORM_TUNE: 4 on SwiftShader, 64 or 256 on GPUs;
+// 4 and 64 are both run here), so S and L fall under, at and over both. S % 4 == 0 takes the
 // vec4 entries, any other S the scalar ones.
 const cases: Case[] = [
   { shape: [2, 6, 5, 7], groups: 3, affine: 'both', silu: false, why: 'S = 35, L = 70, scalar' },
@@ -92,26 +93,28 @@ describe('groupNorm', () => {
   });
 });
 
-// The op uses this adapter's workgroup size; the kernels also run with the other adapter kind's.
-describe('groupNorm kernels at the other workgroup size', () => {
+// The op uses the workgroup size the autotuner chose on this adapter; the kernels also run with every
+// other candidate (kernels/groupnorm.ts GROUPNORM_TUNE).
+describe('groupNorm kernels at the other workgroup sizes', () => {
   for (const c of cases.filter((_, i) => [1, 5, 7, 10, 11, 12, 13].includes(i))) {
     it(tag(c), async () => {
       const d = dev();
-      const wg = groupNormWorkgroup(d.rt) === 4 ? 64 : 4;
-      const [xs, gs, bs] = inputsOf(c).map((s) => f32(s.data));
-      const up = (a: Float64Array | undefined, shape: number[]) => (a ? d.rt.upload(Float32Array.from(a), shape) : null);
-      const C = c.shape[1]!;
-      const x = up(xs, c.shape)!;
-      const g = up(gs, [C]);
-      const b = up(bs, [C]);
-      const gy = f32(randn(xs!.length));
-      const { y, stats } = groupNormForward(x, c.groups, g, b, EPS, c.silu, wg);
-      expectClose(`forward, ${wg} threads`, await d.rt.read(y), groupNormRef(xs!, c.shape, c.groups, gs ?? null, bs ?? null, EPS, c.silu), ATOL, RTOL);
-      const grads = groupNormBackward(x, d.rt.upload(Float32Array.from(gy), c.shape), c.groups, g, b, stats, c.silu, { x: true, gamma: true, beta: true }, wg);
-      const r = groupNormGradRef(xs!, c.shape, c.groups, gs ?? null, bs ?? null, EPS, c.silu, gy);
-      expectClose(`dx, ${wg} threads`, await d.rt.read(grads.dx!), r.dx, GRAD_ATOL, GRAD_RTOL);
-      expectClose(`dgamma, ${wg} threads`, await d.rt.read(grads.dgamma!), r.dgamma, GRAD_ATOL, GRAD_RTOL);
-      expectClose(`dbeta, ${wg} threads`, await d.rt.read(grads.dbeta!), r.dbeta, GRAD_ATOL, GRAD_RTOL);
+      for (const wg of GROUPNORM_TUNE.candidates.map((k) => Number(k.slice(2))).filter((w) => w !== groupNormWorkgroup(d.rt))) {
+        const [xs, gs, bs] = inputsOf(c).map((s) => f32(s.data));
+        const up = (a: Float64Array | undefined, shape: number[]) => (a ? d.rt.upload(Float32Array.from(a), shape) : null);
+        const C = c.shape[1]!;
+        const x = up(xs, c.shape)!;
+        const g = up(gs, [C]);
+        const b = up(bs, [C]);
+        const gy = f32(randn(xs!.length));
+        const { y, stats } = groupNormForward(x, c.groups, g, b, EPS, c.silu, wg);
+        expectClose(`forward, ${wg} threads`, await d.rt.read(y), groupNormRef(xs!, c.shape, c.groups, gs ?? null, bs ?? null, EPS, c.silu), ATOL, RTOL);
+        const grads = groupNormBackward(x, d.rt.upload(Float32Array.from(gy), c.shape), c.groups, g, b, stats, c.silu, { x: true, gamma: true, beta: true }, wg);
+        const r = groupNormGradRef(xs!, c.shape, c.groups, gs ?? null, bs ?? null, EPS, c.silu, gy);
+        expectClose(`dx, ${wg} threads`, await d.rt.read(grads.dx!), r.dx, GRAD_ATOL, GRAD_RTOL);
+        expectClose(`dgamma, ${wg} threads`, await d.rt.read(grads.dgamma!), r.dgamma, GRAD_ATOL, GRAD_RTOL);
+        expectClose(`dbeta, ${wg} threads`, await d.rt.read(grads.dbeta!), r.dbeta, GRAD_ATOL, GRAD_RTOL);
+      }
     });
   }
 });

@@ -4,6 +4,7 @@
 // has drained (a Dawn device left alive at process exit can crash the process).
 import { createDevice, Device } from '../graph/device.js';
 import { ADAPTER_MODES, AdapterMode } from '../runtime/device.js';
+import { autotuneFileStore } from '../runtime/autotune-file.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
 import { SAMPLER_NAMES } from '../diffusion/samplers/index.js';
 import { checkTrainOutputs, trainCommand } from './train.js';
@@ -25,8 +26,9 @@ class DeviceHolder {
 
   constructor(private readonly adapter: AdapterMode) {}
 
+  /** Kernel variants are measured once per adapter and kept in $WGD_AUTOTUNE_CACHE or ~/.cache/webgpu-diffusion/autotune.json. */
   async get(): Promise<Device> {
-    return (this.dev ??= await createDevice({ adapter: this.adapter }));
+    return (this.dev ??= await createDevice({ adapter: this.adapter, tune: { store: autotuneFileStore() } }));
   }
 
   /** Let the queue drain, then destroy: destroying with work or callbacks in flight is what crashes. */
