@@ -2,11 +2,13 @@
 // on the same adapter, plus the adapter's measured FMA peak. Outputs are checked against tfjs before
 // anything is timed; then a training step of a small U-Net-like stack (bench/train.ts), also beside
 // tfjs; then sampling, VQ-GAN and latent-diffusion throughput on the shipped models (bench/models.ts).
-// Usage: npm run bench [-- --json FILE] [--reps N] [--min-ms MS] [--only NAME|training|models] [--no-training] [--no-models]
+// Usage: npm run bench [-- --json FILE] [--reps N] [--min-ms MS] [--only NAME|attention|training|models] [--no-training] [--no-models]
+// [--quick: the small attention shapes, for SwiftShader]
 // [--sample-batches 16,128] [--sample-runs N]
 // [--batch N --size N --channels N --steps N --rounds N for the training step]
 import { writeFileSync } from 'node:fs';
-import { createDevice, ops, Device, Tensor } from '../src/index.js';
+import { createDevice, ops, grad, Device, Tensor } from '../src/index.js';
+import { tuneAttention } from '../kernels/attention.js';
 import { Kernel } from '../src/runtime/kernel.js';
 import peakSource from './peak.wgsl';
 
@@ -63,6 +65,10 @@ interface Case {
   tfjs: ((tf: TF) => { run: () => import('@tensorflow/tfjs-core').Tensor }) | null;
   /** maps ours' output to tfjs' layout for the check (e.g. NCHW -> NHWC) */
   toTfLayout?: (y: Float32Array, tf: TF) => Float32Array;
+  /** `--only` also selects the case by this name (e.g. 'attention' for all attention cases) */
+  group?: string;
+  /** check tolerance relative to max |tfjs output| instead of the absolute 1e-2 (outputs far from unit scale) */
+  relTol?: number;
 }
 
 function cases(): Case[] {
@@ -118,19 +124,37 @@ function cases(): Case[] {
       },
     });
   }
-  for (const [lq, lk] of [[256, 256], [256, 77]] as const) {
-    const b = 1, hd = 4, d = 64;
-    const q = randn(b * hd * lq * d, 9), k = randn(b * hd * lk * d, 10), v = randn(b * hd * lk * d, 11);
+  // Attention: --quick keeps the small shapes (SwiftShader); by default the shapes of a diffusion
+  // model's attention at 32x32 and 64x64 latents, forward and forward+backward. tfjs runs
+  // matmul, softmax, matmul (and tf.grads of it). FLOPs: 4·BH·Lq·Lk·D forward (two products), and
+  // 14·BH·Lq·Lk·D forward+backward (the backward's five products; our kernels recompute the scores).
+  const attnShapes: [number, number, number, number, boolean][] = args.includes('--quick')
+    ? [[1, 4, 256, 256, false], [1, 4, 256, 77, false]]
+    : [[2, 8, 1024, 1024, false], [2, 8, 4096, 4096, false], [2, 8, 1024, 1024, true], [2, 8, 4096, 4096, true]];
+  for (const [b, hd, lq, lk, backward] of attnShapes) {
+    const d = 64, bh = b * hd;
+    const q = randn(bh * lq * d, 9), k = randn(bh * lk * d, 10), v = randn(bh * lk * d, 11), go = randn(bh * lq * d, 14);
     const scale = 1 / Math.sqrt(d);
+    const kernel = lq === lk ? 'attention' : 'cross-attention';
     list.push({
-      kernel: lq === lk ? 'attention' : 'cross-attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`, flops: 4 * b * hd * lq * lk * d,
+      kernel: backward ? `${kernel} fwd+bwd` : kernel, group: 'attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`,
+      flops: (backward ? 14 : 4) * bh * lq * lk * d, relTol: backward ? 1e-3 : undefined,
       ours: (dev) => {
-        const Q = dev.tensor(q, [b, hd, lq, d]), K = dev.tensor(k, [b, hd, lk, d]), V = dev.tensor(v, [b, hd, lk, d]);
-        return { inputs: [Q, K, V], run: () => ops.attention(Q, K, V, { scale }) };
+        const opt = { requiresGrad: backward };
+        const Q = dev.tensor(q, [b, hd, lq, d], opt), K = dev.tensor(k, [b, hd, lk, d], opt), V = dev.tensor(v, [b, hd, lk, d], opt);
+        if (!backward) return { inputs: [Q, K, V], run: () => ops.attention(Q, K, V, { scale }) };
+        const GO = dev.tensor(go, [b, hd, lq, d]);
+        // dq, dk, dv side by side along L (as tfjs' concat of [BH, L, D] along axis 1)
+        return { inputs: [Q, K, V, GO], run: () => ops.concat(grad(ops.attention(Q, K, V, { scale }), [Q, K, V], { gradOutput: GO }), 2) };
       },
       tfjs: (tf) => {
-        const Q = tf.tensor3d(q, [b * hd, lq, d]), K = tf.tensor3d(k, [b * hd, lk, d]), V = tf.tensor3d(v, [b * hd, lk, d]);
-        return { run: () => tf.tidy(() => tf.matMul(tf.softmax(tf.mul(tf.matMul(Q, K, false, true), scale)), V)) };
+        const Q = tf.tensor3d(q, [bh, lq, d]), K = tf.tensor3d(k, [bh, lk, d]), V = tf.tensor3d(v, [bh, lk, d]);
+        const f = (q: import('@tensorflow/tfjs-core').Tensor, k: import('@tensorflow/tfjs-core').Tensor, v: import('@tensorflow/tfjs-core').Tensor) =>
+          tf.matMul(tf.softmax(tf.mul(tf.matMul(q, k, false, true), scale)), v);
+        if (!backward) return { run: () => tf.tidy(() => f(Q, K, V)) };
+        const GO = tf.tensor3d(go, [bh, lq, d]);
+        const g = tf.grads(f as (...a: import('@tensorflow/tfjs-core').Tensor[]) => import('@tensorflow/tfjs-core').Tensor);
+        return { run: () => tf.tidy(() => tf.concat(g([Q, K, V], GO), 1)) };
       },
     });
   }
@@ -164,8 +188,10 @@ async function main() {
   console.log(`measured f32 FMA peak: ${peak.toFixed(2)} GFLOP/s`);
   const tf = await loadTf(dev);
   const results: BenchResult[] = [];
+  // Which attention kernel runs is measured on this adapter first (kernels/attention.ts), at the shape timed.
+  if (!ONLY || ONLY === 'attention' || ONLY === 'training' || ONLY === 'models') await tuneAttention(dev.rt, { shape: args.includes('--quick') ? { bh: 4, l: 256 } : { bh: 16, l: 2048 }, log: (s) => console.log(s) });
   for (const c of cases()) {
-    if (ONLY && c.kernel !== ONLY) continue;
+    if (ONLY && c.kernel !== ONLY && c.group !== ONLY) continue;
     const mine = c.ours(dev);
     let y: Tensor = mine.run();
     const ourOut = (await y.read()) as Float32Array;
@@ -186,7 +212,8 @@ async function main() {
       const mineInTf = c.toTfLayout ? c.toTfLayout(ourOut, tf) : ourOut;
       diff = 0;
       for (let i = 0; i < refData.length; i++) diff = Math.max(diff, Math.abs(refData[i]! - mineInTf[i]!));
-      if (!(diff < 1e-2)) throw new Error(`${c.kernel}: our output differs from tfjs by ${diff}; not timing a wrong kernel`);
+      const tol = c.relTol ? c.relTol * refData.reduce((m, x) => Math.max(m, Math.abs(x)), 0) : 1e-2;
+      if (!(diff < tol)) throw new Error(`${c.kernel}: our output differs from tfjs by ${diff} (tolerance ${tol}); not timing a wrong kernel`);
       let last = theirs.run();
       const { ms: tfMs, perBlock: tfPerBlock } = await timeIt(
         () => {
