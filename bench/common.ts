@@ -1,5 +1,7 @@
-// Helpers shared by the benchmarks: tfjs on the engine's adapter, seeded inputs, layout changes.
-import type { Device } from '../src/index.js';
+// Helpers shared by the benchmarks: the device (with its tuned kernel variants), tfjs on the engine's
+// adapter, seeded inputs, layout changes.
+import { createDevice, type Device } from '../src/index.js';
+import { autotuneFileStore, defaultAutotunePath } from '../src/runtime/autotune-file.js';
 
 export type TF = typeof import('@tensorflow/tfjs-core');
 
@@ -7,6 +9,23 @@ export type TF = typeof import('@tensorflow/tfjs-core');
 export function flag(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
+}
+
+/**
+ * The benchmarks' device: kernel variants tuned as for the CLI, cached in --autotune-cache FILE (default
+ * $WGD_AUTOTUNE_CACHE or ~/.cache/webgpu-diffusion/autotune.json); --retune measures them again. Prints
+ * which variant each kernel runs and whether it was measured now or read from the cache.
+ */
+export async function benchDevice(args: readonly string[]): Promise<Device> {
+  const path = flag(args, '--autotune-cache') ?? defaultAutotunePath();
+  const dev = await createDevice({ tune: { store: autotuneFileStore(path), force: args.includes('--retune'), log: (l) => console.log(l) } });
+  console.log(`tuned kernel variants (${path}): ${tuningSummary(dev)}`);
+  return dev;
+}
+
+/** 'matmul regs (cached), conv2d cpu (measured), ...' */
+export function tuningSummary(dev: Device): string {
+  return Object.entries(dev.tuning).map(([k, r]) => `${k} ${r.choice} (${r.source})`).join(', ');
 }
 
 /** Seeded normal numbers (an LCG and Box-Muller): the same inputs for both engines on every run. */

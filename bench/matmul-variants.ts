@@ -1,13 +1,13 @@
 // Matmul entry points and tilings side by side at shapes the engine meets, to choose defaults per
 // adapter: every candidate's output is checked against the first (and that one against float64 dot
 // products at sampled entries) before anything is timed.
-// Usage: node scripts/run.mjs bench/matmul-variants.ts [--min-ms 25] [--json FILE] [--small]
-// (--small: only the two smallest shapes, for CPU-emulated adapters).
+// Usage: node scripts/run.mjs bench/matmul-variants.ts [--min-ms 25] [--json FILE] [--small] [--large]
+// (--small: only the two smallest shapes, for CPU-emulated adapters; --large: 4096^3 too).
 import { writeFileSync } from 'node:fs';
-import { createDevice } from '../src/index.js';
 import type { DeviceArray, Runtime } from '../src/index.js';
 import { defaultVariant, matmul, pickTiling, tilingName, MatmulTiling, MatmulVariant } from '../kernels/matmul.js';
-import { flag, randn, timeLaunches } from './common.js';
+import { GEMM_TILES, GemmTile, pickGemmTile } from '../kernels/gemm-tile.js';
+import { benchDevice, flag, randn, timeLaunches } from './common.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => flag(args, name);
@@ -25,17 +25,15 @@ const SHAPES: Shape[] = [
   { name: '1024x1024x1024', batch: 1, m: 1024, k: 1024, n: 1024 },
   { name: '2048x2048x2048', batch: 1, m: 2048, k: 2048, n: 2048 },
 ];
+const LARGE: Shape = { name: '4096x4096x4096', batch: 1, m: 4096, k: 4096, n: 4096 };
 
-interface Candidate { label: string; variant?: MatmulVariant; tiling?: MatmulTiling }
-const t = (wx: number, wy: number, bk: number): MatmulTiling => ({ wx, wy, bk });
+interface Candidate { label: string; variant?: MatmulVariant; tiling?: MatmulTiling | GemmTile }
 const CANDIDATES: Candidate[] = [
-  { label: 'regs 64x64 (8x8 thr)', variant: 'regs', tiling: t(8, 8, 16) },
-  { label: 'regs 32x32 (4x4 thr)', variant: 'regs', tiling: t(4, 4, 16) },
-  { label: 'tiled 64x64 k16', variant: 'tiled', tiling: t(8, 8, 16) },
-  { label: 'tiled4 32x32 k16', variant: 'tiled4', tiling: t(8, 8, 16) },
-  { label: 'tiled4 32x32 k32', variant: 'tiled4', tiling: t(8, 8, 32) },
-  { label: 'tiled4 32x64 k16', variant: 'tiled4', tiling: t(16, 8, 16) },
-  { label: 'tiled4 64x64 k16', variant: 'tiled4', tiling: t(16, 16, 16) },
+  { label: 'regs 64x64 (8x8 thr)', variant: 'regs', tiling: { wx: 8, wy: 8 } },
+  { label: 'regs 32x32 (4x4 thr)', variant: 'regs', tiling: { wx: 4, wy: 4 } },
+  ...Object.entries(GEMM_TILES).map(([name, tiling]) => ({ label: tilingName(name as MatmulVariant, tiling), variant: name as MatmulVariant, tiling })),
+  { label: 'g64 single-buffered', variant: 'g64', tiling: { ...GEMM_TILES.g64, stages: 1 } },
+  { label: 'g128x64 (8x4/thread)', variant: 'g128', tiling: { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 } },
   { label: 'default', variant: undefined, tiling: undefined },
 ];
 
@@ -73,7 +71,7 @@ async function benchShape(rt: Runtime, s: Shape, rows: Row[]) {
   }
   const flops = 2 * s.batch * s.m * s.n * s.k;
   const v0 = defaultVariant(rt);
-  const dflt = `default: ${tilingName(v0, pickTiling(v0, s.m, s.n, s.batch))}`; // gemm's choice for these shapes (no batch folding here)
+  const dflt = `default: ${v0 === 'regs' ? tilingName(v0, pickTiling(s.m, s.n, s.batch)) : tilingName(pickGemmTile(v0, s.m, s.n, s.batch))}`; // gemm's choice for these shapes (no batch folding here)
   console.log(`\n${s.name}: ${(flops / 1e9).toFixed(3)} GFLOP`);
   console.log(`  ${'candidate'.padEnd(30)} ${'ms'.padStart(10)} ${'GFLOP/s'.padStart(10)} ${'vs best'.padStart(8)} ${'launches'.padStart(8)}  max|diff|`);
   const mine: Row[] = [];
@@ -96,12 +94,12 @@ async function benchShape(rt: Runtime, s: Shape, rows: Row[]) {
 }
 
 async function main() {
-  const dev = await createDevice();
+  const dev = await benchDevice(args);
   const rt = dev.rt;
   const adapter = `${dev.adapter.vendor} ${dev.adapter.architecture} ${dev.adapter.description}`.trim();
   console.log(`adapter: ${adapter}; default variant ${defaultVariant(rt)}; blocks of >= ${MIN_BLOCK_MS} ms, median of ${REPS}`);
   const rows: Row[] = [];
-  for (const s of args.includes('--small') ? SHAPES.slice(0, 2) : SHAPES) await benchShape(rt, s, rows);
+  for (const s of args.includes('--small') ? SHAPES.slice(0, 2) : args.includes('--large') ? [...SHAPES, LARGE] : SHAPES) await benchShape(rt, s, rows);
   const json = opt('--json');
   if (json) {
     writeFileSync(json, JSON.stringify({ adapter, minBlockMs: MIN_BLOCK_MS, reps: REPS, rows }, null, 2));

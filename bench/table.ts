@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { BenchResult } from './kernels.js'; // type only: importing kernels.ts would run the bench
 import type { TrainingResult } from './train.js';
 import type { ModelsResult } from './models.js';
+import type { TuneRecord } from '../src/runtime/autotune.js';
 
 interface BenchFile {
   adapter: string;
@@ -14,6 +15,10 @@ interface BenchFile {
   results: BenchResult[];
   training: TrainingResult | null;
   models: ModelsResult | null;
+  /** Whether the kernels ran at --quick's small shapes; absent in files from before the GPU-sized set. */
+  quick?: boolean;
+  /** The kernel variants the autotuner chose on the adapter; absent in files from before it. */
+  tuning?: Record<string, TuneRecord>;
 }
 
 const argv = process.argv.slice(2);
@@ -32,6 +37,8 @@ const b: BenchFile = parts.reduce((acc, p) => ({
   peakGflops: acc.peakGflops || p.peakGflops,
   minBlockMs: p.results.length ? p.minBlockMs : acc.minBlockMs,
   results: p.results.length ? p.results : acc.results,
+  quick: p.results.length ? p.quick : acc.quick,
+  tuning: p.tuning ?? acc.tuning,
   training: p.training ?? acc.training,
   models: p.models ?? acc.models,
 }));
@@ -57,13 +64,21 @@ const lines: string[] = [
   `- adapter: ${b.adapter}`,
   `- measured f32 FMA peak (bench/peak.wgsl): **${f(b.peakGflops)} GFLOP/s**`,
   '',
+  ...(b.tuning ? [`- kernel variants chosen by the autotuner on this adapter (src/runtime/autotune.ts): ${Object.entries(b.tuning).map(([k, r]) => `${k} **${r.choice}**`).join(', ')}`] : []),
+  '',
   '## Kernels',
   '',
-  '| kernel | shape | ours ms | ours GFLOP/s | % of peak | tfjs ms | tfjs GFLOP/s | ours vs tfjs |',
-  '|---|---|---:|---:|---:|---:|---:|---:|',
+  b.quick === undefined
+    ? 'The shapes of a small U-Net (from before the GPU-sized set existed).'
+    : b.quick
+      ? 'The small shapes of `--quick` (a small U-Net\'s; what SwiftShader finishes). The default run has the GPU-sized ones (matmul 1024³–4096³, 3×3 320→320 on 64×64, group norm 2×320×64×64).'
+      : 'The GPU-sized shapes of the default run (`--quick` has the small ones, for CPU emulation).',
+  '',
+  '| kernel | shape | variant | ours ms | ours GFLOP/s | % of peak | tfjs ms | tfjs GFLOP/s | ours vs tfjs |',
+  '|---|---|---|---:|---:|---:|---:|---:|---:|',
 ];
 for (const r of b.results) {
-  lines.push(`| ${r.kernel} | ${r.shape} | ${ms(r.ours.ms)} | ${rate(r.ours.gflops)} | ${f((100 * r.ours.gflops) / b.peakGflops, 1)}% | ${r.tfjs ? ms(r.tfjs.ms) : '–'} | ${r.tfjs ? rate(r.tfjs.gflops) : '–'} | ${r.tfjs ? `**${f(r.tfjs.ms / r.ours.ms)}×**` : '–'} |`);
+  lines.push(`| ${r.kernel} | ${r.shape} | ${r.variant ?? '–'} | ${ms(r.ours.ms)} | ${rate(r.ours.gflops)} | ${f((100 * r.ours.gflops) / b.peakGflops, 1)}% | ${r.tfjs ? ms(r.tfjs.ms) : '–'} | ${r.tfjs ? rate(r.tfjs.gflops) : '–'} | ${r.tfjs ? `**${f(r.tfjs.ms / r.ours.ms)}×**` : '–'} |`);
 }
 lines.push('', 'tfjs runs attention as matmul, softmax, matmul and the codebook lookup as a distance matmul, argmin and gather; each tfjs output is checked against ours (max |difference| < 1e-2) before it is timed.');
 const t = b.training;
@@ -99,19 +114,18 @@ if (variantsFile) {
     '',
     '## Matmul entry points and tilings',
     '',
-    `\`bench/matmul-variants.ts\` on ${v.adapter}: each candidate's output checked against the first's (and that one against float64 dot products) before timing. The default is what \`kernels/matmul.ts\` picks on this adapter; "tiled 64x64" was the default on GPUs before 'tiled4' (8×8 outputs per thread: a 512² product was 64 workgroups of 64 threads).`,
+    `\`bench/matmul-variants.ts\` on ${v.adapter}: each candidate's output checked against the first's (and that one against float64 dot products) before timing. The default is what \`kernels/matmul.ts\` picks on this adapter (the tuned variant and the tile it takes for the shape).`,
     '',
     'Times under about 0.1 ms are close to the latency of a launch and move between runs; the tilings separate clearly only at the larger shapes.',
     '',
-    '| shape | default | default ms | GFLOP/s | best candidate | best ms | default vs best | tiled 64x64 ms |',
-    '|---|---|---:|---:|---|---:|---:|---:|',
+    '| shape | default | default ms | GFLOP/s | best candidate | best ms | default vs best |',
+    '|---|---|---:|---:|---|---:|---:|',
   );
   for (const shape of [...new Set(v.rows.map((r) => r.shape))]) {
     const rs = v.rows.filter((r) => r.shape === shape);
     const def = rs.find((r) => r.candidate.startsWith('default'))!;
     const best = rs.filter((r) => r !== def).reduce((a, r) => (r.ms < a.ms ? r : a));
-    const old = rs.find((r) => r.candidate.startsWith('tiled 64x64'));
-    lines.push(`| ${shape} | ${def.candidate.replace(/^default: /, '')} | ${ms(def.ms)} | ${rate(def.gflops)} | ${best.candidate} | ${ms(best.ms)} | ${f(def.ms / best.ms)}× | ${old ? ms(old.ms) : '–'} |`);
+    lines.push(`| ${shape} | ${def.candidate.replace(/^default: /, '')} | ${ms(def.ms)} | ${rate(def.gflops)} | ${best.candidate} | ${ms(best.ms)} | ${f(def.ms / best.ms)}× |`);
   }
 }
 writeFileSync(out, lines.join('\n') + '\n');

@@ -4,13 +4,13 @@
 // Run alone: node scripts/run.mjs bench/train.ts [--batch 8] [--size 16] [--channels 32] [--steps 3]
 // [--rounds 3] [--json FILE]; `npm run bench` runs it after the kernel benchmarks.
 import { writeFileSync } from 'node:fs';
-import { createDevice, grad, ops, Device, Tensor } from '../src/index.js';
+import { grad, ops, Device, Tensor } from '../src/index.js';
 import { Init, Module } from '../src/nn/module.js';
 import { Conv2d, GroupNorm } from '../src/nn/layers.js';
 import { Downsample, ResBlock, SpatialSelfAttention, Upsample } from '../src/nn/blocks.js';
 import { ParameterSet } from '../src/nn/params.js';
 import { Adam } from '../src/optim/adam.js';
-import { TF, flag, loadTf, nchwToNhwc, randn } from './common.js';
+import { TF, benchDevice, flag, loadTf, nchwToNhwc, randn } from './common.js';
 
 type TfTensor = import('@tensorflow/tfjs-core').Tensor;
 
@@ -273,7 +273,7 @@ export function trainingOptions(args: string[]): Partial<TrainingConfig> {
 // Standalone: node scripts/run.mjs bench/train.ts [options]
 if (process.argv[1]?.endsWith('train.mjs')) {
   const args = process.argv.slice(2);
-  const dev = await createDevice();
+  const dev = await benchDevice(args);
   console.log(`adapter: ${dev.adapter.vendor} ${dev.adapter.architecture} ${dev.adapter.description}`.trim());
   const tf = await loadTf(dev);
   const r = await trainingBench(dev, tf, trainingOptions(args));

@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDevice } from '../src/index.js';
+import { autotuneFileStore } from '../src/runtime/autotune-file.js';
 import { readCheckpointFile } from '../src/io/checkpoint-file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../src/diffusion/train.js';
 import { generate, parseLabel } from '../src/diffusion/generate.js';
@@ -20,7 +21,7 @@ const PER_SCALE = 3;
 const OUT = 'runs/demo';
 
 const t0 = performance.now();
-const dev = await createDevice();
+const dev = await createDevice({ tune: { store: autotuneFileStore() } }); // kernel variants measured once per adapter, then cached
 const a = dev.adapter;
 console.log(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
 if (!existsSync(CHECKPOINT)) throw new Error(`${CHECKPOINT} is missing; it is part of the repository (see examples/checkpoints/letters/README.md for the command that trains it)`);

@@ -6,6 +6,8 @@ import flashIo4 from '../shaders/attention_flash_io4.wgsl';
 import flashIo1 from '../shaders/attention_flash_io1.wgsl';
 import flashRowWg from '../shaders/attention_flash_rowwg.wgsl';
 import flashRowSg from '../shaders/attention_flash_rowsg.wgsl';
+import { fnv1a, tunedChoice, tuningOf, type TuneProblem, type TuneWorkload } from '../src/runtime/autotune.js';
+import { tuneInput } from './tune-input.js';
 
 /** Largest head dimension the kernels hold (DV_CAP vec4s per private row in the shader). */
 export const MAX_HEAD_DIM = 128;
@@ -20,7 +22,7 @@ export const MAX_HEAD_DIM = 128;
  *   invocations holds HR rows in workgroup memory and streams SR-row tiles; 4x4 register blocks for
  *   both products. Written for GPUs. 'sg' does the softmax's row reductions with subgroup shuffles
  *   (adapters with the 'subgroups' feature), the other through workgroup memory.
- * Which runs on an adapter is measured (tuneAttention), per pass and head-dimension bucket.
+ * Which runs on an adapter is measured by the autotuner (ATTENTION_TUNE), per pass.
  */
 export interface AttentionCandidate {
   name: string;
@@ -85,44 +87,13 @@ export function fits(rt: Runtime, c: AttentionCandidate, pass: AttentionPass, d:
   return entries.every((e) => flashSharedBytes(c, e, d) <= lim.maxComputeWorkgroupStorageSize);
 }
 
-interface Choice {
-  /** chosen candidate name per pass and head-dimension bucket (dp4Of) */
-  tuned: Record<AttentionPass, Map<number, string>>;
-  /** set by tests and benchmarks: this candidate wherever it fits */
-  forced: string | null;
-}
-const choices = new WeakMap<Runtime, Choice>();
-function choiceOf(rt: Runtime): Choice {
-  let c = choices.get(rt);
-  if (!c) choices.set(rt, (c = { tuned: { forward: new Map(), backward: new Map() }, forced: null }));
-  return c;
-}
+/** Set by tests and benchmarks that compare candidates: this one wherever it fits. */
+const forcedCandidate = new WeakMap<Runtime, string>();
 
-/**
- * Runs `name` wherever it fits (else the usual choice), or null to go back to the usual choice. For
- * tests and benchmarks that compare candidates.
- */
+/** Runs `name` wherever it fits (else the usual choice), or null to go back to the usual choice. */
 export function forceAttentionCandidate(rt: Runtime, name: string | null): void {
-  if (name !== null) attentionCandidate(name);
-  choiceOf(rt).forced = name;
-}
-
-/** The tuned choice as plain data (to cache, e.g. on disk per adapter), and back. */
-export type AttentionChoiceRecord = Record<AttentionPass, Record<string, string>>;
-export function getAttentionChoice(rt: Runtime): AttentionChoiceRecord {
-  const t = choiceOf(rt).tuned;
-  return { forward: Object.fromEntries(t.forward), backward: Object.fromEntries(t.backward) };
-}
-/** Replaces the tuned choice (an empty record goes back to the untuned default). */
-export function setAttentionChoice(rt: Runtime, rec: AttentionChoiceRecord): void {
-  const t = choiceOf(rt).tuned;
-  for (const pass of ['forward', 'backward'] as const) {
-    t[pass].clear();
-    for (const [dp4, name] of Object.entries(rec[pass] ?? {})) {
-      attentionCandidate(name);
-      t[pass].set(Number(dp4), name);
-    }
-  }
+  if (name === null) forcedCandidate.delete(rt);
+  else forcedCandidate.set(rt, attentionCandidate(name).name);
 }
 
 /**
@@ -139,24 +110,83 @@ function defaultCandidate(rt: Runtime, pass: AttentionPass, d: number): Attentio
   return ROWS4;
 }
 
-/** The candidate that runs `pass` at head dimension d on this runtime: forced, else tuned, else the default. */
+/**
+ * The candidate that runs `pass` at head dimension d on this runtime: forced, else the autotuner's
+ * choice (measured at D = 64) where it fits this D, else the default. A measurement that found
+ * 'rows4' fastest (a CPU emulator) holds for every D; one that found a flash tiling carries the
+ * tiling over where it fits, and the untuned default stands in where it does not.
+ */
 export function chooseAttention(rt: Runtime, pass: AttentionPass, d: number): AttentionCandidate {
-  const ch = choiceOf(rt);
-  if (ch.forced) {
-    const c = attentionCandidate(ch.forced);
+  const forced = forcedCandidate.get(rt);
+  if (forced) {
+    const c = attentionCandidate(forced);
     if (fits(rt, c, pass, d)) return c;
   }
-  // Tuned at this head-dimension bucket, else at the nearest tuned one: a measurement at D = 64 that
-  // found 'rows4' fastest (a CPU emulator) holds for D = 16 too, and one that found a flash tiling
-  // fastest carries its tiling over where it fits.
-  const dp4 = dp4Of(d);
-  const near = [...ch.tuned[pass]].sort(([a], [b]) => Math.abs(Math.log2(a / dp4)) - Math.abs(Math.log2(b / dp4)) || b - a)[0];
-  if (near) {
-    const c = attentionCandidate(near[1]);
-    if (fits(rt, c, pass, d)) return c;
-  }
-  return defaultCandidate(rt, pass, d);
+  const c = attentionCandidate(tunedChoice(rt, ATTENTION_TUNE[pass]));
+  return fits(rt, c, pass, d) ? c : defaultCandidate(rt, pass, d);
 }
+
+/** What runs `pass` at head dimension d on this adapter, and why: 'flash 64x32 sg (measured)'. */
+export function attentionRunName(rt: Runtime, pass: AttentionPass, d: number): string {
+  const c = chooseAttention(rt, pass, d);
+  const rec = tuningOf(rt)[ATTENTION_TUNE[pass].key];
+  const why = forcedCandidate.get(rt) === c.name ? 'forced' : rec?.choice === c.name ? rec.source : 'default';
+  return `${c.name} (${why})`;
+}
+
+// ------------------------------------------------------------------ tuning
+
+/** The head dimension the choice is measured at (the one diffusion models use most). */
+const TUNE_D = 64;
+
+function attentionWorkload(pass: AttentionPass, bh: number, l: number): TuneWorkload {
+  return {
+    label: `[${bh}, ${l}, ${l}, ${TUNE_D}]`,
+    work: bh * l * l,
+    setup(rt) {
+      const shape = [1, bh, l, TUNE_D];
+      const [q, k, v, go] = [0, 1, 2, 3].map(() => tuneInput(rt, shape)) as [DeviceArray, DeviceArray, DeviceArray, DeviceArray];
+      const o = rt.alloc(shape, 'f32', 'autotune');
+      const lse = rt.alloc([1, bh, l], 'f32', 'autotune');
+      const scale = 1 / Math.sqrt(TUNE_D);
+      const grads = pass === 'backward' ? [rt.alloc([1, bh, l]), rt.alloc(shape), rt.alloc(shape), rt.alloc(shape)] : [];
+      if (pass === 'backward') forwardWith(defaultCandidate(rt, 'forward', TUNE_D), q, k, v, o, lse, scale);
+      return {
+        run: (name) => {
+          const c = attentionCandidate(name);
+          if (pass === 'forward') forwardWith(c, q, k, v, o, lse, scale);
+          else backwardWith(c, q, k, v, o, lse, go, scale, grads[0]!, grads[1]!, grads[2]!, grads[3]!);
+        },
+        dispose: () => [q, k, v, go, o, lse, ...grads].forEach((x) => rt.dispose(x)),
+      };
+    },
+  };
+}
+
+/** Candidate names, the untuned default first (the largest flash tiling), 'rows4' last. */
+const TUNE_CANDIDATES = [
+  ...ATTENTION_CANDIDATES.filter((c) => c.kind === 'flash' && !c.subgroups),
+  ...ATTENTION_CANDIDATES.filter((c) => c.subgroups),
+  ROWS4,
+].map((c) => c.name);
+
+function attentionProblem(pass: AttentionPass): TuneProblem {
+  return {
+    key: `attention-${pass}`,
+    candidates: TUNE_CANDIDATES,
+    revision: fnv1a([source, flashBody, flashIo4, flashIo1, flashRowWg, flashRowSg].join('\n')),
+    // A CPU emulator stops at the first (the tuner's launch budget); a large GPU reaches B·H = 16 at
+    // L = 2048, enough workgroups to fill it.
+    workloads: [[4, 128], [8, 512], [16, 1024], [16, 2048]].map(([bh, l]) => attentionWorkload(pass, bh!, l!)),
+    usable: (rt, name) => fits(rt, attentionCandidate(name), pass, TUNE_D),
+  };
+}
+
+/**
+ * The attention kernels' tuning problems (src/graph/tune.ts): forward, and backward (grad_q and
+ * grad_kv together), each measured at D = 64 among every candidate that fits the device.
+ */
+export const ATTENTION_TUNE: Record<AttentionPass, TuneProblem> = { forward: attentionProblem('forward'), backward: attentionProblem('backward') };
 
 // ------------------------------------------------------------------ dispatch
 
@@ -298,148 +328,6 @@ export function attentionBackward(
   backwardWith(chooseAttention(rt, 'backward', q.shape[3]!), q, k, v, o, lse, go, scale, delta, dq, dk, dvv);
   rt.dispose(delta); // safe: later users of the buffer are ordered after these dispatches
   return { dq, dk, dv: dvv };
-}
-
-// ------------------------------------------------------------------ tuning
-
-export interface AttentionTiming {
-  name: string;
-  /** ms per launch, or why the candidate was not timed */
-  ms: number | null;
-  note?: string;
-}
-export interface AttentionTuneResult {
-  pass: AttentionPass;
-  d: number;
-  /** the shape measured: [B·H, L, L, D] */
-  shape: [number, number, number, number];
-  timings: AttentionTiming[];
-  chosen: string;
-}
-
-/** Seeded normal numbers, for tuning inputs. */
-function normals(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 4294967296;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
-
-/**
- * ms per launch: the fastest of `blocks` blocks, each of as many launches as it takes to last minMs
- * (the fastest, not the median: other work on the machine only ever adds time).
- */
-async function timeLaunch(rt: Runtime, launch: () => void, minMs: number, blocks = 3): Promise<number> {
-  const block = async (n: number) => {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) launch();
-    await rt.sync();
-    return (performance.now() - t0) / n;
-  };
-  let n = 1;
-  let ms = await block(n);
-  while (ms * n < minMs && n < 1024) {
-    n = Math.min(1024, Math.max(2 * n, Math.ceil(minMs / Math.max(ms, 1e-3))));
-    ms = await block(n);
-  }
-  const ts = [ms];
-  while (ts.length < blocks) ts.push(await block(n));
-  return Math.min(...ts);
-}
-
-const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
-const maxAbs = (a: Float32Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-
-/**
- * Measures every candidate that fits, forward and backward, at each head dimension in `d` (default 64),
- * and keeps the fastest per pass and head-dimension bucket for this runtime (chooseAttention). Each
- * candidate's outputs are first checked against 'rows4' on the same inputs (max |difference| within
- * 2e-4 of the output's largest magnitude: f32 summation in another order errs by ~1e-6 of it, a wrong
- * lane mapping or mask by far more), and one that disagrees is dropped. The
- * shape is [B·H, L, L, D] with B·H = 4 and L = 64, grown (L to 2048, then B·H) until the untuned
- * default takes `minMs` (2 ms): a CPU emulator stays at the smallest, a large GPU gets enough
- * workgroups to fill it. `shape` fixes it instead (a benchmark tunes at the shape it times).
- */
-export async function tuneAttention(
-  rt: Runtime,
-  opts: {
-    d?: readonly number[];
-    minMs?: number;
-    shape?: { bh: number; l: number };
-    /** only these (default: all that fit); 'rows4' is always run, as the reference */
-    candidates?: readonly string[];
-    log?: (line: string) => void;
-  } = {},
-): Promise<AttentionTuneResult[]> {
-  const minMs = opts.minMs ?? 2;
-  const results: AttentionTuneResult[] = [];
-  const saved = choiceOf(rt).forced;
-  choiceOf(rt).forced = null;
-  try {
-    for (const d of opts.d ?? [64]) {
-      let { bh, l } = opts.shape ?? { bh: 4, l: 64 };
-      const make = () => {
-        const up = (seed: number, shape: number[]) => rt.upload(normals(shape.reduce((a, b) => a * b, 1), seed), shape);
-        const shape = [1, bh, l, d];
-        return { q: up(1, shape), k: up(2, shape), v: up(3, shape), go: up(4, shape), o: rt.alloc(shape), lse: rt.alloc([1, bh, l]) };
-      };
-      let x = make();
-      const scale = 1 / Math.sqrt(d);
-      const fwd = (c: AttentionCandidate) => () => forwardWith(c, x.q, x.k, x.v, x.o, x.lse, scale);
-      if (!opts.shape) {
-        for (;;) {
-          const ms = await timeLaunch(rt, fwd(defaultCandidate(rt, 'forward', d)), 0);
-          if (ms >= minMs || bh >= 64) break;
-          if (l < 2048) l *= 2;
-          else bh *= 2;
-          Object.values(x).forEach((a) => rt.dispose(a));
-          x = make();
-        }
-      }
-      opts.log?.(`attention D=${d}: tuning at B·H = ${bh}, L = ${l}`);
-      const grads = () => ({ delta: rt.alloc([1, bh, l]), dq: rt.alloc(x.q.shape), dk: rt.alloc(x.k.shape), dv: rt.alloc(x.v.shape) });
-      for (const pass of ['forward', 'backward'] as const) {
-        const g = grads();
-        const run = (c: AttentionCandidate) =>
-          pass === 'forward' ? fwd(c)() : backwardWith(c, x.q, x.k, x.v, x.o, x.lse, x.go, scale, g.delta, g.dq, g.dk, g.dv);
-        const outputs = async () => (pass === 'forward' ? [x.o, x.lse] : [g.dq, g.dk, g.dv]);
-        const read = async () => Promise.all((await outputs()).map((a) => rt.read(a) as Promise<Float32Array>));
-        forwardWith(ROWS4, x.q, x.k, x.v, x.o, x.lse, scale);
-        run(ROWS4);
-        const ref = await read();
-        const timings: AttentionTiming[] = [];
-        const pool = opts.candidates?.map(attentionCandidate) ?? ATTENTION_CANDIDATES;
-        for (const c of pool.filter((c) => fits(rt, c, pass, d))) {
-          if (pass === 'backward') forwardWith(ROWS4, x.q, x.k, x.v, x.o, x.lse, scale); // its o and lse, from the reference
-          for (const a of await outputs()) rt.fillValue(a, NaN);
-          run(c);
-          const outs = await read();
-          const bad = outs.findIndex((y, i) => !(maxDiff(y, ref[i]!) <= 2e-4 * maxAbs(ref[i]!) + 1e-6));
-          if (bad >= 0) {
-            timings.push({ name: c.name, ms: null, note: `output ${bad} differs from rows4's by ${maxDiff(outs[bad]!, ref[bad]!)}` });
-            continue;
-          }
-          timings.push({ name: c.name, ms: await timeLaunch(rt, () => run(c), minMs, 1) });
-        }
-        // Successive halving: one timed block each above, then 3 more for the few within 1.5x of the best.
-        const first = Math.min(...timings.map((t) => t.ms ?? Infinity));
-        for (const t of timings.filter((t) => t.ms !== null && t.ms <= 1.5 * first).sort((a, b) => a.ms! - b.ms!).slice(0, 3)) {
-          t.ms = await timeLaunch(rt, () => run(attentionCandidate(t.name)), minMs);
-        }
-        const best = timings.filter((t) => t.ms !== null).sort((a, b) => a.ms! - b.ms!)[0]!;
-        choiceOf(rt).tuned[pass].set(dp4Of(d), best.name);
-        const r: AttentionTuneResult = { pass, d, shape: [bh, l, l, d], timings, chosen: best.name };
-        results.push(r);
-        opts.log?.(`attention ${pass} D=${d} [${r.shape.join(', ')}]: ${timings.map((t) => `${t.name} ${t.ms === null ? t.note : t.ms.toFixed(3) + ' ms'}`).join(', ')} -> ${best.name}`);
-        Object.values(g).forEach((a) => rt.dispose(a));
-      }
-      Object.values(x).forEach((a) => rt.dispose(a));
-    }
-  } finally {
-    choiceOf(rt).forced = saved;
-  }
-  return results;
 }
 
 // ------------------------------------------------------------------ float64 references (tests only)

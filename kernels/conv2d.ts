@@ -1,10 +1,19 @@
 import { Kernel } from '../src/runtime/kernel.js';
-import { DeviceArray } from '../src/runtime/runtime.js';
+import { DeviceArray, Runtime } from '../src/runtime/runtime.js';
 import { ShapeError, fmtShape } from '../src/runtime/errors.js';
+import commonSource from '../shaders/conv2d_common.wgsl';
 import source from '../shaders/conv2d.wgsl';
+import gemmTileSource from '../shaders/gemm_tile.wgsl';
+import tileSource from '../shaders/conv2d_tile.wgsl';
 import { sumAxes } from './reduce.js';
+import { GEMM_TILES, GemmTile, MIN_GROUPS, TileName, pickGemmTile, tileConstants, tileFits } from './gemm-tile.js';
+import { fnv1a, tunedChoice, type TuneProblem, type TuneWorkload } from '../src/runtime/autotune.js';
+import { tuneInput } from './tune-input.js';
 
-const kernel = new Kernel('conv2d', source);
+/** The tiling for CPU emulation (8x8 outputs per thread; see shaders/conv2d.wgsl). */
+const kernel = new Kernel('conv2d', commonSource + source);
+/** The register-tiled GPU kernels (shaders/conv2d_tile.wgsl on the GEMM core). */
+const tileKernel = new Kernel('conv2d_tile', gemmTileSource + commonSource + tileSource);
 
 export type Pair = number | readonly [number, number];
 
@@ -143,68 +152,188 @@ function uniforms(g: Conv2dGeometry, m: number, n: number, k: number, splits = 1
   };
 }
 
-function gemm(entry: string, g: Conv2dGeometry, m: number, n: number, k: number, bindings: Record<string, DeviceArray>, extra: Record<string, number>, tile: Conv2dTile, splits = 1, kSplit = k): void {
-  checkTile(tile);
+/**
+ * 'cpu': the tiling for CPU emulation (shaders/conv2d.wgsl: 8x8 outputs per thread, tiles picked by
+ * pickTile). The others are the register-tiled GPU kernels (shaders/conv2d_tile.wgsl) with that tile
+ * as the largest allowed (kernels/gemm-tile.ts pickGemmTile). Chosen per adapter and per GEMM by the
+ * autotuner (CONV2D_TUNE and its data and weight twins).
+ */
+export type Conv2dVariant = 'cpu' | TileName;
+
+/** How one convolution GEMM runs: the variant (default: tuned), an exact tile, a forced K split, a residual. */
+export interface Conv2dRun {
+  variant?: Conv2dVariant;
+  /** Exactly this tile: a Conv2dTile for 'cpu' (its `splits` forces the K split), a GemmTile otherwise. */
+  tile?: Conv2dTile | GemmTile;
+  /** Weight gradient on the GPU kernel: this many K ranges instead of the default. */
+  splits?: number;
+  /** Forward only: added to the output, a contiguous array of its shape (a fused residual add). */
+  residual?: DeviceArray | null;
+}
+
+const CANDIDATES: readonly Conv2dVariant[] = ['g64x128', 'g128', 'g64', 'cpu'];
+export type Conv2dEntry = 'forward' | 'data' | 'weight';
+type Entry = Conv2dEntry;
+
+/** The GEMM of one entry: M x N x K per group. */
+function gemmSize(e: Entry, g: Conv2dGeometry): { m: number; n: number; k: number } {
+  const khw = g.kh * g.kw;
+  if (e === 'forward') return { m: g.cout / g.groups, n: g.batch * g.oh * g.ow, k: (g.cin / g.groups) * khw };
+  if (e === 'data') return { m: g.cin / g.groups, n: g.batch * g.h * g.w, k: (g.cout / g.groups) * khw };
+  return { m: g.cout / g.groups, n: (g.cin / g.groups) * khw, k: g.batch * g.oh * g.ow };
+}
+
+/** What an entry runs for this geometry: the variant, and its tile (and K split for the weight gradient). */
+interface Plan { variant: Conv2dVariant; cpu?: Conv2dTile; tile?: GemmTile; splits: number; kSplit: number }
+
+function plan(e: Entry, rt: Runtime, g: Conv2dGeometry, run: Conv2dRun): Plan {
+  const variant = run.variant ?? (tunedChoice(rt, TUNE[e]) as Conv2dVariant);
+  const { m, n, k } = gemmSize(e, g);
+  if (variant === 'cpu') {
+    const t = (run.tile as Conv2dTile | undefined) ?? pickTile(m, k);
+    checkTile(t);
+    const { splits, kSplit } = e === 'weight' ? splitK(m, n, k, g.groups, t) : { splits: 1, kSplit: k };
+    return { variant, cpu: t, splits, kSplit };
+  }
+  if (!(variant in GEMM_TILES)) throw new Error(`conv2d: unknown variant '${variant}' (have: ${CANDIDATES.join(', ')}, g32)`);
+  // The weight gradient's M x N is small and its K long: it splits K for workgroups, rather than
+  // shrinking its tile.
+  const tile = (run.tile as GemmTile | undefined) ?? GEMM_TILES[pickGemmTile(variant, m, n, g.groups, e === 'weight' ? 0 : MIN_GROUPS)];
+  if (e !== 'weight') return { variant, tile, splits: 1, kSplit: k };
+  const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * g.groups;
+  return { variant, tile, ...splitRange(tiles, k, tile.bk, MIN_GROUPS, run.splits) };
+}
+
+/** What one of the three GEMMs runs for this geometry on this adapter, e.g. 'g64x128 64x128 k16 (4x8/thread)'. */
+export function conv2dRunName(rt: Runtime, g: Conv2dGeometry, entry: Entry = 'forward'): string {
+  const p = plan(entry, rt, g, {});
+  const split = p.splits > 1 ? `, K in ${p.splits} ranges` : '';
+  if (p.cpu) return `cpu ${8 * p.cpu.WG_M}x${8 * p.cpu.WG_N} k${p.cpu.TK} (8x8/thread)${split}`;
+  const t = p.tile!;
+  return `${p.variant} ${t.bm}x${t.bn} k${t.bk} (${t.tm}x${t.tn}/thread)${split}`;
+}
+
+/** One entry's dispatch, on the kernel its plan names. */
+function launch(e: Entry, g: Conv2dGeometry, p: Plan, bindings: Record<string, DeviceArray>, extra: Record<string, number>): void {
   const rt = Object.values(bindings)[0]!.rt;
-  rt.dispatch(kernel, entry, {
-    bindings,
-    uniforms: uniforms(g, m, n, k, splits, kSplit),
-    workgroups: [Math.ceil(n / (8 * tile.WG_N)), Math.ceil(m / (8 * tile.WG_M)), g.groups * splits],
-    constants: { WG_M: tile.WG_M, WG_N: tile.WG_N, TK: tile.TK, ...extra },
+  const { m, n, k } = gemmSize(e, g);
+  const u = uniforms(g, m, n, k, p.splits, p.kSplit);
+  if (p.cpu) {
+    const t = p.cpu;
+    rt.dispatch(kernel, e === 'forward' ? 'forward' : `backward_${e}`, {
+      bindings, uniforms: u,
+      workgroups: [Math.ceil(n / (8 * t.WG_N)), Math.ceil(m / (8 * t.WG_M)), g.groups * p.splits],
+      constants: { WG_M: t.WG_M, WG_N: t.WG_N, TK: t.TK, ...extra },
+    });
+    return;
+  }
+  const t = p.tile!;
+  rt.dispatch(tileKernel, `conv_${e}`, {
+    bindings: e === 'forward' ? { ...bindings, wt_v4: bindings.wt! } : bindings, uniforms: u,
+    workgroups: [Math.ceil(n / t.bn), Math.ceil(m / t.bm), g.groups * p.splits],
+    constants: { ...tileConstants('conv2d', rt, t), ...extra, ...(e === 'forward' ? { W_VEC: k % 4 === 0 ? 1 : 0 } : {}) },
   });
 }
 
-/** y = conv2d(x, w) + bias, [N, Cout, OH, OW]. */
-export function conv2dForward(x: DeviceArray, w: DeviceArray, b: DeviceArray | null, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
-  const y = x.rt.alloc(conv2dOutShape(g), 'f32', 'conv2d');
-  const m = g.cout / g.groups;
-  const k = (g.cin / g.groups) * g.kh * g.kw;
-  // Without a bias the binding still needs a buffer; HAS_BIAS = 0 means it is never read.
-  gemm('forward', g, m, g.batch * g.oh * g.ow, k, { x, wt: w, bias: b ?? w, y }, { HAS_BIAS: b ? 1 : 0 }, tile ?? pickTile(m, k));
+/** y = conv2d(x, w) + bias (+ residual), [N, Cout, OH, OW]. */
+export function conv2dForward(x: DeviceArray, w: DeviceArray, b: DeviceArray | null, g: Conv2dGeometry, run: Conv2dRun = {}): DeviceArray {
+  const shape = conv2dOutShape(g);
+  const y = x.rt.alloc(shape, 'f32', 'conv2d');
+  const res = run.residual ?? null;
+  if (res && res.shape.join() !== shape.join()) throw new ShapeError('conv2d', `residual has shape ${fmtShape(res.shape)}, expected the output's ${fmtShape(shape)}`);
+  // Without a bias (residual) the binding still needs a buffer; HAS_BIAS = 0 means it is never read.
+  launch('forward', g, plan('forward', x.rt, g, run), { x, wt: w, bias: b ?? w, res: res ?? w, y }, { HAS_BIAS: b ? 1 : 0, HAS_RES: res ? 1 : 0 });
   return y;
 }
 
 /** dL/dx from dL/dy, [N, Cin, H, W]. */
-export function conv2dBackwardData(gy: DeviceArray, w: DeviceArray, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
+export function conv2dBackwardData(gy: DeviceArray, w: DeviceArray, g: Conv2dGeometry, run: Conv2dRun = {}): DeviceArray {
   const dx = gy.rt.alloc([g.batch, g.cin, g.h, g.w], 'f32', 'conv2d backward');
-  const m = g.cin / g.groups;
-  const k = (g.cout / g.groups) * g.kh * g.kw;
   const unit = g.stride[0] === 1 && g.stride[1] === 1;
-  gemm('backward_data', g, m, g.batch * g.h * g.w, k, { gy, wt: w, dx }, { UNIT_STRIDE: unit ? 1 : 0 }, tile ?? pickTile(m, k));
+  launch('data', g, plan('data', gy.rt, g, run), { gy, wt: w, dx }, { UNIT_STRIDE: unit ? 1 : 0 });
   return dx;
 }
 
-/** Workgroups the weight gradient should have at least, so that every core (or SM) gets work. */
+/** Workgroups the weight gradient should have at least on the CPU tiling, so that every core gets work. */
 const MIN_WORKGROUPS = 32;
 /** K steps each split keeps at least, so that its partial sums stay worth the extra pass. */
 const MIN_SPLIT_STEPS = 8;
 
 /**
- * How many K ranges the weight gradient's GEMM (M x N tiles few, K = batch * pixels long) is split
- * into, and the length of each (a multiple of TK): enough for MIN_WORKGROUPS workgroups.
+ * How many K ranges a GEMM of `tiles` output tiles and a long K is split into, and the length of each
+ * (a multiple of `step`): enough for `minGroups` workgroups, each range at least MIN_SPLIT_STEPS steps.
  */
-export function splitK(m: number, n: number, k: number, groups: number, t: Conv2dTile): { splits: number; kSplit: number } {
-  const tiles = Math.ceil(m / (8 * t.WG_M)) * Math.ceil(n / (8 * t.WG_N)) * groups;
-  const want = t.splits ?? Math.min(Math.ceil(MIN_WORKGROUPS / tiles), Math.floor(k / (MIN_SPLIT_STEPS * t.TK)));
+function splitRange(tiles: number, k: number, step: number, minGroups: number, forced?: number): { splits: number; kSplit: number } {
+  const want = forced ?? Math.min(Math.ceil(minGroups / tiles), Math.floor(k / (MIN_SPLIT_STEPS * step)));
   if (want <= 1) return { splits: 1, kSplit: k };
-  const kSplit = Math.ceil(k / want / t.TK) * t.TK;
+  const kSplit = Math.ceil(k / want / step) * step;
   return { splits: Math.ceil(k / kSplit), kSplit };
 }
 
-/** dL/dw from dL/dy and x, [Cout, Cin/groups, kh, kw]. */
-export function conv2dBackwardWeight(gy: DeviceArray, x: DeviceArray, g: Conv2dGeometry, tile?: Conv2dTile): DeviceArray {
-  const cinG = g.cin / g.groups;
-  const m = g.cout / g.groups;
-  const n = cinG * g.kh * g.kw;
-  const k = g.batch * g.oh * g.ow;
-  const t = tile ?? pickTile(m, k);
-  const { splits, kSplit } = splitK(m, n, k, g.groups, t);
-  const shape = [g.cout, cinG, g.kh, g.kw];
-  // Split: each K range writes its own partial dw, [splits, ...shape], summed here.
-  const dw = gy.rt.alloc(splits > 1 ? [splits, ...shape] : shape, 'f32', 'conv2d backward');
-  gemm('backward_weight', g, m, n, k, { gy, x, dw }, {}, t, splits, kSplit);
-  return splits > 1 ? sumAxes(dw, [0]).reshape(shape) : dw;
+/** The K split of the CPU tiling's weight gradient: enough for MIN_WORKGROUPS workgroups. */
+export function splitK(m: number, n: number, k: number, groups: number, t: Conv2dTile): { splits: number; kSplit: number } {
+  const tiles = Math.ceil(m / (8 * t.WG_M)) * Math.ceil(n / (8 * t.WG_N)) * groups;
+  return splitRange(tiles, k, t.TK, MIN_WORKGROUPS, t.splits);
 }
+
+/** dL/dw from dL/dy and x, [Cout, Cin/groups, kh, kw]. */
+export function conv2dBackwardWeight(gy: DeviceArray, x: DeviceArray, g: Conv2dGeometry, run: Conv2dRun = {}): DeviceArray {
+  const shape = [g.cout, g.cin / g.groups, g.kh, g.kw];
+  const p = plan('weight', gy.rt, g, run);
+  // Split: each K range writes its own partial dw, [splits, ...shape], summed here.
+  const dw = gy.rt.alloc(p.splits > 1 ? [p.splits, ...shape] : shape, 'f32', 'conv2d backward');
+  launch('weight', g, p, { gy, x, dw }, {});
+  return p.splits > 1 ? sumAxes(dw, [0]).reshape(shape) : dw;
+}
+
+// ------------------------------------------------------------------ autotuning
+
+/**
+ * Each GEMM's variant is measured on its own (the three have different shapes and loads): a small
+ * convolution (3x3, 32 -> 32, 16x16, batch 4), a U-Net-sized one (3x3, 128 -> 128, 32x32, batch 4)
+ * and the large one of the GPU bench (3x3, 320 -> 320, 64x64, batch 2), as far as the adapter gets
+ * within the launch budget (a CPU emulator stops at the small one).
+ */
+function convWorkload(e: Entry, [n, c, hw]: [number, number, number]): TuneWorkload {
+  const g = conv2dGeometry([n, c, hw, hw], [c, c, 3, 3], [c], { padding: 1 });
+  return {
+    label: `3x3 ${c}->${c} ${hw}x${hw} batch ${n}`,
+    work: conv2dFlops(g),
+    setup(rt) {
+      const x = tuneInput(rt, [n, c, hw, hw]);
+      const w = tuneInput(rt, [c, c, 3, 3]);
+      const b = tuneInput(rt, [c]);
+      let out: DeviceArray | null = null;
+      return {
+        run: (cand) => {
+          if (out) rt.dispose(out);
+          const run = { variant: cand as Conv2dVariant };
+          out = e === 'forward' ? conv2dForward(x, w, b, g, run) : e === 'data' ? conv2dBackwardData(x, w, g, run) : conv2dBackwardWeight(x, x, g, run);
+        },
+        dispose: () => [x, w, b].forEach((a) => rt.dispose(a)),
+        runs: (cand) => {
+          const p = plan(e, rt, g, { variant: cand as Conv2dVariant });
+          return JSON.stringify([p.variant === 'cpu' ? p.cpu : p.tile, p.splits]);
+        },
+      };
+    },
+  };
+}
+
+function convProblem(e: Entry): TuneProblem {
+  return {
+    key: e === 'forward' ? 'conv2d' : `conv2d.${e}`,
+    candidates: CANDIDATES,
+    revision: fnv1a(commonSource + source + gemmTileSource + tileSource),
+    workloads: ([[4, 32, 16], [4, 128, 32], [2, 320, 64]] as const).map((s) => convWorkload(e, [...s])),
+    usable: (rt, c) => c === 'cpu' || tileFits(rt, GEMM_TILES[c as TileName]),
+  };
+}
+
+export const CONV2D_TUNE = convProblem('forward');
+export const CONV2D_DATA_TUNE = convProblem('data');
+export const CONV2D_WEIGHT_TUNE = convProblem('weight');
+const TUNE: Record<Entry, TuneProblem> = { forward: CONV2D_TUNE, data: CONV2D_DATA_TUNE, weight: CONV2D_WEIGHT_TUNE };
 
 /** dL/dbias = sum of dL/dy over N, OH, OW, [Cout]. */
 export function conv2dBackwardBias(gy: DeviceArray): DeviceArray {

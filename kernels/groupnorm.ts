@@ -2,19 +2,53 @@ import { Kernel } from '../src/runtime/kernel.js';
 import { DeviceArray, Runtime } from '../src/runtime/runtime.js';
 import source from '../shaders/groupnorm.wgsl';
 import { numel } from './shape.js';
+import { fnv1a, tunedChoice, type TuneProblem, type TuneWorkload } from '../src/runtime/autotune.js';
+import { tuneInput } from './tune-input.js';
 
 const kernel = new Kernel('groupnorm', source);
 
-const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|software|cpu/i;
-
 /**
- * Threads per (n, group) block. On CPU emulation (SwiftShader) a workgroup with barriers runs its
- * 4-lane subgroups as fibres, and at [8, 64, 32, 32] one subgroup per block (4 threads) measured
- * 1.5-7x faster than 8 to 64 threads; a GPU gets 64 threads to hide memory latency.
+ * Threads per (n, group) block, chosen per adapter by measurement (src/runtime/autotune.ts). On CPU
+ * emulation (SwiftShader) a workgroup with barriers runs its 4-lane subgroups as fibres, and at
+ * [8, 64, 32, 32] one subgroup per block (4 threads) measured 1.5-7x faster than 8 to 64 threads; a
+ * GPU wants 64 or more threads to hide memory latency, and 256 when there are few blocks (2 x 32
+ * groups at [2, 320, 64, 64]). The first candidate is the fixed default (untuned devices).
  */
+export const GROUPNORM_TUNE: TuneProblem = {
+  key: 'groupNorm',
+  candidates: ['wg64', 'wg256', 'wg4'],
+  revision: fnv1a(source),
+  workloads: [gnWorkload([4, 64, 16, 16], 32), gnWorkload([8, 64, 32, 32], 32), gnWorkload([2, 320, 64, 64], 32)],
+  usable: (rt, c) => wgOf(c) <= rt.limits.maxComputeInvocationsPerWorkgroup,
+};
+
+const wgOf = (candidate: string) => Number(candidate.slice(2));
+
+function gnWorkload(shape: number[], groups: number): TuneWorkload {
+  return {
+    label: `[${shape.join(', ')}] / ${groups}`,
+    work: numel(shape),
+    setup(rt) {
+      const x = tuneInput(rt, shape);
+      const c = shape[1]!;
+      const gamma = tuneInput(rt, [c]);
+      const beta = tuneInput(rt, [c]);
+      let out: GroupNormForward | null = null;
+      const drop = () => out && (rt.dispose(out.y), rt.dispose(out.stats));
+      return {
+        run: (cand) => {
+          drop();
+          out = groupNormForward(x, groups, gamma, beta, 1e-5, true, wgOf(cand));
+        },
+        dispose: () => [x, gamma, beta].forEach((a) => rt.dispose(a)),
+      };
+    },
+  };
+}
+
+/** Threads per (n, group) block on this adapter: see GROUPNORM_TUNE. */
 export function groupNormWorkgroup(rt: Runtime): number {
-  const i = rt.adapterInfo;
-  return CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 4 : 64;
+  return wgOf(tunedChoice(rt, GROUPNORM_TUNE));
 }
 
 /** Sizes of x [N, C, ...spatial] split into groups. */

@@ -2,76 +2,96 @@ import { Kernel } from '../src/runtime/kernel.js';
 import { DeviceArray, Runtime } from '../src/runtime/runtime.js';
 import { LimitError, ShapeError, fmtShape } from '../src/runtime/errors.js';
 import source from '../shaders/matmul.wgsl';
+import tileSource from '../shaders/gemm_tile.wgsl';
+import { GEMM_TILES, GemmTile, TileName, pickGemmTile, tileConstants, tileFits } from './gemm-tile.js';
 import { numel, stridesOf } from './shape.js';
 import { sumAxes, sumTo } from './reduce.js';
+import { fnv1a, tunedChoice, type TuneProblem, type TuneWorkload } from '../src/runtime/autotune.js';
+import { tuneInput } from './tune-input.js';
 
-const kernel = new Kernel('matmul', source);
+const kernel = new Kernel('matmul', tileSource + source);
 
 /**
- * 'regs': register-blocked, no workgroup memory; 'tiled': K tiles staged in workgroup memory; both
- * compute 8x8 outputs per thread. 'tiled4': as 'tiled' with 4x4 outputs per thread, so 4x as many
- * threads and workgroups for the same product: what a large GPU needs (with 8x8 per thread a 512^2
- * product is 64 workgroups of 64 threads, 4x slower than tfjs on an H200). On CPU-emulated adapters
- * (SwiftShader) 'regs' is fastest: the CPU's caches already do what workgroup memory would, and
- * barriers are expensive there.
+ * 'regs': register-blocked 8x8 outputs per thread straight from storage, no workgroup memory, no
+ * barrier (fastest on CPU emulation: SwiftShader). The others are the register-tiled GPU kernel
+ * (shaders/gemm_tile.wgsl) with that tile as the largest allowed; smaller products step down to
+ * smaller tiles (kernels/gemm-tile.ts pickGemmTile). Which one runs is the autotuner's choice.
  */
-export type MatmulVariant = 'regs' | 'tiled' | 'tiled4';
-const ENTRY: Record<MatmulVariant, string> = { regs: 'matmul_regs', tiled: 'matmul_tiled', tiled4: 'matmul_tiled4' };
-/** Outputs per thread along each of M and N. */
-const PER_THREAD: Record<MatmulVariant, number> = { regs: 8, tiled: 8, tiled4: 4 };
+export type MatmulVariant = 'regs' | TileName;
 
-/** A variant and tiling as 'tiled4 64x64 k16': the tile of C a workgroup computes, and its K depth. */
-export function tilingName(variant: MatmulVariant, t: MatmulTiling): string {
-  const per = PER_THREAD[variant];
-  return `${variant} ${per * t.wy}x${per * t.wx}${variant === 'regs' ? '' : ` k${t.bk}`}`;
+/** A tiling as 'g64 64x64 k16 (4x4/thread)', or 'regs 64x64' for the 8x8-per-thread register kernel. */
+export function tilingName(variant: MatmulVariant, t?: MatmulTiling | GemmTile): string {
+  if (variant === 'regs') {
+    const r = (t as MatmulTiling | undefined) ?? DEFAULT_REGS;
+    return `regs ${8 * r.wy}x${8 * r.wx}`;
+  }
+  const g = (t as GemmTile | undefined) ?? GEMM_TILES[variant];
+  return `${variant} ${g.bm}x${g.bn} k${g.bk} (${g.tm}x${g.tn}/thread)`;
 }
 
+/** 'regs' threads along N (wx) and M (wy); a workgroup computes an (8 wy) x (8 wx) tile of C. */
 export interface MatmulTiling {
-  /** threads along N and M; a workgroup computes an (8 wy) x (8 wx) tile of C ((4 wy) x (4 wx) for 'tiled4') */
   wx: number;
   wy: number;
-  /** K-tile depth in workgroup memory ('tiled', 'tiled4'); see sharedBytes */
-  bk: number;
 }
+const DEFAULT_REGS: MatmulTiling = { wx: 8, wy: 8 };
+/** 32x32 tiles, for products that 64x64 ones would pad (N = 77: 128 vs 96 columns) or leave few workgroups. */
+const SMALL_REGS: MatmulTiling = { wx: 4, wy: 4 };
 
-export const DEFAULT_TILING: Record<MatmulVariant, MatmulTiling> = {
-  regs: { wx: 8, wy: 8, bk: 16 },
-  tiled: { wx: 8, wy: 8, bk: 16 },
-  tiled4: { wx: 16, wy: 16, bk: 16 },
-};
-
-/** Workgroup memory of one workgroup: a bk-deep slice of the A and B tiles (rows padded by a vec4 in 'tiled4'). */
-function sharedBytes(variant: MatmulVariant, t: MatmulTiling): number {
-  if (variant === 'regs') return 0;
-  return variant === 'tiled' ? 32 * t.bk * (t.wx + t.wy) : 16 * t.bk * (t.wx + t.wy + 2);
+/**
+ * 'regs' drops to 32x32 tiles when 64x64 ones would pad much more work or leave too few workgroups
+ * to keep the cores busy; measured equal otherwise (SwiftShader).
+ */
+export function pickTiling(m: number, n: number, batch: number): MatmulTiling {
+  const padded = (t: number) => Math.ceil(m / t) * Math.ceil(n / t) * t * t;
+  const groups = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
+  return padded(32) < 0.9 * padded(64) || groups < 8 ? SMALL_REGS : DEFAULT_REGS;
 }
 
 /**
- * 'regs' drops to 32x32 tiles when 64x64 ones would pad much more work (e.g. N = 77: 128 vs 96 columns)
- * or leave too few workgroups to keep the cores busy; measured equal otherwise.
+ * The variant, chosen per adapter by measurement (src/runtime/autotune.ts) among the GPU tilings
+ * (largest tile allowed) and 'regs'. The first candidate is the fixed default (untuned devices).
+ * Measured at 256^3, 1024^3 and 2048^3, as far as the adapter gets within the launch budget: a CPU
+ * emulator stops at 256^3 (where all GPU candidates run 32x32 tiles and 'regs' wins), a large GPU
+ * reaches 2048^3, where the tile caps differ.
  */
-export function pickTiling(variant: MatmulVariant, m: number, n: number, batch: number): MatmulTiling {
-  if (variant === 'tiled') return DEFAULT_TILING.tiled;
-  const padded = (t: number) => Math.ceil(m / t) * Math.ceil(n / t) * t * t;
-  if (variant === 'tiled4') {
-    // Measured on an H200 (bench/matmul-variants.ts, bench/h200/): 64x64 tiles (256 threads, k 16)
-    // were within 5% of the best candidate at every shape from 256x64x256 to 2048^3, while 32x32 ones
-    // were up to 1.6x slower; so 64x64 unless it pads much more work than 32x32 would.
-    return padded(32) < 0.9 * padded(64) ? SMALL_TILED4 : DEFAULT_TILING.tiled4;
-  }
-  const groups = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
-  return padded(32) < 0.9 * padded(64) || groups < 8 ? SMALL_REGS : DEFAULT_TILING.regs;
+export const MATMUL_TUNE: TuneProblem = {
+  key: 'matmul',
+  candidates: ['g128', 'g64x128', 'g64', 'regs'],
+  revision: fnv1a(tileSource + source),
+  workloads: [256, 1024, 2048].map(mmWorkload),
+  usable: (rt, c) => c === 'regs' || tileFits(rt, GEMM_TILES[c as TileName]),
+};
+
+function mmWorkload(s: number): TuneWorkload {
+  return {
+    label: `${s}x${s}x${s}`,
+    work: 2 * s ** 3,
+    setup(rt) {
+      const a = tuneInput(rt, [s, s]);
+      const b = tuneInput(rt, [s, s]);
+      let c: DeviceArray | null = null;
+      return {
+        run: (cand) => {
+          if (c) rt.dispose(c);
+          c = matmul(a, b, { variant: cand as MatmulVariant });
+        },
+        dispose: () => [a, b].forEach((x) => rt.dispose(x)),
+        runs: (cand) => (cand === 'regs' ? cand : pickGemmTile(cand as TileName, s, s, 1)),
+      };
+    },
+  };
 }
-const SMALL_REGS: MatmulTiling = { wx: 4, wy: 4, bk: 16 };
-/** 32x32 tiles of 64 threads, for shapes that 64x64 tiles would pad (N = 77: 128 vs 96 columns). */
-const SMALL_TILED4: MatmulTiling = { wx: 8, wy: 8, bk: 16 };
 
-const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|software|cpu/i;
+/** What an m x n product (of `batch` matrices) runs on this adapter, e.g. 'g128 128x128 k8 (8x8/thread)'. */
+export function matmulRunName(rt: Runtime, m: number, n: number, batch = 1): string {
+  const v = defaultVariant(rt);
+  return v === 'regs' ? tilingName(v, pickTiling(m, n, batch)) : tilingName(pickGemmTile(v, m, n, batch));
+}
 
-/** The variant that is fastest on this adapter: 'regs' on CPU emulation, 'tiled4' on real GPUs. */
+/** The variant this adapter runs: see MATMUL_TUNE. */
 export function defaultVariant(rt: Runtime): MatmulVariant {
-  const i = rt.adapterInfo;
-  return CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 'regs' : 'tiled4';
+  return tunedChoice(rt, MATMUL_TUNE) as MatmulVariant;
 }
 
 /** How the kernel reads one operand, a logical [...batch, rows, cols] matrix, from an array. */
@@ -95,23 +115,33 @@ export interface GemmArgs {
   bias?: { array: DeviceArray; offset?: number; rowStride: number; colStride: number };
   /** Scales the product (not the bias). */
   alpha?: number;
+  /** Added to the result: a contiguous array of the output's shape (a fused residual add). */
+  residual?: DeviceArray;
   variant?: MatmulVariant;
-  tiling?: MatmulTiling;
+  /** Exactly this tiling, instead of the variant's choice for the sizes (tests, benchmarks). */
+  tiling?: MatmulTiling | GemmTile;
   op?: string;
 }
 
+const aligned4 = (xs: readonly number[]) => xs.every((x) => x % 4 === 0);
+
 /**
- * C = alpha · A·B + bias as a new contiguous [...batchShape, M, N] array: the one entry point to the
- * kernel. Batch dims are simplified first (size-1 dims dropped, adjacent dims merged, a batch folded
- * into M when B is shared across it), at most 4 go to the kernel and any outer ones become separate
- * dispatches.
+ * C = alpha · A·B + bias (+ residual) as a new contiguous [...batchShape, M, N] array: the one entry
+ * point to the kernel. Batch dims are simplified first (size-1 dims dropped, adjacent dims merged, a
+ * batch folded into M when B is shared across it), at most 4 go to the kernel and any outer ones
+ * become separate dispatches.
  */
 export function gemm(args: GemmArgs): DeviceArray {
   const { a, b, k } = args;
   const rt = a.array.rt;
   const op = args.op ?? 'matmul';
-  const out = rt.alloc([...args.batchShape, args.m, args.n], 'f32', op);
+  const outShape = [...args.batchShape, args.m, args.n];
+  const out = rt.alloc(outShape, 'f32', op);
   if (out.size === 0) return out;
+  const res = args.residual;
+  if (res && (res.size !== out.size || res.shape.length !== outShape.length || res.shape.some((d, i) => d !== outShape[i]))) {
+    throw new ShapeError(op, `residual has shape ${fmtShape(res.shape)}, expected the output's ${fmtShape(outShape)}`);
+  }
   let m = args.m;
   const n = args.n;
 
@@ -138,10 +168,10 @@ export function gemm(args: GemmArgs): DeviceArray {
   const inner = dims.slice(-4);
   const outer = dims.slice(0, -4);
   const zCount = numel(inner.map((d) => d.size));
+  const outerCount = numel(outer.map((d) => d.size));
   const pad = <T>(xs: T[], fill: T): T[] => [...Array<T>(4 - xs.length).fill(fill), ...xs];
 
   const variant = args.variant ?? defaultVariant(rt);
-  const t = args.tiling ?? pickTiling(variant, m, n, numel(dims.map((d) => d.size)));
   const bias = args.bias;
   const base = {
     m, n, k, has_bias: bias ? 1 : 0,
@@ -152,18 +182,34 @@ export function gemm(args: GemmArgs): DeviceArray {
     a_bstrides: pad(inner.map((d) => d.sa), 0),
     b_bstrides: pad(inner.map((d) => d.sb), 0),
   };
-  if (!(variant in ENTRY)) throw new Error(`${op}: unknown matmul variant '${variant}' (have: ${Object.keys(ENTRY).join(', ')})`);
-  const shared = sharedBytes(variant, t);
-  if (shared > rt.limits.maxComputeWorkgroupStorageSize) {
-    throw new LimitError(op, 'maxComputeWorkgroupStorageSize', shared, rt.limits.maxComputeWorkgroupStorageSize, `Tiling ${JSON.stringify(t)} of variant '${variant}' needs more workgroup memory; use a smaller bk or tile.`);
+  let entry: string;
+  let constants: Record<string, number>;
+  let workgroups: [number, number, number];
+  if (variant === 'regs') {
+    const t = (args.tiling as MatmulTiling | undefined) ?? pickTiling(m, n, zCount * outerCount);
+    if (t.wx * t.wy > rt.limits.maxComputeInvocationsPerWorkgroup) {
+      throw new LimitError(op, 'maxComputeInvocationsPerWorkgroup', t.wx * t.wy, rt.limits.maxComputeInvocationsPerWorkgroup, `Tiling ${JSON.stringify(t)} has too many threads per workgroup; use a smaller wx·wy.`);
+    }
+    entry = 'matmul_regs';
+    constants = { WX: t.wx, WY: t.wy, HAS_RES: res ? 1 : 0 };
+    workgroups = [Math.ceil(n / (8 * t.wx)), Math.ceil(m / (8 * t.wy)), zCount];
+  } else {
+    if (!(variant in GEMM_TILES)) throw new Error(`${op}: unknown matmul variant '${variant}' (have: regs, ${Object.keys(GEMM_TILES).join(', ')})`);
+    const t = (args.tiling as GemmTile | undefined) ?? GEMM_TILES[pickGemmTile(variant, m, n, zCount * outerCount)];
+    // vec4 loads run along an operand's contiguous dimension when every vec4 they read is aligned and
+    // lies wholly inside the operand: that dimension's size, the other stride, the offset and every
+    // batch stride (outer ones too) are multiples of 4.
+    const aRest = [a.offset, ...dims.map((d) => d.sa)];
+    const bRest = [b.offset, ...dims.map((d) => d.sb)];
+    const aVec = a.colStride === 1 && aligned4([k, a.rowStride, ...aRest]) ? 2 : a.rowStride === 1 && aligned4([m, a.colStride, ...aRest]) ? 1 : 0;
+    const bVec = b.colStride === 1 && aligned4([n, b.rowStride, ...bRest]) ? 1 : b.rowStride === 1 && aligned4([k, b.colStride, ...bRest]) ? 2 : 0;
+    entry = 'matmul_tile';
+    constants = {
+      ...tileConstants(op, rt, t), HAS_RES: res ? 1 : 0,
+      A_VEC: aVec, B_VEC: bVec, A_KFAST: a.colStride === 1 ? 1 : 0, B_KFAST: b.rowStride === 1 && b.colStride !== 1 ? 1 : 0,
+    };
+    workgroups = [Math.ceil(n / t.bn), Math.ceil(m / t.bm), zCount];
   }
-  if (t.wx * t.wy > rt.limits.maxComputeInvocationsPerWorkgroup) {
-    throw new LimitError(op, 'maxComputeInvocationsPerWorkgroup', t.wx * t.wy, rt.limits.maxComputeInvocationsPerWorkgroup, `Tiling ${JSON.stringify(t)} has too many threads per workgroup; use a smaller wx·wy.`);
-  }
-  const constants: Record<string, number> = variant === 'regs' ? { WX: t.wx, WY: t.wy } : { WX: t.wx, WY: t.wy, BK: t.bk };
-  const per = PER_THREAD[variant];
-  const workgroups = [Math.ceil(n / (per * t.wx)), Math.ceil(m / (per * t.wy)), zCount] as const;
-  const outerCount = numel(outer.map((d) => d.size));
   for (let o = 0; o < outerCount; o++) {
     // Offsets of this outer batch index (row-major over the outer dims).
     let rem = o;
@@ -175,8 +221,8 @@ export function gemm(args: GemmArgs): DeviceArray {
       aOff += i * outer[d]!.sa;
       bOff += i * outer[d]!.sb;
     }
-    rt.dispatch(kernel, ENTRY[variant], {
-      bindings: { a: a.array, b: b.array, bias: bias?.array ?? a.array, c: out },
+    rt.dispatch(kernel, entry, {
+      bindings: { a: a.array, b: b.array, av4: a.array, bv4: b.array, bias: bias?.array ?? a.array, c: out, res: res ?? a.array },
       uniforms: { ...base, a_off: aOff, b_off: bOff, c_off: o * zCount * m * n },
       workgroups,
       constants,
@@ -236,11 +282,13 @@ export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
   alpha?: number;
+  /** Added to the result: a contiguous array of the output's shape (a fused residual add). */
+  residual?: DeviceArray;
   variant?: MatmulVariant;
-  tiling?: MatmulTiling;
+  tiling?: MatmulTiling | GemmTile;
 }
 
-/** alpha · op(a)·op(b) over NumPy-broadcast batch dims: [..., M, N]. */
+/** alpha · op(a)·op(b) (+ residual) over NumPy-broadcast batch dims: [..., M, N]. */
 export function matmul(a: DeviceArray, b: DeviceArray, o: MatmulOptions = {}): DeviceArray {
   const shape = matmulShape('matmul', a.shape, b.shape, o.transA, o.transB);
   const batch = shape.slice(0, -2);
@@ -248,7 +296,7 @@ export function matmul(a: DeviceArray, b: DeviceArray, o: MatmulOptions = {}): D
   return gemm({
     a: operand(a, batch, o.transA), b: operand(b, batch, o.transB),
     m, n: shape[shape.length - 1]!, k, batchShape: batch,
-    alpha: o.alpha, variant: o.variant, tiling: o.tiling,
+    alpha: o.alpha, residual: o.residual, variant: o.variant, tiling: o.tiling,
   });
 }
 

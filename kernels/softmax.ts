@@ -2,6 +2,8 @@ import { Kernel } from '../src/runtime/kernel.js';
 import { DeviceArray, Runtime } from '../src/runtime/runtime.js';
 import source from '../shaders/softmax.wgsl';
 import { numel } from './shape.js';
+import { fnv1a, tunedChoice, type TuneProblem, type TuneWorkload } from '../src/runtime/autotune.js';
+import { tuneInput } from './tune-input.js';
 
 const kernel = new Kernel('softmax', source);
 
@@ -18,20 +20,52 @@ export function softmaxDims(shape: readonly number[], axis: number): SoftmaxDims
 
 const WG = 64; // threads per workgroup (the shader's WG)
 
-const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|warp|software|cpu/i;
+/**
+ * Threads per row at most, chosen per adapter by measurement (src/runtime/autotune.ts): 4 (one
+ * SwiftShader subgroup; each barrier there costs a fibre switch per 4-lane subgroup, and 64 threads
+ * per row of 256 measured 6-10x slower than 1 or 4) or the whole workgroup (GPUs). The first
+ * candidate is the fixed default.
+ */
+export const SOFTMAX_TUNE: TuneProblem = {
+  key: 'softmax',
+  candidates: ['cap64', 'cap4'],
+  revision: fnv1a(source),
+  workloads: [smWorkload([128, 1024]), smWorkload([256, 4096])],
+};
+
+function smWorkload(shape: [number, number]): TuneWorkload {
+  return {
+    label: `[${shape.join(', ')}]`,
+    work: shape[0] * shape[1],
+    setup(rt) {
+      const x = tuneInput(rt, shape);
+      const d = softmaxDims(shape, 1);
+      let out: DeviceArray | null = null;
+      return {
+        run: (cand) => {
+          if (out) rt.dispose(out);
+          out = rt.alloc(shape, 'f32', 'softmax');
+          launch(rt, 'forward', d, { x, out }, rowThreads(Number(cand.slice(3)), d.len));
+        },
+        dispose: () => rt.dispose(x),
+      };
+    },
+  };
+}
 
 /**
  * Threads per row: one per row up to 64 elements (no barriers), then enough that each thread has at
- * most 64 elements, up to the whole workgroup. On CPU emulation at most 4 (one SwiftShader subgroup):
- * each barrier there costs a fibre switch per 4-lane subgroup, and 64 threads per row of 256 measured
- * 6-10x slower than 1 or 4.
+ * most 64 elements, up to `cap`.
  */
-export function threadsPerRow(rt: Runtime, len: number): number {
-  const i = rt.adapterInfo;
-  const cap = CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`) ? 4 : WG;
+function rowThreads(cap: number, len: number): number {
   let t = 1;
   while (t < cap && len > 64 * t) t *= 2;
   return t;
+}
+
+/** Threads per row on this adapter for rows of `len`: see SOFTMAX_TUNE. */
+export function threadsPerRow(rt: Runtime, len: number): number {
+  return rowThreads(Number(tunedChoice(rt, SOFTMAX_TUNE).slice(3)), len);
 }
 
 function launch(rt: Runtime, entry: string, d: SoftmaxDims, bindings: Record<string, DeviceArray>, t = threadsPerRow(rt, d.len)): void {

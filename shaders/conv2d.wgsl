@@ -1,5 +1,6 @@
 // 2-D convolution, NCHW, weights [Cout, Cin/groups, kh, kw] (PyTorch), as three implicit GEMMs per
-// group, none of which materialises im2col:
+// group, none of which materialises im2col (conv2d_common.wgsl, in front, holds the uniforms and
+// bindings; conv2d_tile.wgsl is the GPU version of the same GEMMs):
 //   forward  y[co, (b,oh,ow)]   = sum over k = (ci,ky,kx)  w[co, k] * x[b, ci, oh*s-p+ky*d, ow*s-p+kx*d] + bias[co]
 //   data     dx[ci, (b,ih,iw)]  = sum over k = (co,ky,kx)  w[co, ci, ky, kx] * gy[b, co, oh, ow]
 //                                 where oh*s = ih + p - ky*d and ow*s = iw + p - kx*d (else no term)
@@ -24,37 +25,11 @@
 // A read straight from storage, and a register-only variant over a zero-padded input (~10% faster
 // than tiled, less than the padding costs).
 
-struct Params {
-  batch: u32, cin: u32, in_h: u32, in_w: u32,
-  cout: u32, out_h: u32, out_w: u32, groups: u32,
-  k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
-  pad_h: u32, pad_w: u32, dil_h: u32, dil_w: u32,
-  cin_g: u32,   // input channels per group
-  cout_g: u32,  // output channels per group
-  gemm_m: u32,  // this entry's GEMM size, per group
-  gemm_n: u32,
-  gemm_k: u32,
-  splits: u32,  // K ranges (workgroups along z per group); 1 but for a split weight gradient
-  k_split: u32, // K per range, a multiple of TK
-  _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> gy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dw: array<f32>;
-
 const RM = 8u;     // rows per thread
 const RN = 8u;     // columns per thread
 override WG_M: u32 = 8u;   // threads along M: 8, 4 or 2
 override WG_N: u32 = 8u;   // threads along N
 override TK: u32 = 32u;    // K depth of a tile; NT must be a multiple of TK
-override HAS_BIAS: bool = false;
-override UNIT_STRIDE: bool = false; // backward_data: stride 1, no division
 override NT = WG_M * WG_N;
 override TM = WG_M * RM;
 override TN = WG_N * RN;
@@ -99,8 +74,14 @@ fn mma(tm: u32, tn: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
 // block lies inside the output, with constant accumulator indices: the general path's branch per
 // element costs more than the store on CPU emulation (10-30% of a 1x1 convolution).
 fn put8_y(at: u32, rs: u32, lo: vec4<f32>, hi: vec4<f32>) {
-  y[at] = lo.x; y[at + rs] = lo.y; y[at + 2u * rs] = lo.z; y[at + 3u * rs] = lo.w;
-  y[at + 4u * rs] = hi.x; y[at + 5u * rs] = hi.y; y[at + 6u * rs] = hi.z; y[at + 7u * rs] = hi.w;
+  var l = lo;
+  var h = hi;
+  if (HAS_RES) {
+    l += vec4<f32>(res[at], res[at + rs], res[at + 2u * rs], res[at + 3u * rs]);
+    h += vec4<f32>(res[at + 4u * rs], res[at + 5u * rs], res[at + 6u * rs], res[at + 7u * rs]);
+  }
+  y[at] = l.x; y[at + rs] = l.y; y[at + 2u * rs] = l.z; y[at + 3u * rs] = l.w;
+  y[at + 4u * rs] = h.x; y[at + 5u * rs] = h.y; y[at + 6u * rs] = h.z; y[at + 7u * rs] = h.w;
 }
 fn put8_dx(at: u32, rs: u32, lo: vec4<f32>, hi: vec4<f32>) {
   dx[at] = lo.x; dx[at + rs] = lo.y; dx[at + 2u * rs] = lo.z; dx[at + 3u * rs] = lo.w;
@@ -217,6 +198,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         let co = wbase + m;
         var v = acc[2u * j + i / 4u][i % 4u];
         if (HAS_BIAS) { v += bias[co]; }
+        if (HAS_RES) { v += res[ob + co * ohw]; }
         y[ob + co * ohw] = v;
       }
     }

@@ -1,21 +1,22 @@
-// Batched matrix product C = alpha * A·B + bias, C contiguous [batch..., M, N].
+// Batched matrix product C = alpha * A·B + bias (+ residual), C contiguous [batch..., M, N].
 //
 // A and B are read through strides (row, column and up to 4 batch strides, 0 where broadcast), so
 // transposed and broadcast operands (Bᵀ in linear, Aᵀ and Bᵀ in the backward) need no copy. The bias,
 // also read through (row, column) strides, is per column (linear) or per row, and is fused into the
-// store so linear is one dispatch.
+// store so linear is one dispatch; so is the optional residual (HAS_RES: a tensor of C's shape added
+// to the result, for the fusion of residual adds into the producing kernel).
 //
-// Each thread owns an 8x8 block of C: rows r0 + {0..3} and r0 + 4·WY + {0..3}, columns c0 + {0..3} and
-// c0 + 4·WX + {0..3}, held as 16 vec4 accumulators written out by hand (SwiftShader's Subzero backend
-// keeps named values in registers but spills a private array, ~3.5x slower). Two entry points share it:
-//  - matmul_tiled stages BK-deep tiles of A and B in workgroup memory (the classic GPU kernel);
-//  - matmul_regs reads A and B straight from storage, with no workgroup memory and no barrier. On a
-//    CPU-emulated adapter workgroup memory saves nothing (the CPU's caches do that job) while barriers
-//    cost: at 512^3 on SwiftShader 'regs' runs ~1.2-1.5x faster than 'tiled', so it is the default there.
-// A third, matmul_tiled4 (at the end), gives each thread only 4x4 outputs: smaller tiles, more
-// workgroups, which is what a large GPU needs; it is the default on real GPUs.
-// Edges: row/column indices are clamped for loads (so the k-loop needs no test) and stores are guarded;
-// the tiled loads zero-fill past K.
+// Two entry points, chosen per adapter by the autotuner (kernels/matmul.ts MATMUL_TUNE):
+//  - matmul_tile, for GPUs: the register-tiled core of gemm_tile.wgsl (prepended to this file), with
+//    vec4 loads along whichever dimension of an operand is contiguous (A_VEC, B_VEC) and a scalar path
+//    for strides and sizes that do not allow them;
+//  - matmul_regs, for CPU emulation: each thread owns an 8x8 block of C — rows r0 + {0..3} and
+//    r0 + 4·WY + {0..3}, columns c0 + {0..3} and c0 + 4·WX + {0..3} — held as 16 named vec4
+//    accumulators (SwiftShader's Subzero backend keeps named values in registers but spills a private
+//    array, ~3.5x slower), reading A and B straight from storage with no workgroup memory and no
+//    barrier: a CPU's caches already do what workgroup memory would, and barriers cost fibre switches.
+// Edges: rows and columns past C are clamped or zero-filled on load and not stored; K past its end
+// loads zeros.
 
 struct Params {
   m: u32,
@@ -44,16 +45,16 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<f32>;  // HAS_RES: added to C, same layout
+// A and B again as vec4 words (read-only aliases of the same buffers), for matmul_tile's vec4 loads.
+@group(0) @binding(6) var<storage, read> av4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> bv4: array<vec4<f32>>;
 
-// Threads per workgroup along N (x) and M (y); each owns 8x8 outputs, so a tile is (8 WY) x (8 WX)
-// (4x4 and (4 WY) x (4 WX) in matmul_tiled4).
+// matmul_regs: threads per workgroup along N (x) and M (y); each owns 8x8 outputs, so a tile is
+// (8 WY) x (8 WX).
 override WX: u32 = 8u;
 override WY: u32 = 8u;
-// Depth of the K tile staged in workgroup memory (matmul_tiled, a multiple of 4, and matmul_tiled4).
-override BK: u32 = 16u;
-
-override BM: u32 = 8u * WY;
-override BN: u32 = 8u * WX;
+override HAS_RES: bool = false;
 
 // Offsets of batch z (the workgroup's z index) into A and B: one div/mod chain per thread, outside loops.
 fn batch_bases(z: u32) -> vec2<u32> {
@@ -75,14 +76,17 @@ fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
     let nj = n + j;
     if (nj < p.n) {
       let bv = select(0.0, bias[p.bias_off + m * p.bias_rs + nj * p.bias_cs], p.has_bias != 0u);
-      c[cbase + m * p.n + nj] = p.alpha * v[j] + bv;
+      let at = cbase + m * p.n + nj;
+      var r = 0.0;
+      if (HAS_RES) { r = res[at]; }
+      c[at] = p.alpha * v[j] + bv + r;
     }
   }
 }
 
 // The 16 accumulators: rI holds row I of the thread's block at columns c0.., sI the same row at c0 + 4·WX...
 // (rows 0-3 are r0.., rows 4-7 are r0 + 4·WY..).
-struct Acc {
+struct Block8 {
   r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
   r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
   s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>,
@@ -99,14 +103,18 @@ fn put_row(cbase: u32, m: u32, n0: u32, n1: u32, u: vec4<f32>, v: vec4<f32>) {
     bu = vec4<f32>(bias[b + n0 * p.bias_cs], bias[b + (n0 + 1u) * p.bias_cs], bias[b + (n0 + 2u) * p.bias_cs], bias[b + (n0 + 3u) * p.bias_cs]);
     bv = vec4<f32>(bias[b + n1 * p.bias_cs], bias[b + (n1 + 1u) * p.bias_cs], bias[b + (n1 + 2u) * p.bias_cs], bias[b + (n1 + 3u) * p.bias_cs]);
   }
-  let x = p.alpha * u + bu;
-  let y = p.alpha * v + bv;
+  var x = p.alpha * u + bu;
+  var y = p.alpha * v + bv;
   let at = cbase + m * p.n;
+  if (HAS_RES) {
+    x += vec4<f32>(res[at + n0], res[at + n0 + 1u], res[at + n0 + 2u], res[at + n0 + 3u]);
+    y += vec4<f32>(res[at + n1], res[at + n1 + 1u], res[at + n1 + 2u], res[at + n1 + 3u]);
+  }
   c[at + n0] = x.x; c[at + n0 + 1u] = x.y; c[at + n0 + 2u] = x.z; c[at + n0 + 3u] = x.w;
   c[at + n1] = y.x; c[at + n1 + 1u] = y.y; c[at + n1 + 2u] = y.z; c[at + n1 + 3u] = y.w;
 }
 
-fn store_block(z: u32, row0: u32, col0: u32, t: Acc) {
+fn store_block(z: u32, row0: u32, col0: u32, t: Block8) {
   let cbase = p.c_off + z * p.m * p.n;
   let m1 = row0 + 4u * WY;
   let n1 = col0 + 4u * WX;
@@ -136,8 +144,8 @@ fn store_block(z: u32, row0: u32, col0: u32, t: Acc) {
 @compute @workgroup_size(WX, WY)
 fn matmul_regs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let bases = batch_bases(wid.z);
-  let row0 = wid.y * BM + 4u * lid.y;
-  let col0 = wid.x * BN + 4u * lid.x;
+  let row0 = wid.y * 8u * WY + 4u * lid.y;
+  let col0 = wid.x * 8u * WX + 4u * lid.x;
   let m1 = row0 + 4u * WY;
   let n1 = col0 + 4u * WX;
   // Clamped row and column starts: out-of-range rows/columns re-read the last one and are not stored.
@@ -159,7 +167,7 @@ fn matmul_regs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   let b5 = bases.y + min(n1 + 1u, ln) * p.b_cs;
   let b6 = bases.y + min(n1 + 2u, ln) * p.b_cs;
   let b7 = bases.y + min(n1 + 3u, ln) * p.b_cs;
-  var t: Acc;
+  var t: Block8;
   for (var k = 0u; k < p.k; k++) {
     let ka = k * p.a_cs;
     let kb = k * p.b_rs;
@@ -177,145 +185,184 @@ fn matmul_regs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   store_block(wid.z, row0, col0, t);
 }
 
-// ---------------------------------------------------------------- tiled in workgroup memory
+// ---------------------------------------------------------------- register-tiled (GPUs)
 
-// As[k][m/4] and Bs[k][n/4]: a thread's 4 consecutive rows (columns) are one vec4 read.
-var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;
+// How each operand's tile is loaded (the host picks from strides, sizes and alignment):
+// A_VEC 1: vec4 along M (a_rs = 1: Aᵀ); 2: vec4 along K (a_cs = 1: A row-major, stored transposed);
+// 0: scalars, consecutive threads along K if A_KFAST (a_cs = 1 but unaligned), else along M.
+// B_VEC 1: vec4 along N (b_cs = 1: B row-major); 2: vec4 along K (b_rs = 1: Bᵀ, stored transposed);
+// 0: scalars, along K if B_KFAST, else along N. Consecutive threads walk the contiguous dimension so
+// that a warp's reads coalesce.
+override A_VEC: u32 = 2u;
+override B_VEC: u32 = 1u;
+override A_KFAST: bool = true;
+override B_KFAST: bool = false;
 
-fn load_a(base: u32, m: u32, k: u32) -> f32 {
-  return select(0.0, a[base + min(m, p.m - 1u) * p.a_rs + k * p.a_cs], k < p.k);
+// Global loads of A's step at k0 into the thread's registers (zeros past M or K).
+fn tile_load_a(base: u32, tm: u32, k0: u32, t: u32, r: ptr<function, Regs>) {
+  if (A_VEC == 2u) {
+    for (var q = 0u; q < EA / 4u; q++) {
+      let s = t + q * GT;
+      let m = tm + s / (BK / 4u);
+      let k = k0 + 4u * (s % (BK / 4u));
+      let ok = m < p.m && k < p.k;
+      (*r)[q] = select(vec4<f32>(0.0), av4[select(0u, (base + m * p.a_rs + k) / 4u, ok)], ok);
+    }
+  } else if (A_VEC == 1u) {
+    for (var q = 0u; q < EA / 4u; q++) {
+      let s = t + q * GT;
+      let k = k0 + s / (BM / 4u);
+      let m = tm + 4u * (s % (BM / 4u));
+      let ok = m < p.m && k < p.k;
+      (*r)[q] = select(vec4<f32>(0.0), av4[select(0u, (base + k * p.a_cs + m) / 4u, ok)], ok);
+    }
+  } else {
+    for (var e = 0u; e < EA; e++) {
+      let s = t + e * GT;
+      let m = tm + select(s % BM, s / BK, A_KFAST);
+      let k = k0 + select(s / BM, s % BK, A_KFAST);
+      let ok = m < p.m && k < p.k;
+      reg_set(r, e, select(0.0, a[select(0u, base + m * p.a_rs + k * p.a_cs, ok)], ok));
+    }
+  }
 }
-fn load_b(base: u32, k: u32, n: u32) -> f32 {
-  return select(0.0, b[base + k * p.b_rs + min(n, p.n - 1u) * p.b_cs], k < p.k);
+
+fn tile_store_a(stage: u32, t: u32, r: ptr<function, Regs>) {
+  if (A_VEC == 2u) {
+    for (var q = 0u; q < EA / 4u; q++) {
+      let s = t + q * GT;
+      let m = s / (BK / 4u);
+      let k = 4u * (s % (BK / 4u));
+      let v = (*r)[q];
+      As[as_word(stage, k, m)][m % 4u] = v.x;
+      As[as_word(stage, k + 1u, m)][m % 4u] = v.y;
+      As[as_word(stage, k + 2u, m)][m % 4u] = v.z;
+      As[as_word(stage, k + 3u, m)][m % 4u] = v.w;
+    }
+  } else if (A_VEC == 1u) {
+    for (var q = 0u; q < EA / 4u; q++) {
+      let s = t + q * GT;
+      As[as_word(stage, s / (BM / 4u), 4u * (s % (BM / 4u)))] = (*r)[q];
+    }
+  } else {
+    for (var e = 0u; e < EA; e++) {
+      let s = t + e * GT;
+      let m = select(s % BM, s / BK, A_KFAST);
+      let k = select(s / BM, s % BK, A_KFAST);
+      As[as_word(stage, k, m)][m % 4u] = reg_get(r, e);
+    }
+  }
 }
 
-@compute @workgroup_size(WX, WY)
-fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
+fn tile_load_b(base: u32, tn: u32, k0: u32, t: u32, r: ptr<function, Regs>) {
+  if (B_VEC == 1u) {
+    for (var q = 0u; q < EB / 4u; q++) {
+      let s = t + q * GT;
+      let k = k0 + s / (BN / 4u);
+      let n = tn + 4u * (s % (BN / 4u));
+      let ok = n < p.n && k < p.k;
+      (*r)[q] = select(vec4<f32>(0.0), bv4[select(0u, (base + k * p.b_rs + n) / 4u, ok)], ok);
+    }
+  } else if (B_VEC == 2u) {
+    for (var q = 0u; q < EB / 4u; q++) {
+      let s = t + q * GT;
+      let n = tn + s / (BK / 4u);
+      let k = k0 + 4u * (s % (BK / 4u));
+      let ok = n < p.n && k < p.k;
+      (*r)[q] = select(vec4<f32>(0.0), bv4[select(0u, (base + n * p.b_cs + k) / 4u, ok)], ok);
+    }
+  } else {
+    for (var e = 0u; e < EB; e++) {
+      let s = t + e * GT;
+      let n = tn + select(s % BN, s / BK, B_KFAST);
+      let k = k0 + select(s / BN, s % BK, B_KFAST);
+      let ok = n < p.n && k < p.k;
+      reg_set(r, e, select(0.0, b[select(0u, base + k * p.b_rs + n * p.b_cs, ok)], ok));
+    }
+  }
+}
+
+fn tile_store_b(stage: u32, t: u32, r: ptr<function, Regs>) {
+  if (B_VEC == 1u) {
+    for (var q = 0u; q < EB / 4u; q++) {
+      let s = t + q * GT;
+      Bs[bs_word(stage, s / (BN / 4u), 4u * (s % (BN / 4u)))] = (*r)[q];
+    }
+  } else if (B_VEC == 2u) {
+    for (var q = 0u; q < EB / 4u; q++) {
+      let s = t + q * GT;
+      let n = s / (BK / 4u);
+      let k = 4u * (s % (BK / 4u));
+      let v = (*r)[q];
+      Bs[bs_word(stage, k, n)][n % 4u] = v.x;
+      Bs[bs_word(stage, k + 1u, n)][n % 4u] = v.y;
+      Bs[bs_word(stage, k + 2u, n)][n % 4u] = v.z;
+      Bs[bs_word(stage, k + 3u, n)][n % 4u] = v.w;
+    }
+  } else {
+    for (var e = 0u; e < EB; e++) {
+      let s = t + e * GT;
+      let n = select(s % BN, s / BK, B_KFAST);
+      let k = select(s / BN, s % BK, B_KFAST);
+      Bs[bs_word(stage, k, n)][n % 4u] = reg_get(r, e);
+    }
+  }
+}
+
+// alpha * acc + bias (+ residual) for row m, columns n..n+3 (those inside C).
+fn tile_put(cbase: u32, m: u32, n: u32, v: vec4<f32>, full: bool) {
+  if (m >= p.m) { return; }
+  let at = cbase + m * p.n + n;
+  for (var j = 0u; j < 4u; j++) {
+    if (full || n + j < p.n) {
+      var o = p.alpha * v[j];
+      if (p.has_bias != 0u) { o += bias[p.bias_off + m * p.bias_rs + (n + j) * p.bias_cs]; }
+      if (HAS_RES) { o += res[at + j]; }
+      c[at + j] = o;
+    }
+  }
+}
+
+@compute @workgroup_size(GT)
+fn matmul_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let bases = batch_bases(wid.z);
   let tm = wid.y * BM;
   let tn = wid.x * BN;
-  let nt = WX * WY;
-  var t: Acc;
-  for (var k0 = 0u; k0 < p.k; k0 += BK) {
-    // Cooperative loads: each slot is 4 consecutive rows (columns) at one k.
-    for (var s = li; s < BK * BM / 4u; s += nt) {
-      let kk = s % BK;
-      let m = tm + 4u * (s / BK);
-      let k = k0 + kk;
-      As[kk * (BM / 4u) + s / BK] = vec4<f32>(load_a(bases.x, m, k), load_a(bases.x, m + 1u, k),
-                                              load_a(bases.x, m + 2u, k), load_a(bases.x, m + 3u, k));
-    }
-    for (var s = li; s < BK * BN / 4u; s += nt) {
-      let kk = s / (BN / 4u);
-      let n = tn + 4u * (s % (BN / 4u));
-      let k = k0 + kk;
-      Bs[s] = vec4<f32>(load_b(bases.y, k, n), load_b(bases.y, k, n + 1u),
-                        load_b(bases.y, k, n + 2u), load_b(bases.y, k, n + 3u));
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let ra = kk * (BM / 4u) + lid.y;
-      let rb = kk * (BN / 4u) + lid.x;
-      let x0 = As[ra];
-      let x1 = As[ra + WY];
-      let u = Bs[rb];
-      let v = Bs[rb + WX];
-      t.r0 = fma(vec4<f32>(x0.x), u, t.r0); t.s0 = fma(vec4<f32>(x0.x), v, t.s0);
-      t.r1 = fma(vec4<f32>(x0.y), u, t.r1); t.s1 = fma(vec4<f32>(x0.y), v, t.s1);
-      t.r2 = fma(vec4<f32>(x0.z), u, t.r2); t.s2 = fma(vec4<f32>(x0.z), v, t.s2);
-      t.r3 = fma(vec4<f32>(x0.w), u, t.r3); t.s3 = fma(vec4<f32>(x0.w), v, t.s3);
-      t.r4 = fma(vec4<f32>(x1.x), u, t.r4); t.s4 = fma(vec4<f32>(x1.x), v, t.s4);
-      t.r5 = fma(vec4<f32>(x1.y), u, t.r5); t.s5 = fma(vec4<f32>(x1.y), v, t.s5);
-      t.r6 = fma(vec4<f32>(x1.z), u, t.r6); t.s6 = fma(vec4<f32>(x1.z), v, t.s6);
-      t.r7 = fma(vec4<f32>(x1.w), u, t.r7); t.s7 = fma(vec4<f32>(x1.w), v, t.s7);
-    }
-    workgroupBarrier();
+  let tx = t % GX;
+  let ty = t / GX;
+  var acc: Acc;
+  var ra: Regs;
+  var rb: Regs;
+  let steps = (p.k + BK - 1u) / BK;
+  if (steps > 0u) {
+    tile_load_a(bases.x, tm, 0u, t, &ra);
+    tile_load_b(bases.y, tn, 0u, t, &rb);
+    tile_store_a(0u, t, &ra);
+    tile_store_b(0u, t, &rb);
   }
-  store_block(wid.z, tm + 4u * lid.y, tn + 4u * lid.x, t);
-}
-
-// ---------------------------------------------------------------- 4x4 outputs per thread (real GPUs)
-
-// With 8x8 outputs per thread a 512^2 product is only 64 workgroups of 64 threads: a GPU with 100+
-// SMs sits mostly idle (H200: 0.44 ms at 512^3, 4x slower than tfjs). Here each thread owns a 4x4
-// block, rows r0 + {0..3} at columns c0 + {0..3}, so a tile is (4·WY) x (4·WX): 16x16 threads give
-// 64x64 tiles of 256 threads, 8x8 give 32x32 tiles; the host takes 64x64 unless it pads much more
-// work (measured on an H200: bench/h200/README.md). Staging is as in matmul_tiled: A4[k][m/4] and B4[k][n/4], each row
-// padded by one vec4 so that threads storing along k hit different banks.
-var<workgroup> A4: array<vec4<f32>, BK * (WY + 1u)>;
-var<workgroup> B4: array<vec4<f32>, BK * (WX + 1u)>;
-
-// Row m, columns n..n+3, when all of them lie inside C: no branch per element.
-fn put4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
-  var bv = vec4<f32>(0.0);
-  if (p.has_bias != 0u) {
-    let b = p.bias_off + m * p.bias_rs;
-    bv = vec4<f32>(bias[b + n * p.bias_cs], bias[b + (n + 1u) * p.bias_cs], bias[b + (n + 2u) * p.bias_cs], bias[b + (n + 3u) * p.bias_cs]);
-  }
-  let x = p.alpha * v + bv;
-  let at = cbase + m * p.n + n;
-  c[at] = x.x; c[at + 1u] = x.y; c[at + 2u] = x.z; c[at + 3u] = x.w;
-}
-
-@compute @workgroup_size(WX, WY)
-fn matmul_tiled4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-                 @builtin(local_invocation_index) li: u32) {
-  let bases = batch_bases(wid.z);
-  let tm = wid.y * 4u * WY;
-  let tn = wid.x * 4u * WX;
-  let nt = WX * WY;
-  let ra = WY + 1u; // padded row lengths of A4 and B4, in vec4
-  let rb = WX + 1u;
-  // Consecutive threads load along whichever dim of the operand is contiguous in memory, so a warp's
-  // reads coalesce: along k for A (m for Aᵀ), along n for B (k for Bᵀ, as in linear).
-  let a_kfast = p.a_cs == 1u;
-  let b_kfast = p.b_rs == 1u && p.b_cs != 1u;
-  var r0 = vec4<f32>(0.0);
-  var r1 = vec4<f32>(0.0);
-  var r2 = vec4<f32>(0.0);
-  var r3 = vec4<f32>(0.0);
-  for (var k0 = 0u; k0 < p.k; k0 += BK) {
-    for (var s = li; s < BK * WY; s += nt) {
-      let kk = select(s / WY, s % BK, a_kfast);
-      let mq = select(s % WY, s / BK, a_kfast);
-      let m = tm + 4u * mq;
-      let k = k0 + kk;
-      A4[kk * ra + mq] = vec4<f32>(load_a(bases.x, m, k), load_a(bases.x, m + 1u, k),
-                                   load_a(bases.x, m + 2u, k), load_a(bases.x, m + 3u, k));
+  workgroupBarrier();
+  for (var s = 0u; s < steps; s++) {
+    let cur = select(0u, s % 2u, STAGES == 2u);
+    let more = s + 1u < steps;
+    // The next step's loads are in flight while this step's FMAs run.
+    if (more) {
+      tile_load_a(bases.x, tm, (s + 1u) * BK, t, &ra);
+      tile_load_b(bases.y, tn, (s + 1u) * BK, t, &rb);
     }
-    for (var s = li; s < BK * WX; s += nt) {
-      let kk = select(s / WX, s % BK, b_kfast);
-      let nq = select(s % WX, s / BK, b_kfast);
-      let n = tn + 4u * nq;
-      let k = k0 + kk;
-      B4[kk * rb + nq] = vec4<f32>(load_b(bases.y, k, n), load_b(bases.y, k, n + 1u),
-                                   load_b(bases.y, k, n + 2u), load_b(bases.y, k, n + 3u));
+    mma(cur, ty, tx, &acc);
+    if (more) {
+      if (STAGES == 1u) { workgroupBarrier(); }
+      let nxt = select(0u, 1u - cur, STAGES == 2u);
+      tile_store_a(nxt, t, &ra);
+      tile_store_b(nxt, t, &rb);
+      workgroupBarrier();
     }
-    workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let x = A4[kk * ra + lid.y];
-      let u = B4[kk * rb + lid.x];
-      r0 = fma(vec4<f32>(x.x), u, r0);
-      r1 = fma(vec4<f32>(x.y), u, r1);
-      r2 = fma(vec4<f32>(x.z), u, r2);
-      r3 = fma(vec4<f32>(x.w), u, r3);
-    }
-    workgroupBarrier();
   }
   let cbase = p.c_off + wid.z * p.m * p.n;
-  let row0 = tm + 4u * lid.y;
-  let col0 = tn + 4u * lid.x;
-  if (row0 + 3u < p.m && col0 + 3u < p.n) {
-    put4(cbase, row0, col0, r0);
-    put4(cbase, row0 + 1u, col0, r1);
-    put4(cbase, row0 + 2u, col0, r2);
-    put4(cbase, row0 + 3u, col0, r3);
-    return;
+  let full = tm + BM <= p.m && tn + BN <= p.n;
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN / 4u; j++) {
+      tile_put(cbase, tm + tile_row(ty, i), tn + tile_col(tx, j), acc[2u * i + j], full);
+    }
   }
-  store4(cbase, row0, col0, r0);
-  store4(cbase, row0 + 1u, col0, r1);
-  store4(cbase, row0 + 2u, col0, r2);
-  store4(cbase, row0 + 3u, col0, r3);
 }

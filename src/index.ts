@@ -1,5 +1,9 @@
 export { createDevice, Device } from './graph/device.js';
-export type { TensorOptions } from './graph/device.js';
+export type { TensorOptions, DeviceOptions } from './graph/device.js';
+export { TUNED_PROBLEMS } from './graph/tune.js';
+export type { TuneSetting } from './graph/tune.js';
+export { autotune, tunedChoice, setChoice, tuningOf, adapterKey, memoryStore, localStorageStore } from './runtime/autotune.js';
+export type { TuneOptions, TuneProblem, TuneRecord, TuneStore, TuneCache, TuneWorkload, TuneBench } from './runtime/autotune.js';
 export type { CreateDeviceOptions } from './runtime/device.js';
 export { Tensor, noGrad, grad } from './graph/tensor.js';
 export type { GradOptions } from './graph/tensor.js';

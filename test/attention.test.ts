@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
 import {
-  attentionRef, attentionVjpRef, AttnShape, MAX_HEAD_DIM, chooseAttention, forceAttentionCandidate, fits, attentionCandidate, tuneAttention,
-  getAttentionChoice, setAttentionChoice,
+  attentionRef, attentionVjpRef, AttnShape, MAX_HEAD_DIM, ATTENTION_TUNE, chooseAttention, forceAttentionCandidate, fits, attentionCandidate,
 } from '../kernels/attention.js';
+import { setChoice, tuningOf } from '../src/runtime/autotune.js';
+import { TUNED_PROBLEMS } from '../src/graph/tune.js';
 import { checkOp, randn, useDevice } from './helpers.js';
 
 const dev = useDevice();
@@ -147,29 +148,37 @@ describe('attention', () => {
     // no keys
     expect(() => ops.attention(q, t([1, 2, 0, 8]), t([1, 2, 0, 8]))).toThrow(/Lk = 0/);
   });
-  it('tuneAttention times the candidates, keeps the fastest per pass, and an untuned head dimension follows the nearest tuned one', async () => {
+  it("the autotuner's choice (measured at D = 64) runs at every D it fits, the default where it does not; the tuning workloads run", async () => {
     const rt = dev().rt;
-    const names = ['rows4', 'flash 32x16'];
-    const res = await tuneAttention(rt, { d: [8], shape: { bh: 2, l: 24 }, candidates: names, minMs: 0 });
+    const saved = tuningOf(rt);
+    expect(TUNED_PROBLEMS).toContain(ATTENTION_TUNE.forward);
+    expect(TUNED_PROBLEMS).toContain(ATTENTION_TUNE.backward);
     try {
-      expect(res.map((r) => r.pass)).toEqual(['forward', 'backward']);
-      for (const r of res) {
-        expect(r.timings.map((t) => t.name)).toEqual(names);
-        for (const t of r.timings) expect(t.ms).toBeGreaterThan(0);
-        expect(r.chosen).toBe([...r.timings].sort((a, b) => a.ms! - b.ms!)[0]!.name);
-        expect(chooseAttention(rt, r.pass, 8).name).toBe(r.chosen);
-        expect(chooseAttention(rt, r.pass, 30).name).toBe(r.chosen);
-      }
-      // The choice as data, and back.
-      const rec = getAttentionChoice(rt);
-      expect(rec).toEqual({ forward: { 4: res[0]!.chosen }, backward: { 4: res[1]!.chosen } });
-      setAttentionChoice(rt, { forward: { 16: 'rows4' }, backward: {} });
-      expect(chooseAttention(rt, 'forward', 64).name).toBe('rows4');
+      setChoice(rt, ATTENTION_TUNE.forward, 'rows4');
+      for (const d of [8, 30, 64, 128]) expect(chooseAttention(rt, 'forward', d).name).toBe('rows4');
+      setChoice(rt, ATTENTION_TUNE.forward, 'flash 64x16');
+      expect(chooseAttention(rt, 'forward', 64).name).toBe('flash 64x16');
       // An invocation owns at most 4 vec4 columns of an output row: SR 16 holds D <= 64.
-      expect(fits(rt, attentionCandidate('flash 64x16'), 'forward', 64)).toBe(true);
       expect(fits(rt, attentionCandidate('flash 64x16'), 'forward', 128)).toBe(false);
+      const c128 = chooseAttention(rt, 'forward', 128);
+      expect(c128.name).not.toBe('flash 64x16');
+      expect(fits(rt, c128, 'forward', 128)).toBe(true);
+      // The tuner only times candidates that fit.
+      for (const name of ATTENTION_TUNE.backward.candidates) {
+        expect(ATTENTION_TUNE.backward.usable!(rt, name)).toBe(fits(rt, attentionCandidate(name), 'backward', 64));
+      }
+      for (const pass of ['forward', 'backward'] as const) {
+        const bench = ATTENTION_TUNE[pass].workloads[0]!.setup(rt);
+        bench.run('flash 32x16');
+        bench.run('rows4');
+        await rt.sync();
+        bench.dispose();
+      }
     } finally {
-      setAttentionChoice(rt, { forward: {}, backward: {} });
+      for (const pass of ['forward', 'backward'] as const) {
+        const r = saved[ATTENTION_TUNE[pass].key];
+        if (r) setChoice(rt, ATTENTION_TUNE[pass], r.choice, r.source, r);
+      }
     }
   });
 });

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
 import {
   conv2dBackwardData, conv2dBackwardWeight, conv2dForward, conv2dGeometry, conv2dGradRef, conv2dRef, Conv2dOptions, Conv2dTile,
-  CONV2D_TILE, CONV2D_TILE_16, CONV2D_TILE_32, splitK,
+  Conv2dVariant, CONV2D_TILE, CONV2D_TILE_16, CONV2D_TILE_32, splitK,
 } from '../kernels/conv2d.js';
+import { GEMM_TILES, GemmTile } from '../kernels/gemm-tile.js';
 import { checkOp, expectClose, f32, randn, useDevice } from './helpers.js';
 
 const dev = useDevice();
@@ -18,8 +19,9 @@ interface Case {
   fdProbes?: number;
 }
 
-// The GEMM tiles are 64 (M) x 64 (N) x 32 (K), 32 x 64 x 32 when M <= 32, 16 x 128 x 16 when M <= 16
-// (kernels/conv2d.ts, pickTile); most sizes below are not multiples of them. Each GEMM (forward, dx, dw) has its own M, N, K: see the comments on the larger
+// The op runs the variant the autotuner chose ('cpu' on SwiftShader, whose GEMM tiles are 64 (M) x 64
+// (N) x 32 (K), 32 x 64 x 32 when M <= 32, 16 x 128 x 16 when M <= 16: kernels/conv2d.ts pickTile);
+// every variant runs every case below at kernel level too. Most sizes are not multiples of any tile. Each GEMM (forward, dx, dw) has its own M, N, K: see the comments on the larger
 // cases. The weight gradient splits K when its M x N tiles are few (kernels/conv2d.ts, splitK).
 const cases: Case[] = [
   { name: '3x3 pad 1', x: [2, 3, 7, 6], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 } },
@@ -70,7 +72,7 @@ describe('conv2d', () => {
     });
   }
 
-  it('every tiling and K split gives the same numbers (forward, dx, dw)', async () => {
+  it('every CPU tiling and K split gives the same numbers (forward, dx, dw)', async () => {
     const rt = dev().rt;
     // groups 2, stride 2, dilation 2: per group forward 21 x 200 x 45, dx 5 x 722 x 189, dw 21 x 45 x 200
     // (splits 2: K ranges of 128 and 72; splits 5: ranges of 64, the last of 8; splits 3 at TK 16: 80, 80, 40).
@@ -92,10 +94,11 @@ describe('conv2d', () => {
     ];
     for (const t of tiles) {
       const what = `tile ${JSON.stringify(t)}`;
+      const run = { variant: 'cpu' as const, tile: t };
       // Dot products of K terms ~1: 1e-6·K, as in the cases above.
-      expectClose(`${what} forward`, await rt.read(conv2dForward(X, W, Bias, g, t)), y, 1e-6 * 45, 1e-6);
-      expectClose(`${what} dx`, await rt.read(conv2dBackwardData(GY, W, g, t)), ref.dx, 1e-6 * 189, 1e-6);
-      expectClose(`${what} dw`, await rt.read(conv2dBackwardWeight(GY, X, g, t)), ref.dw, 1e-6 * 200, 1e-6);
+      expectClose(`${what} forward`, await rt.read(conv2dForward(X, W, Bias, g, run)), y, 1e-6 * 45, 1e-6);
+      expectClose(`${what} dx`, await rt.read(conv2dBackwardData(GY, W, g, run)), ref.dx, 1e-6 * 189, 1e-6);
+      expectClose(`${what} dw`, await rt.read(conv2dBackwardWeight(GY, X, g, run)), ref.dw, 1e-6 * 200, 1e-6);
     }
     // The default split: none for this dw (K = 200 is short); a long K is split into ranges that are
     // multiples of TK and cover it exactly.
@@ -141,6 +144,59 @@ describe('conv2d', () => {
     await ops.sum(y).backward();
     expect(x.grad).toBeNull();
     expect(w.grad?.shape).toEqual([4, 3, 3, 3]);
+  });
+});
+
+// Every variant, at kernel level, on every case above: forward with bias and with a fused residual,
+// dx, and dw with its default K split and with a forced one (3 ranges). The register-tiled GPU tiles
+// run here on SwiftShader too, where the tuner picks 'cpu'. Forward with K % 4 == 0 ('tile multiples':
+// K = 288) reads the weights as vec4; the others scalars.
+describe('conv2d kernel variants vs float64', () => {
+  const variants: [Conv2dVariant, GemmTile | undefined][] = [
+    ['cpu', undefined],
+    ...Object.entries(GEMM_TILES).map(([name, t]) => [name as Conv2dVariant, t] as [Conv2dVariant, GemmTile]),
+    ['g64', { ...GEMM_TILES.g64, stages: 1 }],
+  ];
+  for (const [variant, tile] of variants) {
+    it(`${variant}${tile ? ` ${tile.bm}x${tile.bn}x${tile.bk}${tile.stages ? `, ${tile.stages} stage` : ''}` : ''}: forward (+bias, +residual), dx, dw (split and not)`, async () => {
+      const rt = dev().rt;
+      const run = { variant, tile };
+      for (const c of cases) {
+        const g = conv2dGeometry(c.x, c.w, [c.w[0]], c.opts);
+        const n = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+        const x = f32(randn(n(c.x)));
+        const w = f32(randn(n(c.w)));
+        const b = f32(randn(g.cout));
+        const gy = f32(randn(g.batch * g.cout * g.oh * g.ow));
+        const r = f32(randn(gy.length));
+        const X = rt.upload(Float32Array.from(x), c.x);
+        const W = rt.upload(Float32Array.from(w), c.w);
+        const B = rt.upload(Float32Array.from(b), [g.cout]);
+        const GY = rt.upload(Float32Array.from(gy), [g.batch, g.cout, g.oh, g.ow]);
+        const R = rt.upload(Float32Array.from(r), [g.batch, g.cout, g.oh, g.ow]);
+        const y = conv2dRef(x, w, b, g);
+        const ref = conv2dGradRef(x, w, gy, g);
+        // As in the op checks: 1e-6·K for dot products of K terms of size ~1 (the residual adds one rounding).
+        const kFwd = (g.cin / g.groups) * g.kh * g.kw;
+        const kDx = (g.cout / g.groups) * g.kh * g.kw;
+        const kDw = g.batch * g.oh * g.ow;
+        const what = `${variant} ${c.name}`;
+        expectClose(`${what} forward`, await rt.read(conv2dForward(X, W, B, g, run)), y, 1e-6 * kFwd, 1e-6);
+        expectClose(`${what} forward + residual`, await rt.read(conv2dForward(X, W, null, g, { ...run, residual: R })), conv2dRef(x, w, null, g).map((v, i) => v + r[i]!), 1e-6 * kFwd, 1e-6);
+        expectClose(`${what} dx`, await rt.read(conv2dBackwardData(GY, W, g, run)), ref.dx, 1e-6 * kDx, 1e-6);
+        expectClose(`${what} dw`, await rt.read(conv2dBackwardWeight(GY, X, g, run)), ref.dw, 1e-6 * kDw, 1e-6);
+        if (variant !== 'cpu') expectClose(`${what} dw, 3 K ranges`, await rt.read(conv2dBackwardWeight(GY, X, g, { ...run, splits: 3 })), ref.dw, 1e-6 * kDw, 1e-6);
+        for (const a of [X, W, B, GY, R]) rt.dispose(a);
+      }
+    });
+  }
+
+  it('a residual of the wrong shape is an error naming both shapes', () => {
+    const rt = dev().rt;
+    const g = conv2dGeometry([1, 2, 4, 4], [3, 2, 3, 3], null, { padding: 1 });
+    const X = rt.upload(new Float32Array(32), [1, 2, 4, 4]);
+    const W = rt.upload(new Float32Array(54), [3, 2, 3, 3]);
+    expect(() => conv2dForward(X, W, null, g, { residual: rt.upload(new Float32Array(32), [1, 2, 4, 4]) })).toThrow(/^conv2d: residual has shape \[1, 2, 4, 4\], expected the output's \[1, 3, 4, 4\]/);
   });
 });
 

@@ -16,8 +16,9 @@ interface Case {
   why: string;
 }
 
-// A block (n, g) holds L = (C / groups) * S elements; the workgroup has 4 threads on SwiftShader and
-// 64 on GPUs (both are run here), so S and L fall under, at and over both. S % 4 == 0 takes the
+// A block (n, g) holds L = (C / groups) * S elements; the workgroup has the threads the autotuner
+// chose on this adapter (kernels/groupnorm.ts GROUPNORM_TUNE: 4 on SwiftShader, 64 or 256 on GPUs;
+// 4 and 64 are both run here), so S and L fall under, at and over both. S % 4 == 0 takes the
 // vec4 entries, any other S the scalar ones.
 const cases: Case[] = [
   { shape: [2, 6, 5, 7], groups: 3, affine: 'both', silu: false, why: 'S = 35, L = 70, scalar' },

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { LimitError, ops, ShapeError } from '../src/index.js';
 import {
-  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant, pickTiling, tilingName,
+  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant, tilingName,
 } from '../kernels/matmul.js';
+import { GEMM_TILES, GemmTile, MIN_GROUPS, pickGemmTile } from '../kernels/gemm-tile.js';
 import { checkOp, expectClose, f32, numel, randn, useDevice } from './helpers.js';
 
 const dev = useDevice();
@@ -119,33 +120,39 @@ describe('linear op: forward and backward vs float64', () => {
   });
 });
 
-// Kernel-level checks of every entry point on strided reads: transposes, broadcasts, > 4 batch dims,
-// fused bias along rows and columns, alpha. Forward only: the backward passes are these same products.
-// The variant is forced: on SwiftShader the default is 'regs'.
+// Kernel-level checks of every entry point and tiling on strided reads: each operand layout the
+// register-tiled kernel specialises (vec4 along K or along M/N, scalar along either), transposes,
+// broadcasts, > 4 batch dims, misaligned offsets, fused bias along rows and columns, alpha, the fused
+// residual. Forward only: the backward passes are these same products. The variant and tile are
+// forced: on SwiftShader the tuned variant is 'regs'.
 describe('matmul kernel variants', () => {
-  // Each entry point with its 64x64 default and another tiling (32x32; 128x128 with an 8-deep K tile;
-  // for 'tiled4', whose threads own 4x4 outputs, also a 32x64 tile with a K tile of 4).
-  const variants: [MatmulVariant, MatmulTiling][] = [
-    ['regs', { wx: 8, wy: 8, bk: 16 }],
-    ['regs', { wx: 4, wy: 4, bk: 16 }],
-    ['tiled', { wx: 8, wy: 8, bk: 16 }],
-    ['tiled', { wx: 16, wy: 16, bk: 8 }],
-    ['tiled4', { wx: 16, wy: 16, bk: 16 }],
-    ['tiled4', { wx: 8, wy: 8, bk: 32 }],
-    ['tiled4', { wx: 16, wy: 8, bk: 4 }],
+  const variants: [MatmulVariant, MatmulTiling | GemmTile][] = [
+    ['regs', { wx: 8, wy: 8 }],
+    ['regs', { wx: 4, wy: 4 }],
+    ['g128', GEMM_TILES.g128],
+    ['g64x128', GEMM_TILES.g64x128],
+    ['g64', GEMM_TILES.g64],
+    ['g32', GEMM_TILES.g32],
+    ['g64', { ...GEMM_TILES.g64, stages: 1 }], // single-buffered: two barriers per K step
+    ['g128', { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 }], // 8x4 outputs per thread
   ];
-  const cases: { a: number[]; b: number[]; tA?: boolean; tB?: boolean; alpha?: number }[] = [
-    { a: [67, 70], b: [70, 65] },                       // past a 64 tile in M and N, K not a multiple of 16
-    { a: [130, 9], b: [9, 129] },                       // past a 128 tile
-    { a: [3, 20, 33], b: [3, 41, 20], tA: true, tB: true, alpha: 0.5 },
-    { a: [2, 1, 2, 1, 2, 3, 4], b: [2, 1, 2, 1, 4, 5] }, // 5 unmergeable batch dims: the outer one is a loop of dispatches
-    { a: [3, 0], b: [0, 4] },                            // K = 0: zeros
-    { a: [1, 9, 17], b: [4, 17, 8], tA: false },         // a broadcast along a size-1 batch dim
+  // Sizes are not multiples of any tile (nor of 4, where a case says so); `layout` is what the
+  // register-tiled kernel does with A and B (kernels/matmul.ts gemm: A_VEC, B_VEC).
+  const cases: { a: number[]; b: number[]; tA?: boolean; tB?: boolean; alpha?: number; layout: string }[] = [
+    { a: [68, 72], b: [72, 132], layout: 'A vec4 along K, B vec4 along N; N past a 128 tile' },
+    { a: [36, 68], b: [36, 20], tA: true, layout: 'Aᵀ: A vec4 along M' },
+    { a: [67, 40], b: [70, 40], tB: true, layout: 'Bᵀ (as in linear): B vec4 along K' },
+    { a: [67, 70], b: [70, 65], layout: 'no size a multiple of 4: scalar loads along K (A) and N (B)' },
+    { a: [3, 21, 33], b: [3, 41, 21], tA: true, tB: true, alpha: 0.5, layout: 'Aᵀ·Bᵀ, M and K odd: scalar along M (A) and K (B), batched, alpha' },
+    { a: [3, 12, 16], b: [3, 16, 20], layout: 'batched, vec4 with batch strides' },
+    { a: [2, 1, 2, 1, 2, 3, 4], b: [2, 1, 2, 1, 4, 5], layout: '5 unmergeable batch dims: the outer one is a loop of dispatches' },
+    { a: [3, 0], b: [0, 4], layout: 'K = 0: zeros' },
+    { a: [1, 9, 17], b: [4, 17, 8], layout: 'a broadcast along a size-1 batch dim' },
   ];
   for (const [v, tiling] of variants) {
     const tag = tilingName(v, tiling);
     for (const c of cases) {
-      it(`${tag}: ${JSON.stringify(c.a)}${c.tA ? 'ᵀ' : ''} @ ${JSON.stringify(c.b)}${c.tB ? 'ᵀ' : ''}`, async () => {
+      it(`${tag}: ${JSON.stringify(c.a)}${c.tA ? 'ᵀ' : ''} @ ${JSON.stringify(c.b)}${c.tB ? 'ᵀ' : ''} (${c.layout})`, async () => {
         const rt = dev().rt;
         const a = f32(randn(numel(c.a)));
         const b = f32(randn(numel(c.b)));
@@ -155,56 +162,81 @@ describe('matmul kernel variants', () => {
         expectClose(`${v} matmul`, await rt.read(y), want, dotTol(k), 1e-5);
       });
     }
-    it(`${tag}: per-row bias through strides`, async () => {
+    it(`${tag}: per-row bias through strides, A at an offset that is not a multiple of 4 (scalar loads)`, async () => {
       const rt = dev().rt;
-      const [m, n, k] = [10, 7, 5];
-      const a = f32(randn(m * k));
+      const [m, n, k] = [10, 7, 8];
+      const off = 5;
+      const a = f32(randn(off + m * k));
       const b = f32(randn(k * n));
       const bias = f32(randn(m));
-      const ta = rt.upload(Float32Array.from(a), [m, k]);
+      const ta = rt.upload(Float32Array.from(a), [off + m * k]);
       const tb = rt.upload(Float32Array.from(b), [k, n]);
       const y = gemm({
-        a: { array: ta, offset: 0, rowStride: k, colStride: 1, batchStrides: [] },
+        a: { array: ta, offset: off, rowStride: k, colStride: 1, batchStrides: [] },
         b: { array: tb, offset: 0, rowStride: n, colStride: 1, batchStrides: [] },
         m, n, k, batchShape: [], variant: v, tiling,
         bias: { array: rt.upload(Float32Array.from(bias), [m]), rowStride: 1, colStride: 0 },
       });
-      const want = matmulRef(a, [m, k], b, [k, n]).map((x, i) => x + bias[Math.floor(i / n)]!);
+      const want = matmulRef(a.slice(off), [m, k], b, [k, n]).map((x, i) => x + bias[Math.floor(i / n)]!);
       expectClose(`${v} row bias`, await rt.read(y), want, dotTol(k), 1e-5);
     });
-    it(`${tag}: linear-like, Bᵀ through strides, per-column bias, alpha`, async () => {
+    it(`${tag}: linear-like, Bᵀ through strides, per-column bias, alpha, residual`, async () => {
       const rt = dev().rt;
       // Past a 64 tile in both M and N, K not a multiple of any bk; B = wᵀ read with row stride 1.
-      const [m, n, k] = [69, 66, 37];
+      const [m, n, k] = [69, 66, 36];
       const a = f32(randn(m * k));
       const w = f32(randn(n * k));
       const bias = f32(randn(n));
+      const r = f32(randn(m * n));
       const alpha = -1.5;
       const y = gemm({
         a: { array: rt.upload(Float32Array.from(a), [m, k]), offset: 0, rowStride: k, colStride: 1, batchStrides: [] },
         b: { array: rt.upload(Float32Array.from(w), [n, k]), offset: 0, rowStride: 1, colStride: k, batchStrides: [] },
         m, n, k, batchShape: [], variant: v, tiling, alpha,
         bias: { array: rt.upload(Float32Array.from(bias), [n]), rowStride: 0, colStride: 1 },
+        residual: rt.upload(Float32Array.from(r), [m, n]),
       });
-      const want = linearRef(a, w, null, n, k).map((x, i) => alpha * x + bias[i % n]!);
-      // |alpha| = 1.5 scales the dot's error; the bias adds one rounding.
-      expectClose(`${v} column bias`, await rt.read(y), want, 1.5 * dotTol(k), 1e-5);
+      const want = linearRef(a, w, null, n, k).map((x, i) => alpha * x + bias[i % n]! + r[i]!);
+      // |alpha| = 1.5 scales the dot's error; the bias and the residual add a rounding each.
+      expectClose(`${v} column bias + residual`, await rt.read(y), want, 1.5 * dotTol(k), 1e-5);
+    });
+    it(`${tag}: residual add over a batch with outer dispatches`, async () => {
+      const rt = dev().rt;
+      const as = [2, 1, 2, 1, 2, 5, 6];
+      const bs = [2, 1, 2, 1, 6, 7];
+      const a = f32(randn(numel(as)));
+      const b = f32(randn(numel(bs)));
+      const want = matmulRef(a, as, b, bs);
+      const r = f32(randn(want.length));
+      const y = matmul(rt.upload(Float32Array.from(a), as), rt.upload(Float32Array.from(b), bs), { variant: v, tiling, residual: rt.upload(Float32Array.from(r), outShape(as, bs)) });
+      expectClose(`${v} residual`, await rt.read(y), want.map((x, i) => x + r[i]!), dotTol(6), 1e-5);
     });
   }
 
-  it('tiled4: names the limit when a tiling needs too much workgroup memory', () => {
+  it('names the limit when a tile needs too much workgroup memory, and rejects unsupported tiles', () => {
     const rt = dev().rt;
     const x = rt.upload(Float32Array.from(randn(16)), [4, 4]);
-    const tiling = { wx: 16, wy: 16, bk: 1024 };
-    expect(() => matmul(x, x, { variant: 'tiled4', tiling })).toThrow(LimitError);
-    expect(() => matmul(x, x, { variant: 'tiled4', tiling })).toThrow(/^matmul: maxComputeWorkgroupStorageSize .*tiled4/);
+    // 2 stages of 128x128x16 tiles: 2 x 16.5 KiB.
+    const big: GemmTile = { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, stages: 2 };
+    if (rt.limits.maxComputeWorkgroupStorageSize < 2 * 16 * 16 * 66) {
+      expect(() => matmul(x, x, { variant: 'g128', tiling: big })).toThrow(LimitError);
+      expect(() => matmul(x, x, { variant: 'g128', tiling: big })).toThrow(/^matmul: maxComputeWorkgroupStorageSize .*2 stages/);
+    }
+    expect(() => matmul(x, x, { variant: 'g64', tiling: { bm: 64, bn: 64, bk: 64, tm: 4, tn: 4 } })).toThrow(/^matmul: tile .* is not supported/);
+    expect(() => matmul(x, x, { variant: 'g7' as MatmulVariant })).toThrow(/unknown matmul variant 'g7'/);
+    expect(() => matmul(x, x, { residual: rt.upload(Float32Array.from(randn(12)), [3, 4]) })).toThrow(/^matmul: residual has shape \[3, 4\], expected the output's \[4, 4\]/);
   });
 
-  it('tiled4 tiling: 64x64 tiles (best or within 5% on an H200 at every shape measured) unless they pad much more', () => {
-    expect(pickTiling('tiled4', 512, 512, 1)).toEqual({ wx: 16, wy: 16, bk: 16 });
-    expect(pickTiling('tiled4', 2048, 2048, 1)).toEqual({ wx: 16, wy: 16, bk: 16 });
-    expect(pickTiling('tiled4', 256, 256, 8)).toEqual({ wx: 16, wy: 16, bk: 16 });
-    expect(pickTiling('tiled4', 4096, 77, 8)).toEqual({ wx: 8, wy: 8, bk: 16 }); // N = 77: 64-wide tiles pad to 128 columns, 32-wide to 96
+  it('tile choice: the tuned cap unless it gives fewer than MIN_GROUPS workgroups or pads much more work', () => {
+    expect(pickGemmTile('g128', 4096, 4096, 1)).toBe('g128');
+    expect(pickGemmTile('g64', 4096, 4096, 1)).toBe('g64'); // never above the cap
+    expect(pickGemmTile('g128', 2048, 2048, 1)).toBe('g128'); // 256 workgroups
+    expect(pickGemmTile('g128', 1024, 1024, 1)).toBe('g64'); // 64 and 128 workgroups are too few; 256
+    expect(pickGemmTile('g128', 1024, 1024, 4)).toBe('g128'); // a batch of 4: 256
+    expect(pickGemmTile('g128', 320, 8192, 1)).toBe('g64x128'); // 128-row tiles pad 320 rows to 384
+    expect(pickGemmTile('g128', 4096, 128, 1)).toBe('g32'); // 4096x128: 64x64 tiles give 128 workgroups
+    expect(pickGemmTile('g128', 256, 256, 1)).toBe('g32');
+    expect(MIN_GROUPS).toBe(192);
   });
 });
 

@@ -15,8 +15,8 @@ interface Case {
 }
 
 // A workgroup has 64 threads: 64 / T rows of T threads, T = 1 up to 64 elements per row, then doubling
-// until each thread has <= 64 elements, capped at 4 on CPU adapters (kernels/softmax.ts
-// threadsPerRow); the GPU's larger T are run explicitly below.
+// until each thread has <= 64 elements, capped at 4 or 64 as the autotuner chose on this adapter
+// (kernels/softmax.ts SOFTMAX_TUNE: 4 on SwiftShader); the larger T are run explicitly below.
 const cases: Case[] = [
   { shape: [3, 7], axis: -1, why: 'rows of 7, one thread per row, most of the workgroup idle' },
   { shape: [70, 5], axis: -1, why: '70 rows: two workgroups, the second partly idle' },

@@ -5,6 +5,7 @@ import {
   createDevice, Device, noGrad, ops, Tensor,
   decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
   makeProcess, samplersFor, generate, parseLabel, parseGuidanceInterval, encodePng, makeLetters, makeColorsDataset,
+  localStorageStore,
 } from '../../src/index.js';
 import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions } from '../../src/index.js';
 import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
@@ -175,7 +176,7 @@ async function start(): Promise<void> {
     return;
   }
   try {
-    dev = await createDevice();
+    dev = await createDevice({ tune: { store: localStorageStore() } }); // kernel variants measured once per adapter
   } catch (e) {
     noWebGpu(`WebGPU is present but no GPU device could be created: ${message(e)}`);
     return;

@@ -1,6 +1,7 @@
 // The `wgd` command line: train, sample, info. Each subcommand's options are listed by `wgd help`.
 import { parseArgs } from 'node:util';
 import { createDevice, Device } from '../graph/device.js';
+import { autotuneFileStore } from '../runtime/autotune-file.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
 import { SAMPLER_NAMES, SamplerOptions } from '../diffusion/samplers/index.js';
 import { GuidanceVariants, parseGuidanceInterval } from '../diffusion/denoiser.js';
@@ -219,8 +220,9 @@ function samplerOptionsOf(v: Record<string, unknown>): SamplerOptions {
   return r;
 }
 
+/** Kernel variants are measured once per adapter and kept in $WGD_AUTOTUNE_CACHE or ~/.cache/webgpu-diffusion/autotune.json. */
 async function device(): Promise<Device> {
-  return createDevice();
+  return createDevice({ tune: { store: autotuneFileStore() } });
 }
 
 /** train-vqgan's flags that define the model; --finetune-decoder takes all of them from its file. */

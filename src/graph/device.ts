@@ -4,6 +4,8 @@ import { fmtShape } from '../runtime/errors.js';
 import { Tensor } from './tensor.js';
 import { CompiledStep, InputSpec, StepOutputs, compileStep } from './compile.js';
 import { ExecutorOptions } from './executor.js';
+import { tuningOf, type TuneOptions, type TuneRecord } from '../runtime/autotune.js';
+import { tuneRuntime, type TuneSetting } from './tune.js';
 
 export interface TensorOptions {
   requiresGrad?: boolean;
@@ -73,12 +75,41 @@ export class Device {
     return this.rt.device.queue.onSubmittedWorkDone().then(() => undefined);
   }
 
+  /**
+   * Measure the kernel variants again (or for the first time, if the device was created with
+   * `tune: false`) and use the fastest from now on; steps compiled before keep their kernels.
+   */
+  tune(opts: TuneOptions = {}): Promise<Record<string, TuneRecord>> {
+    return tuneRuntime(this.rt, opts);
+  }
+
+  /** Which variant each tuned kernel uses on this device, and how it was decided. */
+  get tuning(): Record<string, TuneRecord> {
+    return tuningOf(this.rt);
+  }
+
   destroy(): void {
     this.rt.destroy();
   }
 }
 
+export interface DeviceOptions extends CreateDeviceOptions {
+  /**
+   * Kernel variants: measured once per adapter and cached (default), or `false` for the fixed
+   * defaults without measuring, or tuning options (a persistent `store`, `pin`ned choices); see
+   * src/graph/tune.ts.
+   */
+  tune?: TuneSetting;
+}
+
 /** Create a device: navigator.gpu in a browser, Dawn (the `webgpu` package) in Node, or your own GPUDevice. */
-export async function createDevice(opts: CreateDeviceOptions = {}): Promise<Device> {
-  return new Device(await createRuntime(opts));
+export async function createDevice(opts: DeviceOptions = {}): Promise<Device> {
+  const rt = await createRuntime(opts);
+  try {
+    await tuneRuntime(rt, opts.tune ?? true);
+  } catch (e) {
+    rt.destroy();
+    throw e;
+  }
+  return new Device(rt);
 }

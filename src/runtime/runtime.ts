@@ -365,6 +365,22 @@ export class Runtime {
     this.pass = null;
   }
 
+  /**
+   * Record `fn`'s dispatches in a compute pass of their own that writes these timestamps (the
+   * autotuner times candidates so). Pending work is submitted first, so the pass is not split by a
+   * flush unless `fn` records more than the runtime batches (256 dispatches or 64 KiB of uniforms).
+   */
+  timestampPass(timestampWrites: GPUComputePassTimestampWrites, fn: () => void): void {
+    this.notCapturing('timestampPass');
+    this.flush();
+    this.pass = this.getEncoder().beginComputePass({ timestampWrites });
+    try {
+      fn();
+    } finally {
+      this.endPass();
+    }
+  }
+
   /** Submit everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;

@@ -21,7 +21,8 @@ declare global {
 }
 
 async function main() {
-  const dev = await createDevice();
+  // The fixed default kernel variants (those a GPU runs untuned), without a tuning pass in the page.
+  const dev = await createDevice({ tune: false });
   dev.rt.poison = true;
   window.__adapter = `${dev.adapter.vendor} ${dev.adapter.architecture}`;
   document.getElementById('adapter')!.textContent = `adapter: ${window.__adapter}`;
