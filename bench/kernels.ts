@@ -160,7 +160,7 @@ function otherCases(): Case[] {
     const kernel = lq === lk ? 'attention' : 'cross-attention';
     type TfT = import('@tensorflow/tfjs-core').Tensor;
     list.push({
-      kernel: backward ? `${kernel} fwd+bwd` : kernel, group: 'attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`,
+      kernel: backward ? `${kernel} forward+backward` : kernel, group: 'attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`,
       flops: (backward ? 14 : 4) * bh * lq * lk * d, tol: 1e-4,
       ours: (dev) => {
         const opt = { requiresGrad: backward };
