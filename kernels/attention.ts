@@ -204,6 +204,10 @@ function flashKernel(d: number, subgroups: boolean): Kernel {
   }
   return k;
 }
+/** Every attention module (tests: binding counts). */
+export function attentionKernels(): Kernel[] {
+  return [rows4Kernel, ...[4, 3].flatMap((d) => [flashKernel(d, false), flashKernel(d, true)])];
+}
 function flashConstants(c: AttentionCandidate, d: number) {
   return { HR: c.hr, SR: c.sr, DP4: dp4Of(d) };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
 import {
-  attentionRef, attentionVjpRef, AttnShape, MAX_HEAD_DIM, ATTENTION_TUNE, chooseAttention, forceAttentionCandidate, fits, attentionCandidate,
+  attentionRef, attentionVjpRef, AttnShape, MAX_HEAD_DIM, ATTENTION_TUNE, chooseAttention, forceAttentionCandidate, fits, attentionCandidate, attentionKernels,
 } from '../kernels/attention.js';
 import { setChoice, tuningOf } from '../src/runtime/autotune.js';
 import { TUNED_PROBLEMS } from '../src/graph/tune.js';
@@ -127,6 +127,12 @@ describe('attention', () => {
       },
       ...unit,
     });
+  });
+
+  it('every entry point of every attention module binds at most 8 storage buffers (the default limit per stage)', () => {
+    const entries = attentionKernels().flatMap((k) => [...k.entries.values()].map((e) => [`${k.name}:${e.name}`, e.storage.length] as const));
+    expect(entries.length).toBe(3 + 4 * 3);
+    for (const [name, n] of entries) expect(n, name).toBeLessThanOrEqual(8);
   });
 
   it('rejects mismatched shapes and heads wider than the limit, naming the shapes', () => {
