@@ -14,7 +14,7 @@
 //   multiply-adds. Streamed rows are interleaved so that neighbouring invocations read neighbouring
 //   rows, and every tile row is padded by one vec4 so that those reads fall in different banks.
 // - "accumulate": the same invocation owns held rows 4hg..4hg+3 of the output, vec4 columns
-//   sg + SG·u (u < OC), and adds (probabilities or ds) x (a streamed tile) over the SR streamed rows;
+//   sg + SG·u (u < OC <= 4), and adds (probabilities or ds) x (a streamed tile) over the SR streamed rows;
 //   per streamed row it reads one vec4 of the transposed tile `pt` (4 held rows) and OC vec4s of the
 //   streamed tile.
 // The forward's online softmax gives each held row LPR = SR/16 consecutive invocations (16 scores
@@ -134,7 +134,27 @@ fn put_dt(hg: u32, sg: u32, s: array<vec4<f32>, 4>) {
   dt[(sg + 3u * SG) * PT4 + hg] = vec4(s[0].w, s[1].w, s[2].w, s[3].w);
 }
 
+// Output blocks live in mat4x4 values rather than private arrays: column a is held row 4hg + a, one
+// matrix per vec4 column sg + SG·u of the output (u < OC, unrolled by hand), so every index is a
+// constant and the accumulators stay in registers even where a compiler would not unroll a loop.
+fn madd(m: mat4x4<f32>, w: vec4<f32>, y: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4(m[0] + w.x * y, m[1] + w.y * y, m[2] + w.z * y, m[3] + w.w * y);
+}
+fn mscale(m: mat4x4<f32>, f: vec4<f32>) -> mat4x4<f32> { return mat4x4(m[0] * f.x, m[1] * f.y, m[2] * f.z, m[3] * f.w); }
+fn col(sg: u32, u: u32) -> u32 { return min(sg + SG * u, DP4 - 1u); }   // clamped: reads stay in the row
+
 // ------------------------------------------------------------ forward
+
+// Stores block u of o (row0: global index of the tile's first row), each row divided by its sum.
+fn put_o(m: mat4x4<f32>, u: u32, row0: u32, nh: u32, hg: u32, sg: u32) {
+  let c = sg + SG * u;
+  if (u >= OC || c >= p.dv) { return; }
+  let r = 4u * hg;
+  if (r < nh) { st_o(row0 + r, c, m[0] / rowf[r]); }
+  if (r + 1u < nh) { st_o(row0 + r + 1u, c, m[1] / rowf[r + 1u]); }
+  if (r + 2u < nh) { st_o(row0 + r + 2u, c, m[2] / rowf[r + 2u]); }
+  if (r + 3u < nh) { st_o(row0 + r + 3u, c, m[3] / rowf[r + 3u]); }
+}
 
 // o = softmax(q kᵀ · scale) v and lse = log(sum(exp(q kᵀ · scale))) per query row.
 // Grid: (ceil(Lq / HR), BH). Four barriers per key tile: K is loaded; scores are in pt; (softmax,
@@ -157,8 +177,10 @@ fn flash_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     if (r < nh && c < p.dv) { x = ld_q(bh * p.lq + i0 + r, c) * p.scale2; }
     ha[r * ROW4 + c] = x;
   }
-  var acc: array<vec4<f32>, 16>;   // acc[4u + a]: held row 4hg + a, vec4 column sg + SG·u
-  var sv: array<f32, 16>;
+  var acc0 = mat4x4<f32>();        // o, vec4 columns sg, sg + SG, sg + 2SG, sg + 3SG
+  var acc1 = mat4x4<f32>();
+  var acc2 = mat4x4<f32>();
+  var acc3 = mat4x4<f32>();
   var m = NEG;                     // running maximum of row sr (base 2)
   var l = 0.0;                     // this lane's part of the running sum of exp2(s - m)
   for (var k0 = 0u; k0 < p.lk; k0 += SR) {
@@ -179,17 +201,16 @@ fn flash_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     var mt = NEG;
     for (var u = 0u; u < 16u; u++) {
       let j = sl + LPR * u;
-      let x = select(NEG, pt[j * PT4 + pc][pr], j < n);
-      sv[u] = x;
-      mt = max(mt, x);
+      mt = max(mt, select(NEG, pt[j * PT4 + pc][pr], j < n));
     }
     let mn = max(m, lanes_max(mt, lid));
     let alpha = exp2(m - mn);
     var ls = 0.0;
     for (var u = 0u; u < 16u; u++) {
-      let e = exp2(sv[u] - mn);
+      let j = sl + LPR * u;
+      let e = select(0.0, exp2(pt[j * PT4 + pc][pr] - mn), j < n);
       ls += e;
-      pt[(sl + LPR * u) * PT4 + pc][pr] = e;
+      pt[j * PT4 + pc][pr] = e;
     }
     l = l * alpha + ls;
     m = mn;
@@ -206,25 +227,17 @@ fn flash_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 
     // o = o · alpha + p v
     let al = vec4(rowf[4u * hg], rowf[4u * hg + 1u], rowf[4u * hg + 2u], rowf[4u * hg + 3u]);
-    for (var u = 0u; u < 4u; u++) {
-      if (u < OC) {
-        acc[4u * u] *= al.x;
-        acc[4u * u + 1u] *= al.y;
-        acc[4u * u + 2u] *= al.z;
-        acc[4u * u + 3u] *= al.w;
-      }
-    }
+    acc0 = mscale(acc0, al);
+    if (OC > 1u) { acc1 = mscale(acc1, al); }
+    if (OC > 2u) { acc2 = mscale(acc2, al); }
+    if (OC > 3u) { acc3 = mscale(acc3, al); }
     for (var j = 0u; j < SR; j++) {
       let w = pt[j * PT4 + hg];
-      for (var u = 0u; u < 4u; u++) {
-        if (u < OC) {
-          let y = sa[j * ROW4 + min(sg + SG * u, DP4 - 1u)];
-          acc[4u * u] += w.x * y;
-          acc[4u * u + 1u] += w.y * y;
-          acc[4u * u + 2u] += w.z * y;
-          acc[4u * u + 3u] += w.w * y;
-        }
-      }
+      let t = j * ROW4;
+      acc0 = madd(acc0, w, sa[t + col(sg, 0u)]);
+      if (OC > 1u) { acc1 = madd(acc1, w, sa[t + col(sg, 1u)]); }
+      if (OC > 2u) { acc2 = madd(acc2, w, sa[t + col(sg, 2u)]); }
+      if (OC > 3u) { acc3 = madd(acc3, w, sa[t + col(sg, 3u)]); }
     }
   }
 
@@ -235,18 +248,43 @@ fn flash_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     if (sr < nh) { lse[bh * p.lq + i0 + sr] = (m + log2(lt)) * LN2; }
   }
   workgroupBarrier();
-  for (var u = 0u; u < 4u; u++) {
-    let c = sg + SG * u;
-    if (u < OC && c < p.dv) {
-      for (var a = 0u; a < 4u; a++) {
-        let r = 4u * hg + a;
-        if (r < nh) { st_o(bh * p.lq + i0 + r, c, acc[4u * u + a] / rowf[r]); }
-      }
-    }
-  }
+  let row0 = bh * p.lq + i0;
+  put_o(acc0, 0u, row0, nh, hg, sg);
+  put_o(acc1, 1u, row0, nh, hg, sg);
+  put_o(acc2, 2u, row0, nh, hg, sg);
+  put_o(acc3, 3u, row0, nh, hg, sg);
 }
 
 // ------------------------------------------------------------ backward
+
+// Stores block u of dq, dk or dv (row0: global index of the tile's first row), times f.
+fn put_dq(m: mat4x4<f32>, u: u32, row0: u32, nh: u32, hg: u32, sg: u32, f: f32) {
+  let c = sg + SG * u;
+  if (u >= OC || c >= p.dv) { return; }
+  let r = 4u * hg;
+  if (r < nh) { st_dq(row0 + r, c, m[0] * f); }
+  if (r + 1u < nh) { st_dq(row0 + r + 1u, c, m[1] * f); }
+  if (r + 2u < nh) { st_dq(row0 + r + 2u, c, m[2] * f); }
+  if (r + 3u < nh) { st_dq(row0 + r + 3u, c, m[3] * f); }
+}
+fn put_dk(m: mat4x4<f32>, u: u32, row0: u32, nh: u32, hg: u32, sg: u32, f: f32) {
+  let c = sg + SG * u;
+  if (u >= OC || c >= p.dv) { return; }
+  let r = 4u * hg;
+  if (r < nh) { st_dk(row0 + r, c, m[0] * f); }
+  if (r + 1u < nh) { st_dk(row0 + r + 1u, c, m[1] * f); }
+  if (r + 2u < nh) { st_dk(row0 + r + 2u, c, m[2] * f); }
+  if (r + 3u < nh) { st_dk(row0 + r + 3u, c, m[3] * f); }
+}
+fn put_dv(m: mat4x4<f32>, u: u32, row0: u32, nh: u32, hg: u32, sg: u32) {
+  let c = sg + SG * u;
+  if (u >= OC || c >= p.dv) { return; }
+  let r = 4u * hg;
+  if (r < nh) { st_dv(row0 + r, c, m[0]); }
+  if (r + 1u < nh) { st_dv(row0 + r + 1u, c, m[1]); }
+  if (r + 2u < nh) { st_dv(row0 + r + 2u, c, m[2]); }
+  if (r + 3u < nh) { st_dv(row0 + r + 3u, c, m[3]); }
+}
 
 // dq_i = scale · sum_j ds_ij k_j with ds_ij = p_ij (do_i · v_j - delta_i), p recomputed from lse.
 // Also writes delta_i = do_i · o_i, which grad_kv needs (so this runs first). Grid: (ceil(Lq / HR), BH).
@@ -284,7 +322,10 @@ fn flash_grad_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     rowf[lid] = dl;
     rowg[lid] = l2;
   }
-  var acc: array<vec4<f32>, 16>;
+  var acc0 = mat4x4<f32>();   // dq, as o in the forward
+  var acc1 = mat4x4<f32>();
+  var acc2 = mat4x4<f32>();
+  var acc3 = mat4x4<f32>();
   for (var k0 = 0u; k0 < p.lk; k0 += SR) {
     let n = min(SR, p.lk - k0);
     workgroupBarrier();
@@ -316,26 +357,18 @@ fn flash_grad_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     // dq += ds k
     for (var j = 0u; j < SR; j++) {
       let w = pt[j * PT4 + hg];
-      for (var u = 0u; u < 4u; u++) {
-        if (u < OC) {
-          let y = sa[j * ROW4 + min(sg + SG * u, DP4 - 1u)];
-          acc[4u * u] += w.x * y;
-          acc[4u * u + 1u] += w.y * y;
-          acc[4u * u + 2u] += w.z * y;
-          acc[4u * u + 3u] += w.w * y;
-        }
-      }
+      let t = j * ROW4;
+      acc0 = madd(acc0, w, sa[t + col(sg, 0u)]);
+      if (OC > 1u) { acc1 = madd(acc1, w, sa[t + col(sg, 1u)]); }
+      if (OC > 2u) { acc2 = madd(acc2, w, sa[t + col(sg, 2u)]); }
+      if (OC > 3u) { acc3 = madd(acc3, w, sa[t + col(sg, 3u)]); }
     }
   }
-  for (var u = 0u; u < 4u; u++) {
-    let c = sg + SG * u;
-    if (u < OC && c < p.dv) {
-      for (var a = 0u; a < 4u; a++) {
-        let r = 4u * hg + a;
-        if (r < nh) { st_dq(bh * p.lq + i0 + r, c, acc[4u * u + a] * p.scale); }
-      }
-    }
-  }
+  let row0 = bh * p.lq + i0;
+  put_dq(acc0, 0u, row0, nh, hg, sg, p.scale);
+  put_dq(acc1, 1u, row0, nh, hg, sg, p.scale);
+  put_dq(acc2, 2u, row0, nh, hg, sg, p.scale);
+  put_dq(acc3, 3u, row0, nh, hg, sg, p.scale);
 }
 
 // dv_j = sum_i p_ij do_i and dk_j = scale · sum_i ds_ij q_i for the HR key rows a workgroup holds,
@@ -359,8 +392,14 @@ fn flash_grad_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     ha[r * ROW4 + c] = x;
     hb[r * ROW4 + c] = y;
   }
-  var ak: array<vec4<f32>, 16>;   // dk, as acc in the forward
-  var av: array<vec4<f32>, 16>;   // dv
+  var ak0 = mat4x4<f32>();   // dk, as o in the forward
+  var ak1 = mat4x4<f32>();
+  var ak2 = mat4x4<f32>();
+  var ak3 = mat4x4<f32>();
+  var av0 = mat4x4<f32>();   // dv
+  var av1 = mat4x4<f32>();
+  var av2 = mat4x4<f32>();
+  var av3 = mat4x4<f32>();
   for (var i0 = 0u; i0 < p.lq; i0 += SR) {
     let n = min(SR, p.lq - i0);
     workgroupBarrier();
@@ -406,33 +445,30 @@ fn flash_grad_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     for (var i = 0u; i < SR; i++) {
       let w = pt[i * PT4 + hg];
       let x = dt[i * PT4 + hg];
-      for (var u = 0u; u < 4u; u++) {
-        if (u < OC) {
-          let at = i * ROW4 + min(sg + SG * u, DP4 - 1u);
-          let g = sb[at];
-          av[4u * u] += w.x * g;
-          av[4u * u + 1u] += w.y * g;
-          av[4u * u + 2u] += w.z * g;
-          av[4u * u + 3u] += w.w * g;
-          let y = sa[at];
-          ak[4u * u] += x.x * y;
-          ak[4u * u + 1u] += x.y * y;
-          ak[4u * u + 2u] += x.z * y;
-          ak[4u * u + 3u] += x.w * y;
-        }
+      let t = i * ROW4;
+      av0 = madd(av0, w, sb[t + col(sg, 0u)]);
+      ak0 = madd(ak0, x, sa[t + col(sg, 0u)]);
+      if (OC > 1u) {
+        av1 = madd(av1, w, sb[t + col(sg, 1u)]);
+        ak1 = madd(ak1, x, sa[t + col(sg, 1u)]);
+      }
+      if (OC > 2u) {
+        av2 = madd(av2, w, sb[t + col(sg, 2u)]);
+        ak2 = madd(ak2, x, sa[t + col(sg, 2u)]);
+      }
+      if (OC > 3u) {
+        av3 = madd(av3, w, sb[t + col(sg, 3u)]);
+        ak3 = madd(ak3, x, sa[t + col(sg, 3u)]);
       }
     }
   }
-  for (var u = 0u; u < 4u; u++) {
-    let c = sg + SG * u;
-    if (u < OC && c < p.dv) {
-      for (var a = 0u; a < 4u; a++) {
-        let r = 4u * hg + a;
-        if (r < nh) {
-          st_dk(bh * p.lk + j0 + r, c, ak[4u * u + a] * p.scale);
-          st_dv(bh * p.lk + j0 + r, c, av[4u * u + a]);
-        }
-      }
-    }
-  }
+  let row0 = bh * p.lk + j0;
+  put_dk(ak0, 0u, row0, nh, hg, sg, p.scale);
+  put_dk(ak1, 1u, row0, nh, hg, sg, p.scale);
+  put_dk(ak2, 2u, row0, nh, hg, sg, p.scale);
+  put_dk(ak3, 3u, row0, nh, hg, sg, p.scale);
+  put_dv(av0, 0u, row0, nh, hg, sg);
+  put_dv(av1, 1u, row0, nh, hg, sg);
+  put_dv(av2, 2u, row0, nh, hg, sg);
+  put_dv(av3, 3u, row0, nh, hg, sg);
 }
