@@ -98,9 +98,10 @@ export function forceAttentionCandidate(rt: Runtime, name: string | null): void 
 
 /**
  * Before tuning: the largest flash tiling that fits, with workgroup-memory reductions, else 'rows4'.
- * Not a guess about the adapter: the engine is written for GPUs, and tuneAttention replaces this with
- * what it measured. The subgroup path runs only once measured, as the tuner has then also checked its
- * output: it assumes invocations are numbered into subgroups in order, which the spec leaves open.
+ * Not a guess about the adapter: the engine is written for GPUs, and the autotuner replaces this with
+ * what it measured. The subgroup path runs only where it measured faster: it assumes invocations are
+ * numbered into subgroups in order (as every implementation does; the spec does not promise it), which
+ * test/attention.test.ts checks on its adapter and the bench checks, against tfjs, on a GPU.
  */
 function defaultCandidate(rt: Runtime, pass: AttentionPass, d: number): AttentionCandidate {
   for (const [hr, sr] of FLASH_TILES) {

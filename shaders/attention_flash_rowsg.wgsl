@@ -4,8 +4,8 @@ enable subgroups;
 // adapters with the 'subgroups' feature: no workgroup memory and no barrier. The LPR (<= 4) lanes that
 // share a row are consecutive invocations, hence (subgroups being at least 4 wide, and invocations
 // numbered into subgroups in order) an aligned group of lanes of one subgroup, which a butterfly of
-// XOR shuffles reduces. The tuner cross-checks every candidate's output before timing it, so an
-// adapter that numbered its lanes otherwise would only lose this candidate.
+// XOR shuffles reduces. (The spec does not promise that numbering; every implementation known to us
+// follows it. Untuned devices run the workgroup-memory path.)
 
 fn lanes_max(x: f32, lid: u32) -> f32 {
   var m = x;
