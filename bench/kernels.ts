@@ -6,11 +6,12 @@
 // kernel variant the autotuner chose for it. Then a training step of a small U-Net-like stack
 // (bench/train.ts), also beside tfjs; then sampling, VQ-GAN and latent-diffusion throughput on the
 // shipped models (bench/models.ts).
-// Usage: npm run bench [-- --quick] [--json FILE] [--reps N] [--min-ms MS] [--only NAME|training|models] [--no-training] [--no-models]
+// Usage: npm run bench [-- --quick] [--json FILE] [--reps N] [--min-ms MS] [--only NAME|attention|training|models] [--no-training] [--no-models]
 // [--sample-batches 16,128] [--sample-runs N] [--autotune-cache FILE] [--retune]
 // [--batch N --size N --channels N --steps N --rounds N for the training step]
 import { writeFileSync } from 'node:fs';
-import { ops, Device, Tensor } from '../src/index.js';
+import { ops, grad, Device, Tensor } from '../src/index.js';
+import { attentionRunName } from '../kernels/attention.js';
 import { Kernel } from '../src/runtime/kernel.js';
 import { matmulRunName } from '../kernels/matmul.js';
 import { conv2dGeometry, conv2dRunName } from '../kernels/conv2d.js';
@@ -78,6 +79,8 @@ interface Case {
   tol?: number;
   /** what runs on this adapter (the tuned variant and its tile) */
   variant?: (dev: Device) => string;
+  /** `--only` also selects the case by this name (e.g. 'attention' for all attention cases) */
+  group?: string;
 }
 
 function matmulCase(M: number, K: number, N: number): Case {
@@ -138,23 +141,44 @@ function groupNormCase(n: number, c: number, h: number, w: number, g: number): C
   };
 }
 
-/** The kernels of other work (attention, codebook): the same shapes in both sets. */
+/** The kernels of other work (attention, codebook). */
 function otherCases(): Case[] {
   const list: Case[] = [];
-  for (const [lq, lk] of [[256, 256], [256, 77]] as const) {
-    const b = 1, hd = 4, d = 64;
-    const q = randn(b * hd * lq * d, 9), k = randn(b * hd * lk * d, 10), v = randn(b * hd * lk * d, 11);
+  // Attention: --quick keeps the small shapes (SwiftShader); by default the shapes of a diffusion
+  // model's attention on 32x32 and 64x64 latents, forward and forward+backward. tfjs runs matmul,
+  // softmax, matmul (and tf.grads of it). FLOPs: 4·BH·Lq·Lk·D forward (two products) and 14·BH·Lq·Lk·D
+  // forward+backward (the backward's five products; our kernels also recompute the scores). Outputs
+  // and gradients are ~1/sqrt(Lk) (0.02-0.08 here) and two f32 summation orders differ by ~1e-7:
+  // 1e-4 lies between that and a wrong term.
+  const attnShapes: [number, number, number, number, boolean][] = QUICK
+    ? [[1, 4, 256, 256, false], [1, 4, 256, 77, false]]
+    : [[2, 8, 1024, 1024, false], [2, 8, 4096, 4096, false], [2, 8, 1024, 1024, true], [2, 8, 4096, 4096, true]];
+  for (const [b, hd, lq, lk, backward] of attnShapes) {
+    const d = 64, bh = b * hd;
+    const q = randn(bh * lq * d, 9), k = randn(bh * lk * d, 10), v = randn(bh * lk * d, 11), go = randn(bh * lq * d, 14);
     const scale = 1 / Math.sqrt(d);
+    const kernel = lq === lk ? 'attention' : 'cross-attention';
+    type TfT = import('@tensorflow/tfjs-core').Tensor;
     list.push({
-      kernel: lq === lk ? 'attention' : 'cross-attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`, flops: 4 * b * hd * lq * lk * d,
+      kernel: backward ? `${kernel} forward+backward` : kernel, group: 'attention', shape: `B=${b} H=${hd} Lq=${lq} Lk=${lk} D=${d}`,
+      flops: (backward ? 14 : 4) * bh * lq * lk * d, tol: 1e-4,
       ours: (dev) => {
-        const Q = dev.tensor(q, [b, hd, lq, d]), K = dev.tensor(k, [b, hd, lk, d]), V = dev.tensor(v, [b, hd, lk, d]);
-        return { inputs: [Q, K, V], run: () => ops.attention(Q, K, V, { scale }) };
+        const opt = { requiresGrad: backward };
+        const Q = dev.tensor(q, [b, hd, lq, d], opt), K = dev.tensor(k, [b, hd, lk, d], opt), V = dev.tensor(v, [b, hd, lk, d], opt);
+        if (!backward) return { inputs: [Q, K, V], run: () => ops.attention(Q, K, V, { scale }) };
+        const GO = dev.tensor(go, [b, hd, lq, d]);
+        // dq, dk, dv side by side along L, as tfjs' concat of [BH, L, D] along axis 1
+        return { inputs: [Q, K, V, GO], run: () => ops.concat(grad(ops.attention(Q, K, V, { scale }), [Q, K, V], { gradOutput: GO }), 2) };
       },
       tfjs: (tf) => {
-        const Q = tf.tensor3d(q, [b * hd, lq, d]), K = tf.tensor3d(k, [b * hd, lk, d]), V = tf.tensor3d(v, [b * hd, lk, d]);
-        return { run: () => tf.tidy(() => tf.matMul(tf.softmax(tf.mul(tf.matMul(Q, K, false, true), scale)), V)) };
+        const Q = tf.tensor3d(q, [bh, lq, d]), K = tf.tensor3d(k, [bh, lk, d]), V = tf.tensor3d(v, [bh, lk, d]);
+        const f = (q: TfT, k: TfT, v: TfT) => tf.matMul(tf.softmax(tf.mul(tf.matMul(q, k, false, true), scale)), v);
+        if (!backward) return { run: () => tf.tidy(() => f(Q, K, V)) };
+        const GO = tf.tensor3d(go, [bh, lq, d]);
+        const g = tf.grads(f as (...a: TfT[]) => TfT);
+        return { run: () => tf.tidy(() => tf.concat(g([Q, K, V], GO), 1)) };
       },
+      variant: (dev) => (backward ? `${attentionRunName(dev.rt, 'forward', d)}; ${attentionRunName(dev.rt, 'backward', d)}` : attentionRunName(dev.rt, 'forward', d)),
     });
   }
   {
@@ -202,7 +226,7 @@ async function main() {
   const tf = await loadTf(dev);
   const results: BenchResult[] = [];
   for (const c of cases()) {
-    if (ONLY && c.kernel !== ONLY) continue;
+    if (ONLY && c.kernel !== ONLY && c.group !== ONLY) continue;
     const mine = c.ours(dev);
     let y: Tensor = mine.run();
     const ourOut = (await y.read()) as Float32Array;

@@ -6,8 +6,9 @@ import { MATMUL_TUNE } from '../../kernels/matmul.js';
 import { GROUPNORM_TUNE } from '../../kernels/groupnorm.js';
 import { SOFTMAX_TUNE } from '../../kernels/softmax.js';
 import { CONV2D_DATA_TUNE, CONV2D_TUNE, CONV2D_WEIGHT_TUNE } from '../../kernels/conv2d.js';
+import { ATTENTION_TUNE } from '../../kernels/attention.js';
 
-export const TUNED_PROBLEMS: readonly TuneProblem[] = [MATMUL_TUNE, CONV2D_TUNE, CONV2D_DATA_TUNE, CONV2D_WEIGHT_TUNE, GROUPNORM_TUNE, SOFTMAX_TUNE];
+export const TUNED_PROBLEMS: readonly TuneProblem[] = [MATMUL_TUNE, CONV2D_TUNE, CONV2D_DATA_TUNE, CONV2D_WEIGHT_TUNE, GROUPNORM_TUNE, SOFTMAX_TUNE, ATTENTION_TUNE.forward, ATTENTION_TUNE.backward];
 
 /**
  * How createDevice decides kernel variants: true (default) measures what no cache knows, in memory

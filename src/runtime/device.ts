@@ -105,7 +105,7 @@ export async function createRuntime(opts: CreateDeviceOptions = {}): Promise<Run
     if (lim[k] !== undefined) limits[k] = lim[k]!;
   }
   Object.assign(limits, opts.requiredLimits ?? {});
-  const features: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  const features = (['timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
   return new Runtime(device, describe(adapter.info), keepAlive, choice);
 }
