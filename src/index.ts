@@ -46,7 +46,7 @@ export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig } from './di
 
 // Checkpoints and safetensors (bytes in, bytes out)
 export { encodeCheckpoint, decodeCheckpoint, loadCheckpoint, checkpointTensors } from './io/checkpoint.js';
-export type { CheckpointData, TrainingState } from './io/checkpoint.js';
+export type { CheckpointData, TrainingState, EMAState, OptimizerState } from './io/checkpoint.js';
 export { parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
 export type { SafeTensor, SafeDType } from './io/safetensors.js';
 
