@@ -216,7 +216,7 @@ describe('import rules (src/ and kernels/)', () => {
     expect(breaks('diffusion', 'pipelines')).toMatch(/above/);
   });
 
-  it('(c) the browser entry (src/index.ts) reaches no Node built-in through its value imports', () => {
+  it('(c) the browser entry (src/index.ts) reaches no Node built-in and no CLI module through its value imports', () => {
     const node = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
     const seen = new Set<string>();
     const reached: string[] = [];
@@ -233,6 +233,10 @@ describe('import rules (src/ and kernels/)', () => {
     walk('src/index.ts', ['src/index.ts']);
     expect(seen.size).toBeGreaterThan(30);
     expect(reached).toEqual([]);
+    // The library's root reaches no CLI code (the presets it exports are the pipelines', in library
+    // words), and it does reach the browser-safe latent pipeline, so the walk covers it.
+    expect([...seen].filter((f) => f.startsWith('src/cli/'))).toEqual([]);
+    expect(seen.has('src/pipelines/latent.ts') && seen.has('src/pipelines/presets.ts')).toBe(true);
     // The Node entry does reach them (checkpoint files, image folders), so the walk would see one.
     seen.clear();
     walk('src/node.ts', ['src/node.ts']);
