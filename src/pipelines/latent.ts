@@ -18,7 +18,7 @@ export type Shape4 = [number, number, number, number];
 /** Scaled latents [N, D, h, w] to images [N, C, H, W] in about [-1, 1]. */
 export type LatentDecoder = (z: Float32Array, shape: Shape4) => Promise<{ images: Float32Array; shape: Shape4 }>;
 
-/** Batch of the encode and decode steps: small enough for any adapter at the shipped sizes, large enough to amortise a dispatch. */
+/** Images per compiled encode or decode step (the value the CLI always used, so its outputs stay as they were). */
 const BATCH = 32;
 
 /** LDM's scale factor for a set of latents: 1/std over all their values, so the diffusion model sees unit-variance data. */
