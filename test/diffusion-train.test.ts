@@ -215,8 +215,9 @@ describe('wgd CLI', () => {
     expect(Array.from(ft.tensors.get('ema.decoder.conv_out.weight')!.data)).not.toEqual(Array.from(src.get('ema.decoder.conv_out.weight')!.data));
     expect(await main(['sample', '--ckpt', join(latent, 'checkpoint.safetensors'), '--vqgan', join(vqft, 'vqgan.safetensors'), '--steps', '2', '--count', '1', '--label', 'red', '--out', join(dir, 'ft-sample.png')])).toBe(0);
     // Copied away from its VQ-GAN, the latent model says so before sampling, with the CLI's flag for it.
-    const alone = join(dir, 'alone');
-    mkdirSync(alone);
+    // (Two levels down in a folder of its own: its header's '../vq/vqgan.safetensors' leads nowhere.)
+    const alone = join(mkdtempSync(join(tmpdir(), 'wgd-alone-')), 'copied', 'alone');
+    mkdirSync(alone, { recursive: true });
     writeFileSync(join(alone, 'latent.safetensors'), readFileSync(join(latent, 'checkpoint.safetensors')));
     await expect(main(['sample', '--ckpt', join(alone, 'latent.safetensors'), '--steps', '2', '--out', join(alone, 'x.png')])).rejects.toThrow(/the VQ-GAN of this latent model \(\.\.\/vq\/vqgan\.safetensors\) was not found next to .*alone.latent\.safetensors.*; pass --vqgan PATH$/);
     expect(existsSync(join(alone, 'x.png'))).toBe(false);
