@@ -6,9 +6,9 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDevice } from '../src/index.js';
 import { autotuneFileStore } from '../src/runtime/autotune-file.js';
-import { readCheckpointFile } from '../src/io/checkpoint-file.js';
-import { modelFromCheckpoint, samplerDefaults } from '../src/diffusion/train.js';
-import { generate, parseLabel } from '../src/diffusion/generate.js';
+import { loadDiffusionModelFile } from '../src/pipelines/latent-node.js';
+import { sampleImages } from '../src/pipelines/latent.js';
+import { parseLabel } from '../src/diffusion/generate.js';
 import { gridPng, viewScale } from '../src/data/png.js';
 import { Progress } from '../src/cli/progress.js';
 
@@ -25,8 +25,9 @@ const dev = await createDevice({ tune: { store: autotuneFileStore() } }); // ker
 const a = dev.adapter;
 console.log(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
 if (!existsSync(CHECKPOINT)) throw new Error(`${CHECKPOINT} is missing; it is part of the repository (see examples/checkpoints/letters/README.md for the command that trains it)`);
-const ck = await readCheckpointFile(CHECKPOINT);
-const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
+// The pipeline loads any diffusion checkpoint (a latent one with its VQ-GAN) and samples it to images.
+const model = await loadDiffusionModelFile(dev, CHECKPOINT);
+const { net, config } = model;
 console.log(`model: ${CHECKPOINT}: U-Net ${JSON.stringify(config.model.blockOutChannels)}, ${net.parameterCount} parameters, ${config.process.kind} process, trained ${config.step} steps on ${config.classes.length} letters`);
 
 // One batch: the grid (a row per letter, guidance 2), then the sweep (a row per letter and scale).
@@ -36,7 +37,7 @@ for (const l of GRID_LETTERS) for (let i = 0; i < PER_ROW; i++) labels.push(pars
 for (const l of SWEEP_LETTERS) for (const s of SWEEP_SCALES) for (let i = 0; i < PER_SCALE; i++) labels.push(parseLabel(l, config.classes)), guidance.push(s);
 const steps = 50;
 const bar = new Progress(steps, `DDIM ${steps} steps, ${labels.length} images`);
-const r = await generate(dev, net, noise, { sampler: 'ddim', steps, labels, guidance, seed: 1, samplerOptions: samplerDefaults(config), onStep: (i) => bar.update(i + 1) });
+const r = await sampleImages(dev, model, { sampler: 'ddim', steps, labels, guidance, seed: 1, onStep: (i) => bar.update(i + 1) });
 bar.finish(steps);
 
 mkdirSync(OUT, { recursive: true });

@@ -32,7 +32,6 @@ export type { UNetConfig } from './models/unet.js';
 export { VQGAN, resolveVQGANConfig } from './models/vqgan.js';
 export type { VQGANConfig } from './models/vqgan.js';
 export { VQGANTrainer } from './models/vqgan-trainer.js';
-export { MODEL_PRESETS, presetConfig } from './cli/models.js';
 
 // Diffusion
 export { makeProcess, betaSchedule, PROCESS_KINDS, NoiseProcess, ConfigError } from './diffusion/process.js';
@@ -48,9 +47,20 @@ export type { GenerateOptions } from './diffusion/generate.js';
 export { DiffusionTrainer, modelFromCheckpoint, samplerDefaults } from './diffusion/train.js';
 export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig } from './diffusion/train.js';
 
+// Pipelines: model presets; latent diffusion end to end (dataset to latents, samples to images, a
+// model loaded with its VQ-GAN from bytes)
+export { MODEL_PRESETS, isModelPreset, presetConfig } from './pipelines/presets.js';
+export {
+  latentScale, scaledLatentDataset, encodeLatentDataset, latentDecoder, firstStage, loadDiffusionModel, sampleImages,
+  FirstStageMismatchError, MissingVQGANError,
+} from './pipelines/latent.js';
+export type { LatentDataset, LatentDecoder, FirstStage, DiffusionModel, Shape4 } from './pipelines/latent.js';
+export { encodeDataset, decodeLatents, loadVQGAN } from './models/vqgan-latents.js';
+export type { LatentInfo } from './diffusion/train.js';
+
 // Checkpoints and safetensors (bytes in, bytes out)
 export { encodeCheckpoint, decodeCheckpoint, loadCheckpoint, checkpointTensors } from './io/checkpoint.js';
-export type { CheckpointData, TrainingState } from './io/checkpoint.js';
+export type { CheckpointData, TrainingState, EMAState, OptimizerState } from './io/checkpoint.js';
 export { parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
 export type { SafeTensor, SafeDType } from './io/safetensors.js';
 

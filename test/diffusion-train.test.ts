@@ -13,7 +13,7 @@ import { DiffusionTrainer, ImageDataset, modelFromCheckpoint, samplerDefaults } 
 import { decodeCheckpoint } from '../src/io/checkpoint.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { main } from '../src/cli/main.js';
-import { resolveVQGANPath } from '../src/cli/vqgan.js';
+import { resolveVQGANPath } from '../src/pipelines/latent-node.js';
 import { Progress, StepWindow } from '../src/cli/progress.js';
 import { decodePng } from '../src/data/png.js';
 
@@ -133,7 +133,7 @@ describe('wgd CLI', () => {
     mkdirSync(join(root, 'shipped'));
     writeFileSync(join(root, 'runs', 'vq', 'vqgan.safetensors'), '');
     expect(resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'runs', 'latent', 'checkpoint.safetensors'))).toBe(join(root, 'runs', 'vq', 'vqgan.safetensors'));
-    expect(() => resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toThrow(/was not found next to .*shipped.latent\.safetensors.*pass --vqgan PATH/);
+    expect(() => resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toThrow(/was not found next to .*shipped.latent\.safetensors.*; give its path$/);
     writeFileSync(join(root, 'shipped', 'vqgan.safetensors'), '');
     expect(resolveVQGANPath('../vq/vqgan.safetensors', join(root, 'shipped', 'latent.safetensors'))).toBe(join(root, 'shipped', 'vqgan.safetensors'));
   });
@@ -214,6 +214,13 @@ describe('wgd CLI', () => {
     expect(Array.from(ft.tensors.get('quantize.embedding.weight')!.data)).toEqual(Array.from(src.get('quantize.embedding.weight')!.data));
     expect(Array.from(ft.tensors.get('ema.decoder.conv_out.weight')!.data)).not.toEqual(Array.from(src.get('ema.decoder.conv_out.weight')!.data));
     expect(await main(['sample', '--ckpt', join(latent, 'checkpoint.safetensors'), '--vqgan', join(vqft, 'vqgan.safetensors'), '--steps', '2', '--count', '1', '--label', 'red', '--out', join(dir, 'ft-sample.png')])).toBe(0);
+    // Copied away from its VQ-GAN, the latent model says so before sampling, with the CLI's flag for it.
+    // (Two levels down in a folder of its own: its header's '../vq/vqgan.safetensors' leads nowhere.)
+    const alone = join(mkdtempSync(join(tmpdir(), 'wgd-alone-')), 'copied', 'alone');
+    mkdirSync(alone, { recursive: true });
+    writeFileSync(join(alone, 'latent.safetensors'), readFileSync(join(latent, 'checkpoint.safetensors')));
+    await expect(main(['sample', '--ckpt', join(alone, 'latent.safetensors'), '--steps', '2', '--out', join(alone, 'x.png')])).rejects.toThrow(/the VQ-GAN of this latent model \(\.\.\/vq\/vqgan\.safetensors\) was not found next to .*alone.latent\.safetensors.*; pass --vqgan PATH$/);
+    expect(existsSync(join(alone, 'x.png'))).toBe(false);
     // The latent model records its training latents' range, and samples are clipped to it by default.
     const cfg = decodeCheckpoint(new Uint8Array(readFileSync(join(latent, 'checkpoint.safetensors')))).config as { latent: { range: number } };
     expect(cfg.latent.range).toBeGreaterThan(0);

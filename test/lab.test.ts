@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer-core';
-import { createDevice, Device, decodeCheckpoint, decodePng, generate, imagesToGrid, modelFromCheckpoint, samplerDefaults, parseLabel, parseSafetensors, serializeSafetensors } from '../src/index.js';
+import { createDevice, Device, decodeCheckpoint, decodePng, generate, imagesToGrid, modelFromCheckpoint, samplerDefaults, parseLabel, parseSafetensors, serializeSafetensors, loadDiffusionModel, sampleImages } from '../src/index.js';
 import { startLabServer, LabServer, shippedCheckpoints, cannotSample } from '../examples/lab/server.js';
 import { gridColumns } from '../examples/lab/view.js';
 import { launchChromium, newPage, screenshot, ROOT } from './lab/chromium.js';
@@ -14,13 +14,17 @@ import { labCheckpoint, LabCheckpoint } from './lab/checkpoint.js';
 
 let dev: Device;
 let ck: LabCheckpoint;
+/** The shipped latent colours model (16x16 images from 4x4x4 latents) and its VQ-GAN, beside it. */
+const LATENT = { name: 'colors/latent', path: join(ROOT, 'examples', 'checkpoints', 'colors', 'latent.safetensors') };
+const LATENT_VQGAN = join(ROOT, 'examples', 'checkpoints', 'colors', 'vqgan.safetensors');
 let lab: LabServer;
 let browser: Browser;
 
 beforeAll(async () => {
   dev = await createDevice({ log: () => {} });
   ck = await labCheckpoint(dev);
-  lab = await startLabServer({ checkpoints: [{ name: ck.name, path: ck.path }] });
+  // The letters model first (the tests' default, entry 0), the latent model second.
+  lab = await startLabServer({ checkpoints: [{ name: ck.name, path: ck.path }, LATENT] });
   browser = await launchChromium();
 }, 600_000);
 
@@ -102,7 +106,7 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe('lab server (npm run lab)', () => {
   it('prints its 127.0.0.1 address and serves the page, the sprite sheet and the checkpoint list', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'run.mjs'), 'examples/lab/serve.ts', '--port', '0', '--checkpoint', `${ck.name}=${ck.path}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'run.mjs'), 'examples/lab/serve.ts', '--port', '0', '--checkpoint', `${ck.name}=${ck.path}`, '--checkpoint', `latent=${LATENT.path},${LATENT_VQGAN}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise((resolve) => child.on('exit', resolve));
     let url = '';
     try {
@@ -123,9 +127,14 @@ describe('lab server (npm run lab)', () => {
       expect(await (await fetch(url)).text()).toContain('<title>webgpu-diffusion lab</title>');
       expect((await fetch(url + 'main.js')).status).toBe(200);
       expect((await fetch(url + 'data/letters/glyphs.png')).headers.get('content-type')).toBe('image/png');
-      const list = (await (await fetch(url + 'checkpoints/index.json')).json()) as { name: string; url: string; bytes: number }[];
-      expect(list.map((c) => c.name)).toEqual([ck.name]);
+      const list = (await (await fetch(url + 'checkpoints/index.json')).json()) as { name: string; url: string; bytes: number; vqgan?: { name: string; url: string; bytes: number } }[];
+      expect(list.map((c) => c.name)).toEqual([ck.name, 'latent']);
       expect((await fetch(new URL(list[0]!.url, url))).headers.get('content-length')).toBe(String(list[0]!.bytes));
+      // A latent model's entry names its VQ-GAN, served beside it (the page fetches the two together).
+      expect(list[0]!.vqgan).toBeUndefined();
+      expect(list[1]!.vqgan?.name).toBe('vqgan.safetensors');
+      const vq = await fetch(new URL(list[1]!.vqgan!.url, url));
+      expect(new Uint8Array(await vq.arrayBuffer())).toEqual(new Uint8Array(readFileSync(LATENT_VQGAN)));
       expect((await fetch(url + '../package.json')).status).toBe(404);
     } finally {
       child.kill();
@@ -137,24 +146,33 @@ describe('lab server (npm run lab)', () => {
 });
 
 describe('lab checkpoints', () => {
-  it('offers only the models the page can sample: no VQ-GANs, classifiers or latent models, and refuses one given by hand', async () => {
+  it('offers only the models the page can sample: no VQ-GANs or classifiers; a latent model with its VQ-GAN, refused without it', async () => {
     const all = readdirSync(join(ROOT, 'examples', 'checkpoints'), { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
     const listed = shippedCheckpoints();
     // The shipped folder holds classifiers and VQ-GANs (the old default was colors/classifier).
     expect(all.some((f) => /classifier/.test(f)) && all.some((f) => /vqgan/.test(f))).toBe(true);
     expect(listed.length).toBeGreaterThan(0);
     expect(listed.length).toBeLessThan(all.length);
-    for (const c of listed) {
-      const config = decodeCheckpoint(new Uint8Array(readFileSync(c.path)), c.path).config as { kind?: string; latent?: unknown };
-      expect([c.name, config.kind, Boolean(config.latent)]).toEqual([c.name, 'diffusion', false]);
-    }
     for (const f of all) {
       const path = join(ROOT, 'examples', 'checkpoints', f);
       const config = decodeCheckpoint(new Uint8Array(readFileSync(path)), path).config as { kind?: string; latent?: unknown };
-      expect(listed.some((c) => c.path === path), f).toBe(config.kind === 'diffusion' && !config.latent);
+      // Every shipped latent model has its VQ-GAN beside it, so every diffusion model is listed.
+      const entry = listed.find((c) => c.path === path);
+      expect(Boolean(entry), f).toBe(config.kind === 'diffusion');
+      if (entry) expect([f, entry.vqgan !== undefined]).toEqual([f, Boolean(config.latent)]);
     }
+    expect(listed.find((c) => c.name === 'colors/latent')).toEqual({ ...LATENT, vqgan: LATENT_VQGAN });
     expect(cannotSample(join(ROOT, 'examples', 'checkpoints', 'letters', 'classifier.safetensors'))).toMatch(/a classifier checkpoint, not a diffusion model/);
     await expect(startLabServer({ checkpoints: [{ name: 'clf', path: join(ROOT, 'examples', 'checkpoints', 'letters', 'classifier.safetensors') }] })).rejects.toThrow(/checkpoint 'clf' .* cannot be sampled in the page: it is a classifier checkpoint/);
+    // A latent model copied away from its VQ-GAN is not offered, and the reason names the file it needs.
+    const alone = join(mkdtempSync(join(tmpdir(), 'wgd-lab-latent-')), 'latent.safetensors');
+    writeFileSync(alone, readFileSync(LATENT.path));
+    expect(cannotSample(alone)).toMatch(/^it is a latent diffusion model and its VQ-GAN \(its header names '\.\.\/colors-vqgan\/vqgan\.safetensors'\) was not found beside it/);
+    await expect(startLabServer({ checkpoints: [{ name: 'alone', path: alone }] })).rejects.toThrow(/checkpoint 'alone' .* cannot be sampled in the page: it is a latent diffusion model and its VQ-GAN/);
+    // Given by hand, the VQ-GAN must be one.
+    const clf = join(ROOT, 'examples', 'checkpoints', 'colors', 'classifier.safetensors');
+    expect(cannotSample(alone, clf)).toMatch(/its VQ-GAN .*classifier\.safetensors is a classifier checkpoint, not a VQ-GAN/);
+    expect(cannotSample(alone, LATENT_VQGAN)).toBeNull();
   });
 });
 
@@ -309,6 +327,91 @@ describe('lab page in headless Chromium', () => {
     const png = decodePng(new Uint8Array(readFileSync(await waitForFile(dir, '.png'))));
     expect([png.width, png.height, png.channels]).toEqual([got.width, got.height, 1]);
     expect(Array.from(png.data)).toEqual(values);
+    await page.close();
+  }, 300_000);
+
+  it('samples the shipped latent colours model through its VQ-GAN: decoded grid and live view, matching Node within 2/255; an upload without the VQ-GAN asks for it', async () => {
+    const { page, logs } = await open();
+    await setValue(page, '#ck-select', '1');
+    expect(await page.$eval('#ck-select', (s) => (s as HTMLSelectElement).selectedOptions[0]!.textContent)).toMatch(/^colors\/latent \(.* MiB, latent, with vqgan\.safetensors\)$/);
+    await page.click('#ck-load');
+    await page.waitForFunction(() => !(document.querySelector('#sm-run') as HTMLButtonElement).disabled || !(document.querySelector('#ck-error') as HTMLElement).hidden, { timeout: 60_000 });
+    expect(await errorShown(page), await errorText(page)).toBe(false);
+    expect(await text(page, '#model-info')).toMatch(/^colors\/latent\n.*latent: 4×4×4 latents, decoded by the VQ-GAN vqgan\.safetensors to images 16×16×3/);
+    const labelText = 'orange,green,blue,purple';
+    const opts = { sampler: 'ddim', steps: 4, guidance: 2, seed: 7, eta: 0 };
+    for (const [sel, v] of [['#sm-sampler', opts.sampler], ['#sm-steps', String(opts.steps)], ['#sm-eta', '0'], ['#sm-guidance', String(opts.guidance)], ['#sm-labels', labelText], ['#sm-count', '1'], ['#sm-seed', String(opts.seed)], ['#sm-every', '2']] as const) {
+      await setValue(page, sel, v);
+    }
+    const t0 = performance.now();
+    await page.click('#sm-run');
+    expect(await waitState(page, '#sm-status', ['done', 'error'], 300_000), `${await text(page, '#sm-status')}\n${logs.join('\n')}`).toBe('done');
+    const seconds = (performance.now() - t0) / 1000;
+    await screenshot(page, 'lab-sample-latent.png');
+    // The live view shows x̂₀ as images too: decoded, at the grid's size (latents would be 4x4 tiles).
+    expect(await text(page, '#sm-live-caption')).toBe('x̂₀ after step 4 of 4, decoded by the VQ-GAN');
+    const live = await canvasRgba(page, '#sm-live');
+    const got = await canvasRgba(page, '#sm-grid');
+    expect([live.width, live.height]).toEqual([got.width, got.height]);
+
+    // Node, through the same pipeline: the model with its VQ-GAN from the same bytes, sampled and decoded.
+    const ckData = decodeCheckpoint(new Uint8Array(readFileSync(LATENT.path)), LATENT.path);
+    const classes = (ckData.config as { classes: string[] }).classes;
+    const labels = labelText.split(',').map((l) => parseLabel(l, classes));
+    const m = loadDiffusionModel(dev, ckData, decodeCheckpoint(new Uint8Array(readFileSync(LATENT_VQGAN))));
+    const r = await sampleImages(dev, m, { sampler: opts.sampler, steps: opts.steps, labels, guidance: opts.guidance, guidanceRescale: 0, guidanceParallel: 1, seed: opts.seed, samplerOptions: { eta: opts.eta } });
+    expect(r.shape).toEqual([4, 3, 16, 16]);
+    const cols = gridColumns(labels.length, 1, true);
+    const want = imagesToGrid(r.images, r.shape, { cols });
+    expect([got.width, got.height, want.channels]).toEqual([want.width, want.height, 3]);
+    let maxDiff = 0;
+    let differ = 0;
+    for (let i = 0; i < want.width * want.height; i++) {
+      expect(got.data[4 * i + 3]).toBe(255);
+      for (let ch = 0; ch < 3; ch++) {
+        const dv = Math.abs(got.data[4 * i + ch]! - want.pixels[3 * i + ch]!);
+        maxDiff = Math.max(maxDiff, dv);
+        if (dv) differ++;
+      }
+    }
+    // Not blank, and the labels show: each tile's mean colour (the 2-pixel black padding left out) is
+    // far from black and from every other tile's (the four classes are distinct hues).
+    const [, , H, W] = r.shape;
+    const means = labels.map((_, k) => {
+      const x0 = 2 + (k % cols) * (W + 2), y0 = 2 + Math.floor(k / cols) * (H + 2);
+      const sum = [0, 0, 0];
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let ch = 0; ch < 3; ch++) sum[ch]! += got.data[4 * ((y0 + y) * got.width + x0 + x) + ch]!;
+      return sum.map((v) => v / (H * W));
+    });
+    console.log(`lab latent sample: ${labels.length} images, ddim ${opts.steps} steps and the VQ-GAN decode in ${seconds.toFixed(1)} s in Chromium; max |browser - Node| = ${maxDiff}/255, ${differ} of ${3 * want.width * want.height} values differ; tile mean colours ${means.map((c) => c.map((v) => v.toFixed(0)).join('/')).join(', ')}`);
+    // As for the pixel model: the same SwiftShader, WGSL and counter-based noise compute the same
+    // floats; 2/255 leaves room for another driver's rounding of transcendentals. The VQ-GAN's nearest-
+    // code lookup could turn a tiny latent difference into a different code; it did not here.
+    expect(maxDiff).toBeLessThanOrEqual(2);
+    for (const c of means) expect(Math.max(...c)).toBeGreaterThan(60);
+    for (let a = 0; a < means.length; a++) for (let b = a + 1; b < means.length; b++) {
+      expect(Math.hypot(...means[a]!.map((v, ch) => v - means[b]![ch]!)), `tiles ${a} and ${b}`).toBeGreaterThan(40);
+    }
+
+    // Uploaded alone, a latent model is not loaded: the error names the VQ-GAN it needs; uploading that
+    // file next completes it.
+    const input = await page.$('#ck-file');
+    const upload = (p: string) => (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(p);
+    const before = await text(page, '#model-info');
+    await upload(LATENT.path);
+    await page.waitForFunction(() => !(document.querySelector('#ck-error') as HTMLElement).hidden, { timeout: 30_000 });
+    expect(await text(page, '#ck-error')).toMatch(/^Could not load latent\.safetensors: latent\.safetensors is a latent diffusion model: .*\(its header names '\.\.\/colors-vqgan\/vqgan\.safetensors'\)\. Upload that VQ-GAN file now, or choose both files together$/);
+    expect(await text(page, '#model-info')).toBe(before);
+    await upload(LATENT_VQGAN);
+    // The status still shows the first upload's error until this one ends.
+    await page.waitForFunction(() => {
+      const st = document.querySelector<HTMLElement>('#ck-status')!;
+      return st.dataset.state === 'done' || (st.dataset.state === 'error' && !/Upload that VQ-GAN/.test(st.textContent ?? ''));
+    }, { timeout: 60_000, polling: 100 });
+    expect(await errorShown(page), await errorText(page)).toBe(false);
+    expect(await text(page, '#model-info')).toMatch(/^latent\.safetensors\n.*decoded by the VQ-GAN vqgan\.safetensors/);
+    // A latent model does not continue training in the page (its panel trains on images).
+    expect(await page.$eval('#tr-from option[value=loaded]', (o) => (o as HTMLOptionElement).disabled)).toBe(true);
     await page.close();
   }, 300_000);
 

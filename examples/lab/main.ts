@@ -1,13 +1,14 @@
-// The lab page: load a shipped or uploaded checkpoint, or train a model in the tab (live loss plot,
-// steps/s, progress, pause and resume); sample it with any sampler, showing x̂₀ while it denoises;
-// download the checkpoint and the images. Plain DOM and canvas over the package's public entry.
+// The lab page: load a shipped or uploaded checkpoint (a latent model with its VQ-GAN), or train a model
+// in the tab (live loss plot, steps/s, progress, pause and resume); sample it with any sampler, showing
+// x̂₀ while it denoises (a latent model's decoded by its VQ-GAN, like its samples); download the
+// checkpoint and the images. Plain DOM and canvas over the package's public entry.
 import {
   createDevice, Device, noGrad, ops, Tensor,
-  decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
+  decodeCheckpoint, loadDiffusionModel, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
   makeProcess, samplersFor, generate, parseLabel, parseGuidanceInterval, encodePng, makeLetters, makeColorsDataset,
   localStorageStore,
 } from '../../src/index.js';
-import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions } from '../../src/index.js';
+import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions, LatentDecoder, LatentInfo } from '../../src/index.js';
 import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
 
 // ---------------------------------------------------------------- state
@@ -25,6 +26,14 @@ interface Current {
   bytes?: Uint8Array;
   ck?: CheckpointData;
   step: number;
+  /** A latent model: what it was trained on, and its VQ-GAN (named, and as the decoder of its samples). */
+  latent?: { info: LatentInfo; vqgan: string; decode: LatentDecoder };
+}
+
+/** A checkpoint file's bytes and name, as fetched or uploaded. */
+interface CheckpointFile {
+  name: string;
+  bytes: Uint8Array;
 }
 
 interface DataSpec {
@@ -70,7 +79,9 @@ let loading = false;
 let loadedCk: Current | null = null;
 let lastGrid: Grid | null = null;
 let lastGridName = 'samples.png';
-let shipped: { name: string; url: string; bytes: number }[] = [];
+let shipped: { name: string; url: string; bytes: number; vqgan?: { name: string; url: string; bytes: number } }[] = [];
+/** A latent model uploaded without its VQ-GAN: a VQ-GAN uploaded next completes it. */
+let pendingLatent: { file: CheckpointFile; recorded: string } | null = null;
 let glyphs: { glyphsPng: Uint8Array; meta: LettersMeta } | null = null;
 const lab: LabState = (window.lab = { adapter: '', losses: [], lossSteps: [], model: null, lastGrid: null });
 
@@ -184,9 +195,11 @@ function refresh(): void {
   el.trPause.textContent = run && !training && run.trainer.step < run.total ? 'Resume' : 'Pause';
   const fromLoaded = el.trFrom.value === 'loaded';
   const fromOption = el.trFrom.options[1] as HTMLOptionElement;
-  fromOption.disabled = !loadedCk;
-  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name})` : 'the loaded checkpoint';
-  if (fromLoaded && !loadedCk) el.trFrom.value = 'new';
+  // A latent model trains on its VQ-GAN's latents, which this panel does not make: not offered.
+  const trainable = loadedCk !== null && !loadedCk.latent;
+  fromOption.disabled = !trainable;
+  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name}${loadedCk.latent ? ': a latent model, trained with wgd train --latent' : ''})` : 'the loaded checkpoint';
+  if (fromLoaded && !trainable) el.trFrom.value = 'new';
   el.trModel.disabled = el.trFrom.value === 'loaded';
   el.smRun.disabled = !idle || !current;
   el.smDownload.disabled = !lastGrid || sampling;
@@ -246,7 +259,7 @@ async function start(): Promise<void> {
   } catch {
     shipped = [];
   }
-  el.ckSelect.replaceChildren(new Option(shipped.length ? '(choose)' : '(none shipped)', ''), ...shipped.map((c, i) => new Option(`${c.name} (${(c.bytes / 2 ** 20).toFixed(1)} MiB)`, String(i))));
+  el.ckSelect.replaceChildren(new Option(shipped.length ? '(choose)' : '(none shipped)', ''), ...shipped.map((c, i) => new Option(`${c.name} (${((c.bytes + (c.vqgan?.bytes ?? 0)) / 2 ** 20).toFixed(1)} MiB${c.vqgan ? `, latent, with ${c.vqgan.name}` : ''})`, String(i))));
   // The server lists only models the page can sample, so the first is a good default.
   if (shipped.length) el.ckSelect.value = '0';
   document.body.dataset.ready = 'true';
@@ -268,13 +281,39 @@ function noWebGpu(text: string): void {
 
 // ---------------------------------------------------------------- model
 
-async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
+/** Loads a diffusion model, a latent one with its VQ-GAN (see loadDiffusionModel: a missing or unfitting VQ-GAN is named). */
+async function loadModel(model: CheckpointFile, vqgan: CheckpointFile | null): Promise<void> {
   if (!dev) return;
-  const ck = decodeCheckpoint(bytes, name);
-  const { net, process, config } = modelFromCheckpoint(dev, ck);
+  const ck = decodeCheckpoint(model.bytes, model.name);
+  const m = loadDiffusionModel(dev, ck, vqgan ? decodeCheckpoint(vqgan.bytes, vqgan.name) : null, { where: model.name, vqganWhere: vqgan?.name });
   await dev.sync();
-  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], defaults: samplerDefaults(config), bytes, ck, step: config.step ?? 0 };
+  const latent = m.config.latent && vqgan ? { info: m.config.latent, vqgan: vqgan.name, decode: m.decode } : undefined;
+  loadedCk = { source: 'checkpoint', name: model.name, net: () => m.net, process: m.process, classes: m.classes, defaults: m.samplerDefaults, bytes: model.bytes, ck, step: m.config.step ?? 0, latent };
+  pendingLatent = null;
   setCurrent(loadedCk);
+}
+
+/**
+ * Uploaded files: one diffusion model, with its VQ-GAN when it is a latent model (both chosen together,
+ * or the VQ-GAN next, after a latent model uploaded alone).
+ */
+async function loadUploads(files: CheckpointFile[]): Promise<void> {
+  const kinds = files.map((f) => ({ f, config: decodeCheckpoint(f.bytes, f.name).config as { kind?: unknown; latent?: LatentInfo } }));
+  const vqgans = kinds.filter((k) => k.config.kind === 'vqgan');
+  const models = kinds.filter((k) => k.config.kind !== 'vqgan');
+  if (models.length > 1 || vqgans.length > 1) throw new Error(`${files.map((f) => f.name).join(', ')}: choose one diffusion model, and with a latent model its VQ-GAN`);
+  const model = models[0];
+  const vqgan = vqgans[0]?.f ?? null;
+  if (!model) {
+    if (pendingLatent) return loadModel(pendingLatent.file, vqgan);
+    throw new Error(`${vqgan!.name} is a VQ-GAN, not a diffusion model: upload it together with a latent diffusion model trained on its latents`);
+  }
+  if (model.config.kind === 'diffusion' && model.config.latent && !vqgan) {
+    // Kept, so that uploading its VQ-GAN next completes it.
+    pendingLatent = { file: model.f, recorded: String(model.config.latent.vqgan) };
+    throw new Error(`${model.f.name} is a latent diffusion model: its samples are latents that the VQ-GAN it was trained with decodes (its header names '${pendingLatent.recorded}'). Upload that VQ-GAN file now, or choose both files together`);
+  }
+  await loadModel(model.f, vqgan);
 }
 
 async function withLoading(what: string, f: () => Promise<void>): Promise<void> {
@@ -334,10 +373,14 @@ function describeModel(): void {
   const c = net.config;
   const cond = c.conditioning === 'none' ? 'unconditional' : `${c.conditioning}-conditional on ${current.classes.length} classes`;
   const step = current.source === 'training' && run ? run.trainer.step : current.step;
+  const lt = current.latent;
+  const space = lt
+    ? `latent: ${lt.info.latentShape.join('×')} latents, decoded by the VQ-GAN ${lt.vqgan} to images ${lt.info.imageShape[1]}×${lt.info.imageShape[2]}×${lt.info.imageShape[0]}`
+    : `images ${c.sampleSize}×${c.sampleSize}×${c.inChannels}`;
   lab.model = current.name;
   el.modelInfo.textContent =
     `${current.name}${current.source === 'training' ? ' (EMA weights of the run in this tab)' : ''}\n` +
-    `U-Net ${c.blockOutChannels.join('-')} channels, ${net.parameterCount.toLocaleString('en')} parameters, images ${c.sampleSize}×${c.sampleSize}×${c.inChannels}, ${cond}\n` +
+    `U-Net ${c.blockOutChannels.join('-')} channels, ${net.parameterCount.toLocaleString('en')} parameters, ${space}, ${cond}\n` +
     `process ${current.process.kind}, trained ${step} steps`;
 }
 
@@ -517,15 +560,18 @@ async function runSampling(): Promise<void> {
         const shape = [n, ...snap.x0.shape.slice(1)] as [number, number, number, number];
         const x0 = (await snap.x0.read()) as Float32Array;
         snap.x0.dispose();
-        drawGrid(el.smLive, toGrid(x0, shape, cols));
-        el.smLiveCaption.textContent = `x̂₀ after step ${snap.step + 1} of ${total}`;
+        // A latent model's x̂₀ is latents: shown as the VQ-GAN decodes them, as its samples are.
+        const live = c.latent ? await c.latent.decode(x0, shape) : { images: x0, shape };
+        drawGrid(el.smLive, toGrid(live.images, live.shape, cols));
+        el.smLiveCaption.textContent = `x̂₀ after step ${snap.step + 1} of ${total}${c.latent ? ', decoded by the VQ-GAN' : ''}`;
         el.smProgress.value = (snap.step + 1) / total;
         setStatus(el.smStatus, `step ${snap.step + 1}/${total} · ${((performance.now() - t0) / 1000).toFixed(1)} s`, 'running');
         await yieldToUi();
       },
     });
     r.x.dispose();
-    lastGrid = toGrid(r.images, r.shape, cols);
+    const out = c.latent ? await c.latent.decode(r.images, r.shape) : r;
+    lastGrid = toGrid(out.images, out.shape, cols);
     drawGrid(el.smGrid, lastGrid);
     lab.lastGrid = { width: lastGrid.width, height: lastGrid.height, channels: lastGrid.channels };
     lastGridName = `samples-${sampler}-${steps}steps-seed${seed}.png`;
@@ -579,15 +625,20 @@ function wire(): void {
     const c = shipped[Number(el.ckSelect.value)];
     if (!c) return;
     await withLoading(c.name, async () => {
-      const r = await fetch(c.url);
-      if (!r.ok) throw new Error(`HTTP ${r.status} for ${c.url}`);
-      await loadBytes(new Uint8Array(await r.arrayBuffer()), c.name);
+      const get = async (url: string, name: string): Promise<CheckpointFile> => {
+        const r = await fetch(url);
+        if (!r.ok) throw new Error(`HTTP ${r.status} for ${url}`);
+        return { name, bytes: new Uint8Array(await r.arrayBuffer()) };
+      };
+      const [model, vqgan] = await Promise.all([get(c.url, c.name), c.vqgan ? get(c.vqgan.url, c.vqgan.name) : null]);
+      await loadModel(model, vqgan);
     });
   });
   el.ckFile.onchange = action('ck', async () => {
-    const f = el.ckFile.files?.[0];
-    if (!f) return;
-    await withLoading(f.name, async () => loadBytes(new Uint8Array(await f.arrayBuffer()), f.name));
+    const files = Array.from(el.ckFile.files ?? []);
+    if (!files.length) return;
+    const name = files.map((f) => f.name).join(' + ');
+    await withLoading(name, async () => loadUploads(await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })))));
     el.ckFile.value = ''; // choosing the same file again loads it again
   });
   el.ckDownload.onclick = action('ck', async () => {

@@ -1,6 +1,7 @@
 // `npm run lab`: serves the lab page on 127.0.0.1 and prints its address.
 //   --port N                 (default 8080; 0 for any free port)
-//   --checkpoint NAME=PATH   offer this checkpoint (repeatable); default: examples/checkpoints/*/*.safetensors
+//   --checkpoint NAME=PATH[,VQGAN]  offer this checkpoint (repeatable), a latent model with its VQ-GAN
+//                            (default: where its header says); default: examples/checkpoints/*/*.safetensors
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { startLabServer, shippedCheckpoints, shortPath, ShippedCheckpoint } from './server.js';
@@ -11,7 +12,9 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port
 const checkpoints: ShippedCheckpoint[] = values.checkpoint?.length
   ? values.checkpoint.map((s) => {
       const eq = s.indexOf('=');
-      return eq > 0 ? { name: s.slice(0, eq), path: resolve(s.slice(eq + 1)) } : { name: s.replace(/^.*\//, '').replace(/\.safetensors$/, ''), path: resolve(s) };
+      const [file, vqgan] = (eq > 0 ? s.slice(eq + 1) : s).split(',') as [string, string | undefined];
+      const name = eq > 0 ? s.slice(0, eq) : file.replace(/^.*\//, '').replace(/\.safetensors$/, '');
+      return { name, path: resolve(file), ...(vqgan ? { vqgan: resolve(vqgan) } : {}) };
     })
   : shippedCheckpoints();
 const lab = await startLabServer({ port, checkpoints }).catch((e: NodeJS.ErrnoException) => {
@@ -20,5 +23,5 @@ const lab = await startLabServer({ port, checkpoints }).catch((e: NodeJS.ErrnoEx
   process.exit(1);
 });
 console.log(`webgpu-diffusion lab: ${lab.url}`);
-console.log(checkpoints.length ? `checkpoints: ${checkpoints.map((c) => `${c.name} (${shortPath(c.path)})`).join(', ')}` : 'no shipped checkpoints (examples/checkpoints/*/*.safetensors); train one in the page or upload one');
+console.log(checkpoints.length ? `checkpoints: ${checkpoints.map((c) => `${c.name} (${shortPath(c.path)}${c.vqgan ? ` with ${shortPath(c.vqgan)}` : ''})`).join(', ')}` : 'no shipped checkpoints (examples/checkpoints/*/*.safetensors); train one in the page or upload one');
 console.log('Ctrl-C stops the server.');

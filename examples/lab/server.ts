@@ -1,5 +1,5 @@
 // The lab's static server (Node): builds the page (main.ts, with esbuild) and serves it, the letters
-// sprite sheet and the shipped checkpoints, bound to 127.0.0.1 (WebGPU needs a secure context, which
+// sprite sheet and the shipped checkpoints (a latent model with its VQ-GAN), bound to 127.0.0.1 (WebGPU needs a secure context, which
 // a page from localhost is). `npm run lab` runs it through serve.ts; the headless tests start it here.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,11 +9,14 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { parseSafetensorsHeader, safetensorsHeaderLength } from '../../src/io/safetensors.js';
 import { parseConfig } from '../../src/io/checkpoint.js';
+import { resolveVQGANPath } from '../../src/pipelines/latent-node.js';
 
 /** A checkpoint offered in the page's list. */
 export interface ShippedCheckpoint {
   name: string;
   path: string;
+  /** A latent model's VQ-GAN; default: where its header says, as wgd sample finds it (see resolveVQGANPath). */
+  vqgan?: string;
 }
 
 export interface LabServerOptions {
@@ -37,12 +40,8 @@ export function projectRoot(from = dirname(fileURLToPath(import.meta.url))): str
   }
 }
 
-/**
- * Why the page cannot sample a checkpoint, or null when it can: it samples pixel-space diffusion
- * models. VQ-GANs and classifiers are no diffusion models, and a latent model's samples need its VQ-GAN
- * to decode them, which the page does not do. Only the header is read.
- */
-export function cannotSample(path: string): string | null {
+/** The JSON config in a safetensors file's header; only the header is read. */
+function headerConfig(path: string): Record<string, unknown> {
   const fd = openSync(path, 'r');
   try {
     const size = statSync(path).size;
@@ -51,18 +50,50 @@ export function cannotSample(path: string): string | null {
     const n = safetensorsHeaderLength(first, size);
     const head = Buffer.alloc(8 + n);
     readSync(fd, head, 0, head.length, 0);
-    const config = parseConfig(parseSafetensorsHeader(head, size).metadata, path) as { kind?: unknown; latent?: unknown };
-    if (config.kind !== 'diffusion') return `it is ${config.kind ? `a ${String(config.kind)} checkpoint` : 'no checkpoint of wgd'}, not a diffusion model`;
-    if (config.latent) return 'it is a latent diffusion model, whose samples need its VQ-GAN to decode (use wgd sample)';
-    return null;
-  } catch (e) {
-    return `it cannot be read (${(e as Error).message.slice(0, 200)})`;
+    return parseConfig(parseSafetensorsHeader(head, size).metadata, path);
   } finally {
     closeSync(fd);
   }
 }
 
-/** Every examples/checkpoints/<folder>/<file>.safetensors that the page can sample, named folder/file. */
+/**
+ * What the page needs to sample a checkpoint: `{ vqgan }` (the VQ-GAN file for a latent model, null
+ * for a pixel-space one), or `{ why }` it cannot. VQ-GANs and classifiers are no diffusion models; a
+ * latent model needs its VQ-GAN (`vqgan` when given, else found as wgd sample finds it), which must be
+ * a VQ-GAN checkpoint. Only headers are read.
+ */
+export function samplingNeeds(path: string, vqgan?: string): { vqgan: string | null; why?: undefined } | { why: string } {
+  let config: { kind?: unknown; latent?: { vqgan?: unknown } };
+  try {
+    config = headerConfig(path) as typeof config;
+  } catch (e) {
+    return { why: `it cannot be read (${(e as Error).message.slice(0, 200)})` };
+  }
+  if (config.kind !== 'diffusion') return { why: `it is ${config.kind ? `a ${String(config.kind)} checkpoint` : 'no checkpoint of wgd'}, not a diffusion model` };
+  if (!config.latent) return { vqgan: null };
+  const recorded = String(config.latent.vqgan);
+  let found: string;
+  try {
+    found = vqgan ?? resolveVQGANPath(recorded, path);
+  } catch {
+    return { why: `it is a latent diffusion model and its VQ-GAN (its header names '${recorded}') was not found beside it; put that file next to it, or name it (serve.ts: --checkpoint NAME=PATH,VQGAN)` };
+  }
+  let kind: unknown;
+  try {
+    kind = headerConfig(found).kind;
+  } catch (e) {
+    return { why: `its VQ-GAN ${found} cannot be read (${(e as Error).message.slice(0, 200)})` };
+  }
+  if (kind !== 'vqgan') return { why: `its VQ-GAN ${found} is ${kind ? `a ${String(kind)} checkpoint` : 'no checkpoint of wgd'}, not a VQ-GAN` };
+  return { vqgan: found };
+}
+
+/** Why the page cannot sample a checkpoint (see samplingNeeds), or null when it can. */
+export function cannotSample(path: string, vqgan?: string): string | null {
+  return samplingNeeds(path, vqgan).why ?? null;
+}
+
+/** Every examples/checkpoints/<folder>/<file>.safetensors that the page can sample (a latent model with its VQ-GAN), named folder/file. */
 export function shippedCheckpoints(root = projectRoot()): ShippedCheckpoint[] {
   const dir = join(root, 'examples', 'checkpoints');
   if (!existsSync(dir)) return [];
@@ -71,7 +102,9 @@ export function shippedCheckpoints(root = projectRoot()): ShippedCheckpoint[] {
     const p = join(dir, sub);
     if (!statSync(p).isDirectory()) continue;
     for (const f of readdirSync(p).sort()) {
-      if (f.endsWith('.safetensors') && !cannotSample(join(p, f))) out.push({ name: `${sub}/${basename(f, '.safetensors')}`, path: join(p, f) });
+      if (!f.endsWith('.safetensors')) continue;
+      const need = samplingNeeds(join(p, f));
+      if (need.why === undefined) out.push({ name: `${sub}/${basename(f, '.safetensors')}`, path: join(p, f), ...(need.vqgan ? { vqgan: need.vqgan } : {}) });
     }
   }
   return out;
@@ -110,11 +143,13 @@ export async function startLabServer(opts: LabServerOptions = {}): Promise<LabSe
   const root = projectRoot();
   const built = await buildLabPage(root);
   const checkpoints = opts.checkpoints ?? shippedCheckpoints(root);
-  for (const c of checkpoints) {
+  const vqgans = checkpoints.map((c) => {
     if (!existsSync(c.path)) throw new Error(`lab: checkpoint '${c.name}' not found at ${c.path}`);
-    const why = cannotSample(c.path);
-    if (why) throw new Error(`lab: checkpoint '${c.name}' (${c.path}) cannot be sampled in the page: ${why}`);
-  }
+    if (c.vqgan && !existsSync(c.vqgan)) throw new Error(`lab: the VQ-GAN of checkpoint '${c.name}' not found at ${c.vqgan}`);
+    const need = samplingNeeds(c.path, c.vqgan);
+    if (need.why !== undefined) throw new Error(`lab: checkpoint '${c.name}' (${c.path}) cannot be sampled in the page: ${need.why}`);
+    return need.vqgan;
+  });
   const lab = join(root, 'examples', 'lab');
   const files: Record<string, string> = {
     '/': join(lab, 'index.html'),
@@ -125,8 +160,19 @@ export async function startLabServer(opts: LabServerOptions = {}): Promise<LabSe
     '/data/letters/glyphs.png': join(root, 'data', 'letters', 'glyphs.png'),
     '/data/letters/glyphs.json': join(root, 'data', 'letters', 'glyphs.json'),
   };
-  const index = JSON.stringify(checkpoints.map((c, i) => ({ name: c.name, url: `/checkpoints/${i}/${basename(c.path)}`, bytes: statSync(c.path).size })));
-  checkpoints.forEach((c, i) => (files[`/checkpoints/${i}/${basename(c.path)}`] = c.path));
+  // A latent model's entry names its VQ-GAN, served beside it, which the page fetches with it.
+  const index = JSON.stringify(checkpoints.map((c, i) => {
+    const vq = vqgans[i];
+    return {
+      name: c.name, url: `/checkpoints/${i}/${basename(c.path)}`, bytes: statSync(c.path).size,
+      ...(vq ? { vqgan: { name: basename(vq), url: `/checkpoints/${i}/vqgan/${basename(vq)}`, bytes: statSync(vq).size } } : {}),
+    };
+  }));
+  checkpoints.forEach((c, i) => {
+    files[`/checkpoints/${i}/${basename(c.path)}`] = c.path;
+    const vq = vqgans[i];
+    if (vq) files[`/checkpoints/${i}/vqgan/${basename(vq)}`] = vq;
+  });
 
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0]!;

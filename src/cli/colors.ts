@@ -19,7 +19,8 @@ import { gridPng, viewScale } from '../data/png.js';
 
 import { loadDataset } from './datasets.js';
 import { loadClassifier } from './classifier.js';
-import { firstStageFor } from './vqgan.js';
+import { firstStageFor } from '../pipelines/latent-node.js';
+import { withVQGANFlag } from './vqgan.js';
 import { Progress } from './progress.js';
 import { writeFileAtomic } from '../io/file.js';
 import { checkFolder, checkOutputs } from './outputs.js';
@@ -70,7 +71,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
   if (config.classes.join() !== COLOR_CLASSES.join()) {
     throw new Error(`eval-colors: ${cmd.checkpoint} was trained on classes ${config.classes.join(', ') || '(none)'}; it needs the 8 colour classes (${COLOR_CLASSES.join(', ')}) of the colors dataset`);
   }
-  const firstStage = await firstStageFor(dev, cmd.checkpoint, config, cmd.vqgan);
+  const firstStage = await withVQGANFlag(firstStageFor(dev, cmd.checkpoint, config, cmd.vqgan));
   const decode = firstStage?.decode;
   const samplerOptions = { ...samplerDefaults(config), ...cmd.samplerOptions };
   const K = COLOR_CLASSES.length;

@@ -1,21 +1,12 @@
-// Model size presets for the CLI: plain UNet configs that a user can also spell out in JSON.
+// The model presets (src/pipelines/presets.ts) as the CLI's --model takes them: the same presets, the
+// error in the flag's name.
 import type { UNetConfig } from '../models/unet.js';
+import { MODEL_PRESETS, isModelPreset, presetConfig as libraryPresetConfig } from '../pipelines/presets.js';
 
-export const MODEL_PRESETS: Record<string, Partial<UNetConfig>> = {
-  /** For tests and smoke runs: two levels of 16 and 32 channels. */
-  tiny: { blockOutChannels: [16, 32], layersPerBlock: 1, attentionHeads: 2, normGroups: 8 },
-  /** The demo's size: 32 and 64 channels, attention at the lower level. */
-  small: { blockOutChannels: [32, 64], layersPerBlock: 1, attentionHeads: 4, normGroups: 8 },
-  /** Three levels, 64-128-128 channels. */
-  base: { blockOutChannels: [64, 128, 128], layersPerBlock: 2, attentionHeads: 4, normGroups: 32 },
-};
+export { MODEL_PRESETS };
 
-/** A UNet config for images of `size` x `size` with `channels` channels, from a preset name. */
+/** presetConfig for --model NAME. */
 export function presetConfig(name: string, size: number, channels: number, conditioning: UNetConfig['conditioning'], numClasses: number): Partial<UNetConfig> {
-  const p = MODEL_PRESETS[name];
-  if (!p) throw new Error(`--model '${name}' is unknown; allowed values: ${Object.keys(MODEL_PRESETS).join(', ')}`);
-  const levels = p.blockOutChannels!.length;
-  // Attention at the lowest resolution (and the middle block, always).
-  const lowest = size / 2 ** (levels - 1);
-  return { ...p, sampleSize: size, inChannels: channels, outChannels: channels, attentionResolutions: [lowest], conditioning, numClasses: conditioning === 'none' ? 0 : numClasses };
+  if (!isModelPreset(name)) throw new Error(`--model '${name}' is unknown; allowed values: ${Object.keys(MODEL_PRESETS).join(', ')}`);
+  return libraryPresetConfig(name, size, channels, conditioning, numClasses);
 }

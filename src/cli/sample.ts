@@ -3,14 +3,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Device } from '../graph/device.js';
-import { readCheckpointFile } from '../io/checkpoint-file.js';
-import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
-import { generate, parseLabel, readSnapshots } from '../diffusion/generate.js';
+import { parseLabel, readSnapshots } from '../diffusion/generate.js';
 import type { GuidanceVariants } from '../diffusion/denoiser.js';
 import { SamplerOptions } from '../diffusion/samplers/index.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { Progress } from './progress.js';
-import { decoderFor } from './vqgan.js';
+import { loadDiffusionModelFile } from '../pipelines/latent-node.js';
+import { sampleImages } from '../pipelines/latent.js';
+import { withVQGANFlag } from './vqgan.js';
 import { writeFileAtomic } from '../io/file.js';
 import { checkExtension, checkOutputs } from './outputs.js';
 
@@ -47,10 +47,9 @@ export function checkSampleOutputs(cmd: SampleCommand): void {
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
   checkSampleOutputs(cmd);
-  const ck = await readCheckpointFile(cmd.checkpoint);
-  const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
-  const classes = config.classes ?? [];
-  const decode = await decoderFor(dev, cmd.checkpoint, config, cmd.vqgan);
+  // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
+  const model = await withVQGANFlag(loadDiffusionModelFile(dev, cmd.checkpoint, { vqgan: cmd.vqgan }));
+  const { net, classes } = model;
   let labels: number[] | null = null;
   if (net.config.conditioning !== 'none') {
     const names = cmd.labels.length === 0 || cmd.labels.includes('all') ? classes.map((_, i) => String(i)) : cmd.labels;
@@ -61,13 +60,14 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const t0 = performance.now();
   const bar = new Progress(cmd.steps, `sample ${cmd.sampler}`);
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
-  const r = await generate(dev, net, noise, {
+  // Sampled, then (a latent model) decoded by its VQ-GAN: the time is to the images, decode included.
+  const r = await sampleImages(dev, model, {
     sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, ...cmd.guidanceVariants, seed: cmd.seed,
-    samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
+    samplerOptions: cmd.samplerOptions, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);
   const seconds = (performance.now() - t0) / 1000;
-  const { images, shape } = decode ? await decode(r.images, r.shape) : r;
+  const { images, shape } = r;
   mkdirSync(dirname(cmd.out) || '.', { recursive: true });
   await writeFileAtomic(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])), scale: viewScale(shape[2]) }));
   let strip: string | undefined;
@@ -76,8 +76,8 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
     const B = shape[0];
     const firsts = labels ? labels.map((_, i) => i).filter((i) => i % cmd.count === 0) : Array.from({ length: Math.min(8, B) }, (_, i) => i);
     let snaps = await readSnapshots(r.snapshots);
-    let sshape: [number, number, number, number] = [r.snapshots.length * r.shape[0], ...(r.shape.slice(1) as [number, number, number])];
-    if (decode) ({ images: snaps, shape: sshape } = await decode(snaps, sshape));
+    let sshape: [number, number, number, number] = [r.snapshots.length * r.samples.shape[0], ...(r.samples.shape.slice(1) as [number, number, number])];
+    if (model.firstStage) ({ images: snaps, shape: sshape } = await model.decode(snaps, sshape));
     const per = sshape[1] * sshape[2] * sshape[3];
     const S = r.snapshots.length;
     const tiles = new Float32Array(firsts.length * S * per);

@@ -20,7 +20,7 @@ import { linePlotPng } from '../data/plot.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { presetConfig } from './models.js';
 import { Progress, StepWindow } from './progress.js';
-import { latentDataset } from './vqgan.js';
+import { latentDataset } from '../pipelines/latent-node.js';
 import { checkFolder, checkOutputs, filesMatching, removeFiles } from './outputs.js';
 import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
 import type { StopRequest } from './stop.js';

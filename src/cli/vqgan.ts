@@ -1,7 +1,7 @@
 // `wgd train-vqgan`: trains the first stage of latent diffusion into a run folder (vqgan.safetensors,
-// log.jsonl, reconstructions), and the latent helpers the diffusion commands use.
-import { existsSync, mkdirSync, appendFileSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+// log.jsonl, reconstructions). The latent pipeline the diffusion commands use is src/pipelines/latent*.ts.
+import { existsSync, mkdirSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { Init } from '../nn/module.js';
 import { VQGAN, VQGANConfig } from '../models/vqgan.js';
@@ -10,11 +10,11 @@ import { createLPIPS } from '../models/lpips.js';
 import { encodeDataset, decodeLatents, loadVQGAN } from '../models/vqgan-latents.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { readSafetensorsFile, writeFileAtomic } from '../io/file.js';
-import { serializeSafetensors } from '../io/safetensors.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
 import { mixSeed, mulberry32 } from '../data/rng.js';
-import type { ImageDataset, LatentInfo } from '../diffusion/train.js';
+import type { ImageDataset } from '../diffusion/train.js';
+import { VQGANNotFoundError } from '../pipelines/latent-node.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { Progress, StepWindow } from './progress.js';
 import { checkFolder, checkOutputs, removeFiles } from './outputs.js';
@@ -49,8 +49,6 @@ export interface VQGANCommand {
   /** Set by a signal: the loop stops after its current step, with a checkpoint. */
   stop?: StopRequest;
 }
-
-type Shape4 = [number, number, number, number];
 
 /** Where the run goes, checked before any work (main calls this before making the device); returns the run's files. */
 export function checkVQGANOutputs(cmd: VQGANCommand): string[] {
@@ -157,80 +155,12 @@ async function writeReconstructions(trainer: VQGANTrainer, ds: ImageDataset, fil
   }
 }
 
-/** Where a latent model's VQ-GAN lives: as recorded (absolute, or relative to the checkpoint's folder). */
-export function resolveVQGANPath(recorded: string, checkpoint: string): string {
-  if (isAbsolute(recorded) && existsSync(recorded)) return recorded;
-  for (const base of [dirname(checkpoint), process.cwd()]) {
-    const p = resolve(base, recorded);
-    if (existsSync(p)) return p;
+/** A latent model's VQ-GAN not found (see resolveVQGANPath): the library's error, with the flag that gives it. */
+export async function withVQGANFlag<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof VQGANNotFoundError) throw new Error(`${e.searched}; pass --vqgan PATH`);
+    throw e;
   }
-  // Shipped models: the two files copied into one folder keep only the VQ-GAN's file name.
-  const beside = join(dirname(checkpoint), basename(recorded));
-  if (existsSync(beside)) return beside;
-  throw new Error(`the VQ-GAN of this latent model (${recorded}) was not found next to ${checkpoint} or in ${process.cwd()}; pass --vqgan PATH`);
-}
-
-/**
- * The dataset as scaled latents for a diffusion model, encoded once with the VQ-GAN's EMA weights and
- * cached in the run folder (reused while the VQ-GAN file and the data spec are unchanged).
- */
-export async function latentDataset(dev: Device, vqganPath: string, ds: ImageDataset & { spec?: DatasetSpec }, out: string): Promise<{ data: ImageDataset; info: LatentInfo; decode: (z: Float32Array, shape: Shape4) => Promise<{ images: Float32Array; shape: Shape4 }> }> {
-  const vq = loadVQGAN(dev, await readCheckpointFile(vqganPath));
-  const cache = join(out, 'latents.safetensors');
-  const stamp = JSON.stringify({ vqgan: resolve(vqganPath), mtime: statSync(vqganPath).mtimeMs, data: ds.spec ?? null, n: ds.shape[0] });
-  let latents: Float32Array;
-  let shape: number[];
-  const cached = existsSync(cache) ? await readSafetensorsFile(cache).catch(() => null) : null;
-  if (cached && cached.metadata.stamp === stamp && cached.tensors.get('latents')?.data instanceof Float32Array) {
-    const t = cached.tensors.get('latents')!;
-    latents = t.data as Float32Array;
-    shape = [...t.shape];
-  } else {
-    ({ latents, shape } = await encodeDataset(vq, ds.images, ds.shape, 32));
-    mkdirSync(out, { recursive: true });
-    await writeFileAtomic(cache, serializeSafetensors(new Map([['latents', { shape, data: latents }]]), { stamp }));
-  }
-  let m = 0, m2 = 0;
-  for (const v of latents) {
-    m += v;
-    m2 += v * v;
-  }
-  m /= latents.length;
-  const scale = 1 / Math.sqrt(Math.max(m2 / latents.length - m * m, 1e-12));
-  const scaled = latents.map((v) => v * scale);
-  const range = scaled.reduce((r, v) => Math.max(r, Math.abs(v)), 0);
-  const info: LatentInfo = {
-    vqgan: relative(out, vqganPath), scale, range,
-    latentShape: shape.slice(1) as [number, number, number], imageShape: ds.shape.slice(1) as [number, number, number],
-  };
-  return { data: { images: scaled, labels: ds.labels, shape: shape as Shape4, classes: ds.classes }, info, decode: latentDecoder(vq, scale) };
-}
-
-/** Latents (scaled) to images with a VQ-GAN: unscale, quantise, decode. */
-export function latentDecoder(vq: VQGAN, scale: number) {
-  return async (z: Float32Array, shape: Shape4): Promise<{ images: Float32Array; shape: Shape4 }> => {
-    const r = await decodeLatents(vq, z.map((v) => v / scale), shape, 32);
-    return { images: r.images, shape: r.shape as Shape4 };
-  };
-}
-
-/** The decoder for a latent diffusion checkpoint's samples, or undefined for a pixel-space model. */
-export async function decoderFor(dev: Device, checkpoint: string, config: { latent?: LatentInfo }, override?: string) {
-  return (await firstStageFor(dev, checkpoint, config, override))?.decode;
-}
-
-/**
- * A latent checkpoint's VQ-GAN as `decode` (scaled latents to images) and `roundTrip` (images encoded,
- * quantised and decoded: what the first stage alone keeps of an image, the ceiling on what the latent
- * model's samples can show); undefined for a pixel-space model.
- */
-export async function firstStageFor(dev: Device, checkpoint: string, config: { latent?: LatentInfo }, override?: string) {
-  if (!config.latent) return undefined;
-  const path = override ?? resolveVQGANPath(config.latent.vqgan, checkpoint);
-  const vq = loadVQGAN(dev, await readCheckpointFile(path));
-  const roundTrip = async (images: Float32Array, shape: readonly number[]): Promise<Float32Array> => {
-    const { latents, shape: zShape } = await encodeDataset(vq, images, shape, 32);
-    return (await decodeLatents(vq, latents, zShape, 32)).images;
-  };
-  return { decode: latentDecoder(vq, config.latent.scale), roundTrip, path };
 }

@@ -1,15 +1,30 @@
 import { Tensor } from '../graph/tensor.js';
 import { ParameterSet } from '../nn/params.js';
-import { Adam } from '../optim/adam.js';
-import { EMA } from '../optim/ema.js';
+import type { DeviceArray } from '../runtime/array.js';
 import { checkJsonText, parseSafetensors, serializeSafetensors, SafeTensor } from './safetensors.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
+
+/**
+ * What a checkpoint stores of a weight EMA (optim's EMA has it): its weights in the parameters' flat
+ * layout, and its update count ([1] f32). Structural, so that io needs nothing from optim.
+ */
+export interface EMAState {
+  readonly flat: DeviceArray;
+  readonly count: DeviceArray;
+}
+
+/** What a checkpoint stores of an Adam optimiser (optim's Adam has it): the moments, flat, and its state vector. */
+export interface OptimizerState {
+  readonly m: DeviceArray;
+  readonly v: DeviceArray;
+  readonly state: DeviceArray;
+}
 
 /** Everything a training run needs to continue exactly where it stopped. */
 export interface TrainingState {
   params: ParameterSet;
-  ema?: EMA | null;
-  optimizer?: Adam | null;
+  ema?: EMAState | null;
+  optimizer?: OptimizerState | null;
   /** The run's random key (seed, counter): noise and dropout continue from it. */
   key?: Tensor | null;
   /** Plain JSON stored in the header: model config, data, hyper-parameters, step. */
