@@ -79,27 +79,3 @@ export function segmentSum(indices: DeviceArray, a: DeviceArray, b: DeviceArray 
   rt.dispose(partial);
   return out;
 }
-
-// ------------------------------------------------------------------ float64 references (tests only)
-
-/** Forward reference of gatherRows over dense [V, E] rows; out-of-range indices give zeros. */
-export function gatherRowsRef(indices: ArrayLike<number>, table: Float64Array, v: number, e: number): Float64Array {
-  const out = new Float64Array(indices.length * e);
-  for (let r = 0; r < indices.length; r++) {
-    const k = indices[r]!;
-    if (k < 0 || k >= v) continue;
-    for (let c = 0; c < e; c++) out[r * e + c] = table[k * e + c]!;
-  }
-  return out;
-}
-
-/** Reference of segmentSum over dense [M, E] rows: the VJP of gatherRows with respect to the table. */
-export function segmentSumRef(indices: ArrayLike<number>, g: Float64Array, v: number, e: number): Float64Array {
-  const out = new Float64Array(v * e);
-  for (let r = 0; r < indices.length; r++) {
-    const k = indices[r]!;
-    if (k < 0 || k >= v) continue;
-    for (let c = 0; c < e; c++) out[k * e + c] += g[r * e + c]!;
-  }
-  return out;
-}

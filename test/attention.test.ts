@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
-import {
-  attentionRef, attentionVjpRef, AttnShape, MAX_HEAD_DIM, ATTENTION_TUNE, chooseAttention, forceAttentionCandidate, fits, attentionCandidate, attentionKernels,
-} from '../kernels/attention.js';
+import { MAX_HEAD_DIM, ATTENTION_TUNE, chooseAttention, forceAttentionCandidate, fits, attentionCandidate, attentionKernels } from '../kernels/attention.js';
+import { attentionRef, attentionVjpRef, AttnShape } from './reference/attention.js';
 import { setChoice, tuningOf } from '../src/runtime/autotune.js';
 import { TUNED_PROBLEMS } from '../src/graph/tune.js';
 import { checkOp, randn, useDevice } from './helpers.js';

@@ -11,7 +11,7 @@ import { bundleForBrowser } from '../examples/lab/server.js';
 import { createDevice } from '../src/index.js';
 import { randomDraw, RANDOM_DRAW } from './random-draw.js';
 import { smokeChecks } from './smoke-checks.js';
-import { randomRef } from '../kernels/random.js';
+import { randomRef } from './reference/random.js';
 
 const root = join(import.meta.dirname, '..');
 const outDir = join(root, '.cache', 'browser');

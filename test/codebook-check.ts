@@ -1,7 +1,7 @@
 // The codebook lookup's checks shared by test/codebook.test.ts and the smoke checks (Node and Chromium):
 // inputs whose nearest codes are well separated, and the float64 reference with its stop-gradients.
 import { ops, Tensor } from '../src/index.js';
-import { codebookGradRef, codebookRef, nearestRef, vectorOffset } from '../kernels/codebook.js';
+import { codebookGradRef, codebookRef, nearestRef, vectorOffset } from './reference/codebook.js';
 import { f32, numel, randn } from './check.js';
 
 /**

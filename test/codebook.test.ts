@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ops, Tensor } from '../src/index.js';
 import { ShapeError } from '../src/runtime/errors.js';
-import { codebookGradRef, codebookRef, distRef, nearestRef, vectorOffset } from '../kernels/codebook.js';
+import { codebookGradRef, codebookRef, distRef, nearestRef, vectorOffset } from './reference/codebook.js';
 import { vqRef, runVq as run, Through, separatedCodebookInputs } from './codebook-check.js';
 import { checkOp, expectClose, f32, numel, randn, rng, SEED, useDevice } from './helpers.js';
 

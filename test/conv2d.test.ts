@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ops, ShapeError } from '../src/index.js';
-import {
-  conv2dBackwardData, conv2dBackwardWeight, conv2dForward, conv2dGeometry, conv2dGradRef, conv2dRef, Conv2dOptions, Conv2dTile,
-  Conv2dVariant, CONV2D_TILE, CONV2D_TILE_16, CONV2D_TILE_32, splitK,
-} from '../kernels/conv2d.js';
+import { conv2dBackwardData, conv2dBackwardWeight, conv2dForward, conv2dGeometry, Conv2dOptions, Conv2dTile, Conv2dVariant, CONV2D_TILE, CONV2D_TILE_16, CONV2D_TILE_32, splitK } from '../kernels/conv2d.js';
+import { conv2dGradRef, conv2dRef } from './reference/conv2d.js';
 import { GEMM_TILES, GemmTile } from '../kernels/gemm-tile.js';
 import { checkOp, expectClose, f32, randn, useDevice } from './helpers.js';
 

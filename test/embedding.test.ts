@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ops } from '../src/index.js';
 import { ShapeError } from '../src/runtime/errors.js';
-import { gatherRowsRef, segmentSumRef } from '../kernels/gather.js';
+import { gatherRowsRef, segmentSumRef } from './reference/gather.js';
 import { checkOp, rng, SEED, useDevice } from './helpers.js';
 
 const dev = useDevice();

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LimitError, ops, ShapeError } from '../src/index.js';
-import {
-  gemm, linearRef, linearVjpRef, matmul, matmulRef, matmulVjpRef, MatmulTiling, MatmulVariant, tilingName,
-} from '../kernels/matmul.js';
+import { gemm, matmul, MatmulTiling, MatmulVariant, tilingName } from '../kernels/matmul.js';
+import { linearRef, linearVjpRef, matmulRef, matmulVjpRef } from './reference/matmul.js';
 import { GEMM_TILES, GemmTile, MIN_GROUPS, pickGemmTile } from '../kernels/gemm-tile.js';
 import { checkOp, expectClose, f32, numel, randn, useDevice } from './helpers.js';
 

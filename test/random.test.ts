@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useDevice, expectClose, SEED } from './helpers.js';
 import { ops } from '../src/index.js';
-import { randomRef, threefryRef } from '../kernels/random.js';
+import { randomRef, threefryRef } from './reference/random.js';
 
 const dev = useDevice();
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ops } from '../src/index.js';
 import { ShapeError } from '../src/runtime/errors.js';
-import { downsample2xGradRef, downsample2xRef, upsample2xGradRef, upsample2xRef } from '../kernels/resample.js';
+import { downsample2xGradRef, downsample2xRef, upsample2xGradRef, upsample2xRef } from './reference/resample.js';
 import { checkOp, useDevice } from './helpers.js';
 
 const dev = useDevice();

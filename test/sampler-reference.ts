@@ -4,7 +4,7 @@
 // The steps are written here again from the papers' equations (not taken from the samplers' plans),
 // with the schedule values from the process objects.
 import { DiscreteVP, NCSNProcess, NoiseProcess, SDEProcess, VPSDE } from '../src/diffusion/process.js';
-import { randomRef } from '../kernels/random.js';
+import { randomRef } from './reference/random.js';
 
 /**
  * A quantity p·x_T + q + r·n: x_T is the initial noise ~ N(0, std²), n the noise the steps have

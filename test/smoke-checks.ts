@@ -5,12 +5,13 @@
 // the kernels' own test files, whose comments give the reasons; the shapes are tile multiples nowhere.
 import { ops } from '../src/index.js';
 import { OpCheck, rng } from './check.js';
-import { conv2dGeometry, conv2dGradRef, conv2dRef } from '../kernels/conv2d.js';
-import { groupNormGradRef, groupNormRef } from '../kernels/groupnorm.js';
-import { attentionRef, attentionVjpRef } from '../kernels/attention.js';
+import { conv2dGeometry } from '../kernels/conv2d.js';
+import { conv2dGradRef, conv2dRef } from './reference/conv2d.js';
+import { groupNormGradRef, groupNormRef } from './reference/groupnorm.js';
+import { attentionRef, attentionVjpRef } from './reference/attention.js';
 import { separatedCodebookInputs, vqRef, runVq } from './codebook-check.js';
 import { unaryRef, unaryDerivRef } from './reference/elementwise.js';
-import { absQuantileRef } from '../kernels/quantile.js';
+import { absQuantileRef } from './reference/quantile.js';
 
 export function smokeChecks(seed: number): OpCheck[] {
   const conv = conv2dGeometry([2, 5, 7, 6], [6, 5, 3, 3], [6], { padding: 1 });
