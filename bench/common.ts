@@ -1,7 +1,7 @@
 // Helpers shared by the benchmarks: the device (with its tuned kernel variants), tfjs on the engine's
 // adapter, seeded inputs, layout changes.
 import { createDevice, type Device } from '../src/index.js';
-import { autotuneFileStore, defaultAutotunePath } from '../src/runtime/autotune-file.js';
+import { autotuneFileStore, defaultAutotunePath } from '../src/io/autotune-file.js';
 
 export type TF = typeof import('@tensorflow/tfjs-core');
 
@@ -18,7 +18,7 @@ export function flag(args: readonly string[], name: string): string | undefined 
  */
 export async function benchDevice(args: readonly string[]): Promise<Device> {
   const path = flag(args, '--autotune-cache') ?? defaultAutotunePath();
-  const dev = await createDevice({ tune: { store: autotuneFileStore(path), force: args.includes('--retune'), log: (l) => console.log(l) } });
+  const dev = await createDevice({ tune: { store: autotuneFileStore(path), force: args.includes('--retune'), budgetMs: Infinity, log: (l) => console.log(l) } });
   console.log(`tuned kernel variants (${path}): ${tuningSummary(dev)}`);
   return dev;
 }

@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDevice } from '../src/index.js';
-import { autotuneFileStore } from '../src/runtime/autotune-file.js';
+import { autotuneFileStore } from '../src/io/autotune-file.js';
 import { loadDiffusionModelFile } from '../src/pipelines/latent-node.js';
 import { sampleImages } from '../src/pipelines/latent.js';
 import { parseLabel } from '../src/diffusion/generate.js';

@@ -4,7 +4,7 @@
 // it, a dataset's latents cached in a run folder), the built-in datasets by name, and the `wgd` command line.
 export * from './index.js';
 export { writeFileAtomic, readSafetensorsFile } from './io/file.js';
-export { autotuneFileStore, defaultAutotunePath } from './runtime/autotune-file.js';
+export { autotuneFileStore, defaultAutotunePath } from './io/autotune-file.js';
 export { saveCheckpointFile, readCheckpointFile } from './io/checkpoint-file.js';
 export { loadLettersGlyphs, lettersDir } from './data/letters-node.js';
 export { loadImageFolder } from './data/folder.js';

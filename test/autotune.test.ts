@@ -6,7 +6,7 @@ import {
   adapterKey, autotune, clearTuneMemory, memoryStore, problemSignature, setChoice, tunedChoice, tuningOf, useDefaults,
   type TuneProblem, type TuneWorkload,
 } from '../src/runtime/autotune.js';
-import { autotuneFileStore, defaultAutotunePath } from '../src/runtime/autotune-file.js';
+import { autotuneFileStore, defaultAutotunePath } from '../src/io/autotune-file.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 import { createDevice } from '../src/graph/device.js';
 import { TUNED_PROBLEMS } from '../src/graph/tune.js';
@@ -68,6 +68,45 @@ describe('autotune with injected timing', () => {
     // With no margin the 3% faster one wins.
     clearTuneMemory();
     expect((await autotune(fakeRuntime('cpu-like'), [problem('p')], { measure: t.measure, margin: 0 })).p!.choice).toBe('fast');
+  });
+
+  it('a workload whose best launch is overhead-bound (< 0.02 ms) does not vote when a larger one was measured', async () => {
+    clearTuneMemory();
+    // small: 'slow' wins by 2x at 5 us a launch (noise at that size); large: 'fast' wins by 1.5x. Averaged,
+    // 'slow' would score 0.5*(1 + 1.5) = 1.25 vs 'fast' 0.5*(2 + 1) = 1.5; counting only the large one, 'fast'.
+    const t = fakeTimes({ small: { dflt: 0.012, fast: 0.01, slow: 0.005 }, large: { dflt: 3, fast: 1, slow: 1.5 } });
+    expect((await autotune(fakeRuntime('gpu-like-2'), [problem('p')], { measure: t.measure })).p!.choice).toBe('fast');
+    // Where nothing larger was measured, the small workload decides.
+    clearTuneMemory();
+    const only = fakeTimes({ small: { dflt: 0.012, fast: 0.01, slow: 0.005 }, large: { dflt: 1e3, fast: 1e3, slow: 1e3 } });
+    expect((await autotune(fakeRuntime('gpu-like-3'), [problem('p')], { measure: only.measure, maxLaunchMs: 0.1 })).p!.choice).toBe('slow');
+  });
+
+  it('stops measuring when the budget is spent: the problem under way decides among what it measured, later ones keep their defaults unstored', async () => {
+    clearTuneMemory();
+    const calls: string[] = [];
+    // Every measurement takes 40 ms of wall time; the budget is 60 ms.
+    const measure = async (p: TuneProblem, w: TuneWorkload, c: string) => {
+      calls.push(`${p.key}:${w.label}:${c}`);
+      await new Promise((r) => setTimeout(r, 40));
+      return { dflt: 3, fast: 1, slow: 2 }[c]!;
+    };
+    const store = memoryStore();
+    const rt = fakeRuntime('budget');
+    const rec = await autotune(rt, [problem('a'), problem('b')], { measure, budgetMs: 60, store });
+    // a: dflt (t = 40 ms), fast (80 ms, over budget after it): 'slow' and the large workload are left out.
+    expect(calls).toEqual(['a:small:dflt', 'a:small:fast']);
+    expect(rec.a).toMatchObject({ choice: 'fast', source: 'measured', unmeasured: ['slow'] });
+    expect(rec.b).toMatchObject({ choice: 'dflt', source: 'default' });
+    const saved = await store.load();
+    expect(Object.keys(saved!.adapters[adapterKey(rt)]!.problems)).toEqual(['a']);
+    // The next pass takes 'a' from the store and measures 'b'.
+    calls.length = 0;
+    clearTuneMemory();
+    const next = await autotune(fakeRuntime('budget'), [problem('a'), problem('b')], { measure, budgetMs: 60, store });
+    expect(next.a!.source).toBe('cached');
+    expect(next.b!.source).toBe('measured');
+    expect(calls.every((c) => c.startsWith('b:'))).toBe(true);
   });
 
   it('caches per adapter key: the same adapter is not measured twice, another adapter or another revision is', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { createDevice, Device } from '../src/graph/device.js';
-import { autotuneFileStore } from '../src/runtime/autotune-file.js';
+import { autotuneFileStore } from '../src/io/autotune-file.js';
 
 export * from './check.js';
 

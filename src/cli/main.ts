@@ -4,7 +4,7 @@
 // has drained (a Dawn device left alive at process exit can crash the process).
 import { createDevice, Device } from '../graph/device.js';
 import { ADAPTER_MODES, AdapterMode } from '../runtime/device.js';
-import { autotuneFileStore } from '../runtime/autotune-file.js';
+import { autotuneFileStore } from '../io/autotune-file.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
 import { SAMPLER_NAMES } from '../diffusion/samplers/index.js';
 import { checkTrainOutputs, trainCommand } from './train.js';
@@ -26,9 +26,9 @@ class DeviceHolder {
 
   constructor(private readonly adapter: AdapterMode) {}
 
-  /** Kernel variants are measured once per adapter and kept in $WGD_AUTOTUNE_CACHE or ~/.cache/webgpu-diffusion/autotune.json. */
+  /** Kernel variants are measured once per adapter (at most a minute per command; a later one measures what is left) and kept in $WGD_AUTOTUNE_CACHE or ~/.cache/webgpu-diffusion/autotune.json. */
   async get(): Promise<Device> {
-    return (this.dev ??= await createDevice({ adapter: this.adapter, tune: { store: autotuneFileStore() } }));
+    return (this.dev ??= await createDevice({ adapter: this.adapter, tune: { store: autotuneFileStore(), budgetMs: 60_000 } }));
   }
 
   /** Let the queue drain, then destroy: destroying with work or callbacks in flight is what crashes. */

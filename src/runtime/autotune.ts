@@ -7,7 +7,7 @@
  * before any op (and again by `dev.tune()` on request): every step traced later sees one fixed choice,
  * so a compiled step, its replays and a resumed run use the same kernels and give the same bits.
  * Device creation stays fast where it matters: a choice found in the memory cache (per process) or in
- * the store (a JSON file for the CLI, see autotune-file.ts) costs nothing, `tune: false` (or `pin`)
+ * the store (a JSON file for the CLI, see io/autotune-file.ts) costs nothing, `tune: false` (or `pin`)
  * fixes the choices without measuring (the first candidate of each problem is its fixed default), and
  * a measurement scales its work to the adapter (see measureProblem), so a CPU emulator is not asked
  * for GPU-sized shapes.
@@ -63,6 +63,8 @@ export interface TuneRecord {
   /** How it was timed: GPU timestamps, or wall time of launches ended by one wait. */
   timer?: 'timestamp' | 'wall';
   at?: string;
+  /** Usable candidates left out because the tuning budget was spent (see TuneOptions.budgetMs). */
+  unmeasured?: string[];
 }
 
 /** The store's content: records by adapter key, then problem key. */
@@ -84,6 +86,14 @@ export interface TuneOptions {
   pin?: Record<string, string>;
   /** Measure again even when a cached choice exists (the new one replaces it). */
   force?: boolean;
+  /**
+   * Milliseconds a tuning pass may spend measuring (default 10 000). A problem not begun when they are
+   * spent keeps its default for now and is not stored, so a later pass measures it; a problem under way
+   * measures no further candidates or workloads and decides among those it has (its record lists the
+   * rest as `unmeasured`). Pipeline compilation dominates on a CPU emulator (seconds per attention
+   * kernel in Chromium's SwiftShader), so without a bound a first page load could tune for minutes.
+   */
+  budgetMs?: number;
   /** Longest a single launch may be expected to take for a workload to be measured (default 4 ms). */
   maxLaunchMs?: number;
   /** A timed sample lasts at least this long, in launches of one candidate (default 2 ms). */
@@ -101,6 +111,8 @@ export interface TuneOptions {
 }
 
 export const TUNE_CACHE_VERSION = 1;
+/** Below this many milliseconds per launch a timing measures dispatch overhead more than the kernel. */
+const LAUNCH_BOUND_MS = 0.02;
 
 // ---------------------------------------------------------------- choices
 
@@ -268,10 +280,13 @@ const MAX_SAMPLE_LAUNCHES = 64;
  * emulator a poor candidate's launch can take a second). The rest are sampled `reps` times in
  * rotating order; the fastest sample counts.
  */
-async function timeWorkload(rt: Runtime, p: TuneProblem, w: TuneWorkload, candidates: string[], o: TuneOptions, timing: Timing | null): Promise<Map<string, number>> {
+async function timeWorkload(rt: Runtime, p: TuneProblem, w: TuneWorkload, candidates: string[], o: TuneOptions, timing: Timing | null, deadline: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   if (o.measure) {
-    for (const c of candidates) out.set(c, await o.measure(p, w, c));
+    for (const c of candidates) {
+      if (out.size && performance.now() > deadline) break;
+      out.set(c, await o.measure(p, w, c));
+    }
     return out;
   }
   const bench = w.setup(rt);
@@ -283,7 +298,7 @@ async function timeWorkload(rt: Runtime, p: TuneProblem, w: TuneWorkload, candid
       if (!rep.has(id)) rep.set(id, c);
       same.set(c, rep.get(id)!);
     }
-    const times = await timeDistinct(rt, p, w, [...rep.values()], bench, o, timing!);
+    const times = await timeDistinct(rt, p, w, [...rep.values()], bench, o, timing!, deadline);
     for (const c of candidates) if (times.has(same.get(c)!)) out.set(c, times.get(same.get(c)!)!);
     return out;
   } finally {
@@ -292,10 +307,11 @@ async function timeWorkload(rt: Runtime, p: TuneProblem, w: TuneWorkload, candid
   }
 }
 
-async function timeDistinct(rt: Runtime, p: TuneProblem, w: TuneWorkload, candidates: string[], bench: TuneBench, o: TuneOptions, timing: Timing): Promise<Map<string, number>> {
+async function timeDistinct(rt: Runtime, p: TuneProblem, w: TuneWorkload, candidates: string[], bench: TuneBench, o: TuneOptions, timing: Timing, deadline: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const first = new Map<string, number>();
   for (const c of candidates) {
+    if (first.size && performance.now() > deadline) break;
     try {
       // GPU timestamps leave out the pipeline compilation done while recording; the wall clock needs a warm-up.
       if (timing.kind === 'wall') {
@@ -331,26 +347,33 @@ async function timeDistinct(rt: Runtime, p: TuneProblem, w: TuneWorkload, candid
  * one and a large GPU reaches the large one). A candidate's score is its mean time relative to the
  * best candidate over the measured workloads; the default stays unless another scores `margin` lower.
  */
-async function measureProblem(rt: Runtime, p: TuneProblem, o: TuneOptions = {}, timing: Timing | null = null): Promise<TuneRecord> {
-  let candidates = p.candidates.filter((c) => !p.usable || p.usable(rt, c));
+async function measureProblem(rt: Runtime, p: TuneProblem, o: TuneOptions = {}, timing: Timing | null = null, deadline = Infinity): Promise<TuneRecord> {
+  const usable = p.candidates.filter((c) => !p.usable || p.usable(rt, c));
+  let candidates = usable;
   if (!candidates.length) throw new Error(`autotune ${p.key}: no candidate is usable on this device`);
   const ms: Record<string, Record<string, number>> = {};
   let last: { best: number; work: number } | null = null;
   for (const w of p.workloads) {
     if (last && (last.best * w.work) / last.work > (o.maxLaunchMs ?? 4)) break;
-    const t = await timeWorkload(rt, p, w, candidates, o, timing);
+    if (last && performance.now() > deadline) break;
+    const t = await timeWorkload(rt, p, w, candidates, o, timing, deadline);
     if (!t.size) break;
     candidates = candidates.filter((c) => t.has(c));
     ms[w.label] = Object.fromEntries(t);
     last = { best: Math.min(...t.values()), work: w.work };
   }
-  const measured = Object.values(ms);
+  let measured = Object.values(ms);
   if (!measured.length) throw new Error(`autotune ${p.key}: every candidate failed`);
+  // A workload whose best launch is shorter than LAUNCH_BOUND_MS times launch overhead, not the kernel:
+  // it decides only when nothing larger was measured (a CPU emulator stops at the smallest workload).
+  const telling = measured.filter((t) => Math.min(...Object.values(t)) >= LAUNCH_BOUND_MS);
+  if (telling.length) measured = telling;
   const score = (c: string) => measured.reduce((s, t) => s + t[c]! / Math.min(...Object.values(t)), 0) / measured.length;
   let choice = candidates.reduce((a, c) => (score(c) < score(a) ? c : a));
   const dflt = p.candidates[0]!;
   if (candidates.includes(dflt) && score(dflt) <= score(choice) * (1 + (o.margin ?? 0.05))) choice = dflt;
-  return { choice, signature: problemSignature(p), source: 'measured', ms, timer: o.measure ? undefined : timing?.kind, at: new Date().toISOString() };
+  const unmeasured = usable.filter((c) => !candidates.includes(c));
+  return { choice, signature: problemSignature(p), source: 'measured', ms, timer: o.measure ? undefined : timing?.kind, at: new Date().toISOString(), ...(unmeasured.length ? { unmeasured } : {}) };
 }
 
 // ---------------------------------------------------------------- the tuning pass
@@ -366,6 +389,7 @@ export async function autotune(rt: Runtime, problems: readonly TuneProblem[], o:
   let stored: TuneCache | null | undefined;
   const fresh: [string, TuneRecord][] = [];
   let timing: Timing | null = null;
+  const deadline = performance.now() + (o.budgetMs ?? 10_000);
   try {
     for (const p of problems) {
       const pinned = o.pin?.[p.key];
@@ -385,12 +409,17 @@ export async function autotune(rt: Runtime, problems: readonly TuneProblem[], o:
         setChoice(rt, p, rec.choice, 'cached', rec);
         continue;
       }
+      if (performance.now() > deadline) {
+        setChoice(rt, p, p.candidates[0]!, 'default');
+        o.log?.(`autotune ${p.key}: ${p.candidates[0]} (default: the tuning budget is spent; a later pass measures it)`);
+        continue;
+      }
       if (!o.measure) timing ??= new Timing(rt, o.timer);
-      rec = await measureProblem(rt, p, o, timing);
+      rec = await measureProblem(rt, p, o, timing, deadline);
       mem.set(p.key, rec);
       fresh.push([p.key, rec]);
       setChoice(rt, p, rec.choice, 'measured', rec);
-      o.log?.(`autotune ${p.key}: ${rec.choice} (${Object.entries(rec.ms ?? {}).map(([w, t]) => `${w}: ${Object.entries(t).map(([c, v]) => `${c} ${v.toPrecision(3)}`).join(', ')} ms`).join('; ')})`);
+      o.log?.(`autotune ${p.key}: ${rec.choice} (${Object.entries(rec.ms ?? {}).map(([w, t]) => `${w}: ${Object.entries(t).map(([c, v]) => `${c} ${v.toPrecision(3)}`).join(', ')} ms`).join('; ')}${rec.unmeasured ? `; not measured, budget spent: ${rec.unmeasured.join(', ')}` : ''})`);
     }
   } finally {
     timing?.destroy();

@@ -3,8 +3,8 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../io/file.js';
-import { parseTuneCache, type TuneCache, type TuneStore } from './autotune.js';
+import { writeFileAtomic } from './file.js';
+import { parseTuneCache, type TuneCache, type TuneStore } from '../runtime/autotune.js';
 
 /** $WGD_AUTOTUNE_CACHE, else $XDG_CACHE_HOME/webgpu-diffusion/autotune.json, else ~/.cache/webgpu-diffusion/autotune.json. */
 export function defaultAutotunePath(env: Record<string, string | undefined> = process.env): string {
