@@ -623,7 +623,7 @@ function wire(): void {
 
 /** A paused run is replaced only when the user says so (headless tests answer through a dialog handler). */
 function confirmNewRun(): boolean {
-  return window.confirm(`Start a new run? The paused run (step ${run!.trainer.step} of ${run!.total}) will be discarded; download its checkpoint first to keep it.`);
+  return window.confirm(`Start a new run? The paused run (step ${run!.trainer.steps} of ${run!.total}) will be discarded; download its checkpoint first to keep it.`);
 }
 
 start().catch((e) => showError(`The lab failed to start: ${message(e)}`));
