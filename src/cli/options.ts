@@ -24,7 +24,7 @@ const FORCE: Spec = {
 
 /** Every training command accumulates gradients the same way. */
 const ACCUMULATE: Spec = {
-  accumulate: { type: 'string', default: '1', help: 'micro-batches per optimisation step (gradient accumulation): the update of one batch N times as large, one micro-batch in memory at a time' },
+  accumulate: { type: 'string', default: '1', help: 'gradient accumulation: N micro-batches of --batch images per optimisation step, the update of one batch N times as large with one micro-batch in memory at a time' },
 };
 
 /** Options shared by the sampling commands (sample, eval-colors, eval-samples). */
@@ -58,7 +58,7 @@ export const TRAIN: Spec = {
   process: { type: 'string', default: 'ddpm', help: `noise process: ${PROCESS_KINDS.join(', ')}` },
   schedule: { type: 'string', default: 'linear', help: 'ddpm beta schedule: linear or cosine' },
   steps: { type: 'string', default: '2000', help: 'training steps' },
-  batch: { type: 'string', default: '32', help: 'batch size (of each micro-batch with --accumulate)' },
+  batch: { type: 'string', default: '32', help: 'batch size' },
   ...ACCUMULATE,
   lr: { type: 'string', default: '1e-3', help: 'learning rate (AdamW)' },
   warmup: { type: 'string', default: '100', help: 'learning-rate warm-up steps' },
@@ -89,7 +89,7 @@ export const VQGAN_TRAIN: Spec = {
   'restart-after': { type: 'string', default: '100', help: 're-initialise codes unused for this many steps (0: never)' },
   'mid-attention': { type: 'string', default: 'yes', help: 'non-local block at the lowest resolution: yes or no' },
   steps: { type: 'string', default: '2000', help: 'training steps' },
-  batch: { type: 'string', default: '8', help: 'batch size (of each micro-batch with --accumulate)' },
+  batch: { type: 'string', default: '8', help: 'batch size' },
   ...ACCUMULATE,
   lr: { type: 'string', default: '2e-4', help: 'learning rate (Adam, betas 0.5, 0.9)' },
   'disc-start': { type: 'string', default: '1000', help: 'step at which the patch discriminator and GAN loss start' },
@@ -142,7 +142,7 @@ export const CLASSIFIER: Spec = {
   size: { type: 'string', default: '16', help: 'image side in pixels' },
   count: { type: 'string', help: 'letters: variants per glyph (default 8); colors: images (default 4096)' },
   steps: { type: 'string', default: '800', help: 'training steps' },
-  batch: { type: 'string', default: '64', help: 'batch size (of each micro-batch with --accumulate)' },
+  batch: { type: 'string', default: '64', help: 'batch size' },
   ...ACCUMULATE,
   lr: { type: 'string', default: '2e-3', help: 'learning rate' },
   seed: { type: 'string', default: '0', help: 'seed' },
