@@ -75,14 +75,14 @@ export async function measureHealth(dev: Device, opts: { trainSteps?: number; sa
   let acc: Tensor | null = null;
   const t0 = performance.now();
   for (let s = 1; s <= trainSteps; s++) {
-    const loss = await trainer.runStep();
+    const loss = await trainer.step();
     acc = noGrad(() => (acc ? ops.add(acc, loss) : ops.affine(loss, 1, 0)));
     await window.submitted(s);
     if (s % 25 === 0) {
       await acc.item();
       acc = null;
     }
-    if (s % 100 === 0) await trainer.encode(); // a checkpoint's readback, as the CLI writes one
+    if (s % 100 === 0) await trainer.state(); // a checkpoint's readback, as the CLI writes one
     if (s % every === 0) await mark('train', s);
   }
   const trainSeconds = (performance.now() - t0) / 1000;

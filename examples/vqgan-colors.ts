@@ -37,9 +37,9 @@ console.log(`VQ-GAN f = ${vq.factor}, ${vq.parameterCount} parameters; discrimin
 let t0 = performance.now();
 for (let i = 0; i < steps; i++) {
   const at = ((trainer.steps * batch) % data.shape[0]) * item;
-  trainer.step(data.images.subarray(at, at + batch * item));
+  trainer.stepOn(data.images.subarray(at, at + batch * item));
   if ((i + 1) % 20 === 0 || i === steps - 1) {
-    const s = await trainer.stats(); // the only readback: once per 20 steps
+    const s = await trainer.progress(); // the only readback: once per 20 steps
     const ms = (performance.now() - t0) / Math.min(20, i + 1);
     t0 = performance.now();
     const gan = s.lambda === null ? '' : `  λ ${s.lambda.toFixed(3)}  G ${s.gLoss!.toFixed(3)}  D ${s.dLoss!.toFixed(3)}`;
@@ -47,7 +47,7 @@ for (let i = 0; i < steps; i++) {
   }
 }
 await mkdir(dirname(out), { recursive: true });
-await writeFileAtomic(out, await trainer.checkpoint());
+await writeFileAtomic(out, await trainer.state());
 console.log(`saved ${out}`);
 
 // Latents for latent diffusion, with the EMA weights, and the images decoded back from them.

@@ -27,11 +27,15 @@ export { Attention, ResBlock, Downsample, Upsample, Timesteps, TimestepEmbedding
 export { Adam, AdamW } from './optim/adam.js';
 export type { AdamOptions } from './optim/adam.js';
 export { EMA } from './optim/ema.js';
+export type { Trainer, TrainerProgress } from './optim/trainer.js';
 export { UNet, UNET_DEFAULTS, resolveUNetConfig } from './models/unet.js';
 export type { UNetConfig } from './models/unet.js';
 export { VQGAN, resolveVQGANConfig } from './models/vqgan.js';
 export type { VQGANConfig } from './models/vqgan.js';
 export { VQGANTrainer } from './models/vqgan-trainer.js';
+export type { VQGANTrainerOptions, VQGANStats, VQGANData } from './models/vqgan-trainer.js';
+export { Classifier, ClassifierTrainer, classify } from './models/classifier.js';
+export type { ClassifierConfig, ClassifierTrainOptions, ClassifierData } from './models/classifier.js';
 
 // Diffusion
 export { makeProcess, betaSchedule, PROCESS_KINDS, NoiseProcess, ConfigError } from './diffusion/process.js';
@@ -45,7 +49,7 @@ export type { Denoiser, GuidanceVariants } from './diffusion/denoiser.js';
 export { generate, parseLabel, readSnapshots } from './diffusion/generate.js';
 export type { GenerateOptions } from './diffusion/generate.js';
 export { DiffusionTrainer, modelFromCheckpoint, samplerDefaults } from './diffusion/train.js';
-export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig } from './diffusion/train.js';
+export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig, DiffusionProgress } from './diffusion/train.js';
 
 // Pipelines: model presets; latent diffusion end to end (dataset to latents, samples to images, a
 // model loaded with its VQ-GAN from bytes)

@@ -41,10 +41,10 @@ function withTensor(ck: CheckpointData, name: string, t: { shape: number[]; data
 describe('checkpoint loading', () => {
   it('a load that fails on any part (optimizer state, random key, an EMA or Adam tensor) leaves the target exactly as it was', async () => {
     const a = trainer(1);
-    await a.runStep(); // Adam moments, EMA count and key away from their initial values
-    const ck = decodeCheckpoint(await a.encode());
+    await a.step(); // Adam moments, EMA count and key away from their initial values
+    const ck = decodeCheckpoint(await a.state());
     const b = trainer(2);
-    await b.runStep();
+    await b.step();
     const before = await state(b);
     const first = b.params.names[0]!;
     const bad: [string, CheckpointData][] = [
@@ -79,7 +79,7 @@ describe('checkpoint loading', () => {
 
   it('a wrong dtype or shape is named before the model is built', async () => {
     const a = trainer(1);
-    const ck = decodeCheckpoint(await a.encode());
+    const ck = decodeCheckpoint(await a.state());
     const live = dev().rt.stats.liveBytes;
     expect(() => modelFromCheckpoint(dev(), withTensor(ck, 'ema.conv_out.bias', { shape: [1], data: new Int32Array(1) }))).toThrow(/tensor 'conv_out.bias' is I32, expected a float type/);
     expect(() => modelFromCheckpoint(dev(), withTensor(ck, 'ema.conv_out.bias', { shape: [2], data: new Float32Array(2) }))).toThrow(/parameter 'conv_out.bias' has shape \[1\] in the model but \[2\]/);
@@ -88,7 +88,7 @@ describe('checkpoint loading', () => {
 
   it('an unknown key in a checkpoint\'s model or process config is an error, not a silent default', async () => {
     const a = trainer(1);
-    const ck = decodeCheckpoint(await a.encode());
+    const ck = decodeCheckpoint(await a.state());
     const cfg = ck.config as { model: Record<string, unknown>; process: Record<string, unknown> };
     // A one-letter typo: attentionHead would otherwise fall back to the default of 4 heads.
     const { attentionHeads, ...rest } = cfg.model;

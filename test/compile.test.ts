@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { useDevice, randn, f32, expectClose, SEED } from './helpers.js';
+import { useDevice, randn, rng, f32, expectClose, SEED } from './helpers.js';
 import { grad, ops, Tensor } from '../src/index.js';
 import { Capture } from '../src/runtime/capture.js';
 import { Storage } from '../src/runtime/runtime.js';
@@ -131,6 +131,25 @@ describe('compile', () => {
     }
     expect(Array.from(await (a as Tensor).read())).toEqual(want.a);
     expect(Array.from(await (b as Tensor).read())).toEqual(want.b);
+  });
+
+  it('an update in place, assign(acc, acc·a + g), runs as a compiled step: no fused kernel reads the buffer it writes', async () => {
+    const d = dev();
+    // acc is a view into a larger persistent buffer, as a parameter's slot of a flat buffer is.
+    const flat = d.rt.upload(Float32Array.from(randn(128, rng(SEED + 3))), [128]);
+    const acc = new Tensor(flat.view([64], 64));
+    const start = Array.from((await d.rt.read(flat)) as Float32Array);
+    const step = await d.compile((g: Tensor) => {
+      ops.assign(acc, ops.add(ops.scale(acc, 0.5), g));
+    }, [{ shape: [64] }]);
+    const g = Float32Array.from({ length: 64 }, (_, i) => (i % 7) - 3);
+    step.run(g);
+    step.run(g);
+    await d.sync(); // a validation error (one buffer bound read-only and read-write) would throw here
+    // Two updates, want = 0.25·acc0 + 1.5·g exactly (power-of-two scales; sums of a few f32 values).
+    const got = (await d.rt.read(flat)) as Float32Array;
+    expect(Array.from(got.subarray(0, 64))).toEqual(start.slice(0, 64));
+    expectClose('acc', got.subarray(64), start.slice(64).map((v, i) => Math.fround(Math.fround(0.25 * v + 0.5 * g[i]!) + g[i]!)), 0, 0);
   });
 
   it('GpuTimer: times each run of a compiled step on the GPU, up to its capacity', async (ctx) => {

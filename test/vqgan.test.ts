@@ -443,8 +443,8 @@ describe('adaptive weight and the trainer', () => {
     const want = await Promise.all(grad(total, tr.params.tensors, { retainGraph: true }).map(read64));
     const logitsReal = tr.discriminator.forward(X);
     const wantD = await Promise.all(grad(hingeDiscriminatorLoss(logitsReal, tr.discriminator.forward(out.xrec.detach())), tr.discParams.tensors).map(read64));
-    tr.step(Float32Array.from(x));
-    const s = await tr.stats();
+    tr.stepOn(Float32Array.from(x));
+    const s = await tr.progress();
     // Norms of ~200 f32 gradient entries, the compiled path in another order of the same sums: 1e-5
     // relative on the ratio.
     expectClose('lambda', [s.lambda!], [lambda], 0, 1e-5);
@@ -475,11 +475,11 @@ describe('adaptive weight and the trainer', () => {
     const start: number[] = [], preGan: number[] = [], end: number[] = [];
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
-      tr.step(data.images.subarray((i % 2) * B * 768, ((i % 2) + 1) * B * 768));
+      tr.stepOn(data.images.subarray((i % 2) * B * 768, ((i % 2) + 1) * B * 768));
       const at = i < 2 ? start : i >= steps - TOY_GAN_STEPS - 10 && i < steps - TOY_GAN_STEPS ? preGan : i >= steps - 2 ? end : null;
-      at?.push((await tr.stats()).psnr);
+      at?.push((await tr.progress()).psnr);
     }
-    const s = await tr.stats();
+    const s = await tr.progress();
     const ms = (performance.now() - t0) / steps;
     const preMean = preGan.reduce((a, x) => a + x, 0) / preGan.length;
     console.log(`toy VQ-GAN: PSNR ${start.map((p) => p.toFixed(2)).join(' ')} dB at the start, mean ${preMean.toFixed(2)} over the 10 steps before the GAN, ${end.map((p) => p.toFixed(2)).join(' ')} at the end; perplexity ${s.perplexity.toFixed(1)}, codes used ${s.codesUsed}, λ ${s.lambda}, ~${ms.toFixed(0)} ms/step`);
@@ -510,9 +510,9 @@ describe('adaptive weight and the trainer', () => {
     const losses: number[] = [];
     let saved: Uint8Array | null = null;
     for (let i = 0; i < 4; i++) {
-      if (i === 2) saved = await tr.checkpoint();
-      tr.step(batches[i]!);
-      const st = await tr.stats();
+      if (i === 2) saved = await tr.state();
+      tr.stepOn(batches[i]!);
+      const st = await tr.progress();
       losses.push(st.loss);
       if (i === 0) {
         expect(st.loss).toBe(st.l1);
@@ -531,8 +531,8 @@ describe('adaptive weight and the trainer', () => {
     const b = await VQGANTrainer.fromCheckpoint(d, saved!);
     expect(b.options.train).toBe('decoder');
     for (let i = 2; i < 4; i++) {
-      b.step(batches[i]!);
-      expect((await b.stats()).loss).toBe(losses[i]);
+      b.stepOn(batches[i]!);
+      expect((await b.progress()).loss).toBe(losses[i]);
     }
     for (const [n, t] of b.vqgan.namedParameters()) {
       const now = Array.from(await t.read());
@@ -554,15 +554,15 @@ describe('checkpoints, latents, loading and errors', () => {
     const losses: number[] = [];
     let saved: Uint8Array | null = null;
     for (let i = 0; i < 5; i++) {
-      if (i === 2) saved = await a.checkpoint();
-      a.step(batches[i]!);
-      losses.push((await a.stats()).loss);
+      if (i === 2) saved = await a.state();
+      a.stepOn(batches[i]!);
+      losses.push((await a.progress()).loss);
     }
     const b = await VQGANTrainer.fromCheckpoint(d, saved!);
     expect(b.steps).toBe(2);
     for (let i = 2; i < 5; i++) {
-      b.step(batches[i]!);
-      expect((await b.stats()).loss).toBe(losses[i]);
+      b.stepOn(batches[i]!);
+      expect((await b.progress()).loss).toBe(losses[i]);
     }
     const same = async (x: Tensor, y: Tensor) => expect(Array.from(await y.read())).toEqual(Array.from(await x.read()));
     const [pa, pb] = await Promise.all([a.params.read(), b.params.read()]);
@@ -628,8 +628,8 @@ describe('checkpoints, latents, loading and errors', () => {
     const lp = new LPIPS(new Init(d, SEED), { channels: [4, 4], convsPerStage: [1, 1] });
     const tr = await VQGANTrainer.create(d, new VQGAN(new Init(d, SEED), { blockOutChannels: [4, 8], normGroups: 2, latentChannels: 3, numEmbeddings: 16 }),
       { batchSize: 2, height: 8, width: 8, discStart: 0, perceptualWeight: 0.5, discriminator: { channels: 4, layers: 1, normGroups: 2 } }, { lpips: lp });
-    tr.step(Float32Array.from(randn(2 * 3 * 64, r).map((v) => Math.tanh(v))));
-    const s = await tr.stats();
+    tr.stepOn(Float32Array.from(randn(2 * 3 * 64, r).map((v) => Math.tanh(v))));
+    const s = await tr.progress();
     // Random heads may be negative (trained LPIPS heads are not): only finite and present.
     expect(Number.isFinite(s.perceptual!) && s.perceptual !== 0).toBe(true);
     // loss = L1 + 0.5·LPIPS + λ·L_GAN + L_q, each read back: f32 sums, 1e-5.

@@ -191,8 +191,8 @@ function refresh(): void {
   el.ckFile.disabled = !idle;
   el.ckDownload.disabled = !idle || !current;
   el.trStart.disabled = !idle;
-  el.trPause.disabled = !ready || !run || sampling || loading || (!training && run.trainer.step >= run.total) || (training && run.pauseRequested);
-  el.trPause.textContent = run && !training && run.trainer.step < run.total ? 'Resume' : 'Pause';
+  el.trPause.disabled = !ready || !run || sampling || loading || (!training && run.trainer.steps >= run.total) || (training && run.pauseRequested);
+  el.trPause.textContent = run && !training && run.trainer.steps < run.total ? 'Resume' : 'Pause';
   const fromLoaded = el.trFrom.value === 'loaded';
   const fromOption = el.trFrom.options[1] as HTMLOptionElement;
   // A latent model trains on its VQ-GAN's latents, which this panel does not make: not offered.
@@ -372,7 +372,7 @@ function describeModel(): void {
   const net = current.net();
   const c = net.config;
   const cond = c.conditioning === 'none' ? 'unconditional' : `${c.conditioning}-conditional on ${current.classes.length} classes`;
-  const step = current.source === 'training' && run ? run.trainer.step : current.step;
+  const step = current.source === 'training' && run ? run.trainer.steps : current.step;
   const lt = current.latent;
   const space = lt
     ? `latent: ${lt.info.latentShape.join('×')} latents, decoded by the VQ-GAN ${lt.vqgan} to images ${lt.info.imageShape[1]}×${lt.info.imageShape[2]}×${lt.info.imageShape[0]}`
@@ -433,6 +433,7 @@ async function startTraining(): Promise<void> {
   const total = startStep + steps;
   const opts: TrainOptions = { batch, lr, steps: total, warmupSteps: Math.min(100, Math.floor(steps / 10)), schedule: 'constant', emaDecay: ema, guidanceDropout: 0.1, seed };
   const trainer = new DiffusionTrainer(dev, net, process, data, opts);
+  trainer.header = { data: { ...spec } }; // recorded in the checkpoint a download gives
   if (fromCk) {
     // Weights, EMA, Adam moments, key and step; batch, lr and seed are this page's.
     trainer.resume(fromCk.ck!);
@@ -452,17 +453,17 @@ async function trainLoop(r: TrainRun): Promise<void> {
   r.marks = [];
   refresh();
   const t = r.trainer;
-  if (current?.source !== 'training') setCurrent({ source: 'training', name: `${r.spec.name} ${r.spec.size}×${r.spec.size} run`, net: () => t.emaModel(), process: t.process, classes: t.data.classes, defaults: samplerDefaults({}), step: t.step });
-  setStatus(el.trStatus, `step ${t.step}/${r.total}: compiling the training step…`, 'running');
+  if (current?.source !== 'training') setCurrent({ source: 'training', name: `${r.spec.name} ${r.spec.size}×${r.spec.size} run`, net: () => t.emaModel(), process: t.process, classes: t.data.classes, defaults: samplerDefaults({}), step: t.steps });
+  setStatus(el.trStatus, `step ${t.steps}/${r.total}: compiling the training step…`, 'running');
   const pending: Tensor[] = [];
   try {
-    while (!r.pauseRequested && t.step < r.total) {
-      const loss = await t.runStep();
+    while (!r.pauseRequested && t.steps < r.total) {
+      const loss = await t.step();
       // The step's loss buffer is overwritten by the next step: keep a copy until it is read.
       pending.push(noGrad(() => ops.affine(loss, 1, 0)));
-      if (pending.length >= r.readEvery || t.step >= r.total || r.pauseRequested) {
+      if (pending.length >= r.readEvery || t.steps >= r.total || r.pauseRequested) {
         const values = await Promise.all(pending.map((p) => p.item()));
-        const first = t.step - values.length + 1;
+        const first = t.steps - values.length + 1;
         values.forEach((v, i) => {
           lab.losses.push(v);
           lab.lossSteps.push(first + i);
@@ -473,9 +474,9 @@ async function trainLoop(r: TrainRun): Promise<void> {
         await yieldToUi();
       }
     }
-    setStatus(el.trStatus, statusText(r, t.step >= r.total ? 'done' : 'paused'), t.step >= r.total ? 'done' : 'paused');
+    setStatus(el.trStatus, statusText(r, t.steps >= r.total ? 'done' : 'paused'), t.steps >= r.total ? 'done' : 'paused');
   } catch (e) {
-    sectionError('tr', e, `Training stopped at step ${t.step}: `);
+    sectionError('tr', e, `Training stopped at step ${t.steps}: `);
   } finally {
     r.running = false;
     describeModel();
@@ -485,12 +486,12 @@ async function trainLoop(r: TrainRun): Promise<void> {
 
 function showProgress(r: TrainRun): void {
   const now = performance.now();
-  r.marks.push([now, r.trainer.step]);
+  r.marks.push([now, r.trainer.steps]);
   while (r.marks.length > 2 && now - r.marks[0]![0] > 5000) r.marks.shift();
   const sps = stepsPerSecond(r);
   // Aim for about four readbacks a second: each one waits for the GPU to drain.
   if (Number.isFinite(sps)) r.readEvery = Math.max(1, Math.min(50, Math.round(sps / 4)));
-  el.trProgress.value = r.trainer.step / r.total;
+  el.trProgress.value = r.trainer.steps / r.total;
   setStatus(el.trStatus, statusText(r, 'running'), 'running');
   drawLossPlot(el.trPlot, lab.lossSteps, lab.losses);
 }
@@ -503,7 +504,7 @@ function stepsPerSecond(r: TrainRun): number {
 }
 
 function statusText(r: TrainRun, what: 'running' | 'paused' | 'done'): string {
-  const s = r.trainer.step;
+  const s = r.trainer.steps;
   const n = lab.losses.length;
   const recent = lab.losses.slice(Math.max(0, n - 10));
   const loss = recent.length ? (recent.reduce((a, b) => a + b, 0) / recent.length).toFixed(4) : '—';
@@ -644,21 +645,21 @@ function wire(): void {
   el.ckDownload.onclick = action('ck', async () => {
     if (!current) return;
     if (current.source === 'training' && run) {
-      const bytes = await run.trainer.encode({ data: { ...run.spec } });
-      download(bytes, `lab-${run.spec.name}${run.spec.size}-step${run.trainer.step}.safetensors`, 'application/octet-stream');
+      const bytes = await run.trainer.state();
+      download(bytes, `lab-${run.spec.name}${run.spec.size}-step${run.trainer.steps}.safetensors`, 'application/octet-stream');
     } else if (current.bytes) {
       download(current.bytes, current.name.replace(/^.*\//, '').replace(/(\.safetensors)?$/, '.safetensors'), 'application/octet-stream');
     }
   });
   el.trStart.onclick = action('tr', async () => {
-    if (run && !run.running && run.trainer.step < run.total && !confirmNewRun()) return;
+    if (run && !run.running && run.trainer.steps < run.total && !confirmNewRun()) return;
     await startTraining();
   });
   el.trPause.onclick = action('tr', async () => {
     if (!run) return;
     if (run.running) {
       run.pauseRequested = true;
-      setStatus(el.trStatus, `pausing after step ${run.trainer.step + 1}…`, 'running');
+      setStatus(el.trStatus, `pausing after step ${run.trainer.steps + 1}…`, 'running');
       refresh();
     } else {
       await trainLoop(run);
@@ -674,7 +675,7 @@ function wire(): void {
 
 /** A paused run is replaced only when the user says so (headless tests answer through a dialog handler). */
 function confirmNewRun(): boolean {
-  return window.confirm(`Start a new run? The paused run (step ${run!.trainer.step} of ${run!.total}) will be discarded; download its checkpoint first to keep it.`);
+  return window.confirm(`Start a new run? The paused run (step ${run!.trainer.steps} of ${run!.total}) will be discarded; download its checkpoint first to keep it.`);
 }
 
 start().catch((e) => showError(`The lab failed to start: ${message(e)}`));

@@ -1,12 +1,12 @@
 // `wgd train-classifier` and `wgd eval-samples`: a letter (or colour) classifier trained by the engine,
 // evaluated on data it has not seen (held-out fonts), then used to label generated samples.
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { Init, parameterShapes } from '../nn/module.js';
 import { ParameterSet } from '../nn/params.js';
-import { Classifier, ClassifierConfig, classify, trainClassifier } from '../models/classifier.js';
-import { checkCheckpointTensors, encodeCheckpoint } from '../io/checkpoint.js';
+import { Classifier, ClassifierConfig, ClassifierTrainer, classify } from '../models/classifier.js';
+import { checkCheckpointTensors } from '../io/checkpoint.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
@@ -14,39 +14,90 @@ import { generate } from '../diffusion/generate.js';
 import { GuidanceVariants, guidanceRecord } from '../diffusion/denoiser.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
-import { Progress } from './progress.js';
-import { checkFolder, checkOutputs } from './outputs.js';
+import { linePlotPng } from '../data/plot.js';
+import { runTraining } from './loop.js';
+import { checkFolder, checkOutputs, removeFiles } from './outputs.js';
+import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
+import type { StopRequest } from './stop.js';
 
 export interface ClassifierCommand {
   data: DatasetSpec;
   steps: number;
   batch: number;
+  /** Micro-batches per optimisation step (gradient accumulation; default 1). */
+  accumulate?: number;
   lr: number;
   seed: number;
   out: string;
-  /** Replace classifier.safetensors and eval.json in `out` if they exist. */
+  /** Continue the run in `out` from its classifier.safetensors. */
+  resume?: boolean;
+  /** Steps between checkpoints (default: only at the end). */
+  checkpointEvery?: number;
+  /** Replace an earlier run's files in `out` (without it, an existing run is refused). */
   force?: boolean;
+  /** The options as given, recorded in classifier-config.json for --resume; a resume's entry for its `resumes`. */
+  options?: OptionValues;
+  resumed?: ResumeRecord;
+  /** Set by a signal: the loop stops after its current step, with a checkpoint. */
+  stop?: StopRequest;
 }
 
-/** The outputs, checked before any work (main calls this before making the device). */
-export function checkClassifierOutputs(cmd: ClassifierCommand): void {
+/**
+ * The run's files. Their names say whose they are, so that a classifier can be trained into a
+ * diffusion run's folder, where eval-colors finds classifier.safetensors beside the model.
+ */
+export const CLASSIFIER_FILES = { checkpoint: 'classifier.safetensors', config: 'classifier-config.json', log: 'classifier-log.jsonl', plot: 'classifier-loss.png', eval: 'eval.json' } as const;
+
+/** Where the run goes, checked before any work (main calls this before making the device); returns the run's files. */
+export function checkClassifierOutputs(cmd: ClassifierCommand): string[] {
+  const ck = join(cmd.out, CLASSIFIER_FILES.checkpoint);
   checkFolder('--out', cmd.out);
-  checkOutputs({ files: [join(cmd.out, 'classifier.safetensors'), join(cmd.out, 'eval.json')], force: Boolean(cmd.force) });
+  if (existsSync(ck) && !cmd.resume && !cmd.force) throw new Error(`${ck} exists: pass --resume to continue that run, --force to replace it, or choose another --out`);
+  if (cmd.resume && !existsSync(ck)) throw new Error(`--resume: ${cmd.out} has no ${CLASSIFIER_FILES.checkpoint} to continue from; drop --resume to start a new run there`);
+  const files = Object.values(CLASSIFIER_FILES).map((f) => join(cmd.out, f));
+  const dataFolder = existsSync(cmd.data.name) && !['letters', 'colors'].includes(cmd.data.name) ? cmd.data.name : undefined;
+  checkOutputs({ files, inputs: [dataFolder], force: Boolean(cmd.force), own: cmd.resume });
+  return files;
 }
 
-/** Trains, evaluates on the held-out split, writes classifier.safetensors and eval.json into `out`. */
-export async function trainClassifierCommand(dev: Device, cmd: ClassifierCommand): Promise<{ accuracy: number; path: string }> {
-  checkClassifierOutputs(cmd);
-  const path = join(cmd.out, 'classifier.safetensors');
+/**
+ * Trains into `out` (checkpoint, settings, log, loss plot), resumable and stopped cleanly by a signal
+ * like `wgd train`; once the run is complete, evaluates on the held-out split and writes eval.json and
+ * the final classifier.safetensors (its header with the evaluation).
+ */
+export async function trainClassifierCommand(dev: Device, cmd: ClassifierCommand): Promise<{ accuracy: number; path: string; stopped?: string }> {
+  const files = checkClassifierOutputs(cmd);
+  const path = join(cmd.out, CLASSIFIER_FILES.checkpoint);
   const train = loadDataset({ ...cmd.data, split: 'train' });
   if (!train.labels) throw new Error(`train-classifier: dataset '${cmd.data.name}' has no labels`);
   // Letters: fonts the classifier never saw; colors: images from another seed.
   const test = cmd.data.name === 'letters' ? loadDataset({ ...cmd.data, split: 'heldout', seed: (cmd.data.seed ?? 0) + 1 }) : loadDataset({ ...cmd.data, seed: (cmd.data.seed ?? 0) + 1000, count: 1024 });
-  const bar = new Progress(cmd.steps, 'train-classifier');
-  const net = await trainClassifier(dev, { images: train.images, labels: train.labels, shape: train.shape }, train.classes.length, {
-    steps: cmd.steps, batch: cmd.batch, lr: cmd.lr, seed: cmd.seed, noise: 0.1, onProgress: (s, loss) => bar.update(s, { loss }),
+  const trainer = new ClassifierTrainer(dev, { images: train.images, labels: train.labels, shape: train.shape, classes: train.classes }, {
+    steps: cmd.steps, batch: cmd.batch, lr: cmd.lr, seed: cmd.seed, noise: 0.1, accumulate: cmd.accumulate ?? 1,
   });
-  bar.finish(cmd.steps);
+  if (cmd.resume) trainer.resume(await readCheckpointFile(path));
+  trainer.header = { data: cmd.data };
+  if (!cmd.resume) removeFiles(files); // --force: the old run's files go once the new one is known to start
+  mkdirSync(cmd.out, { recursive: true });
+  await writeRunConfig(join(cmd.out, CLASSIFIER_FILES.config), { ...trainer.checkpointConfig(), step: undefined, parameters: trainer.net.parameterCount }, { ...cmd, resume: Boolean(cmd.resume) }, trainer.steps);
+  const logPath = join(cmd.out, CLASSIFIER_FILES.log);
+  if (cmd.resume) await writeFileAtomic(logPath, keepLog(logPath, trainer.steps));
+  const history: [number, number][] = keepLog(logPath, trainer.steps).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss: number }).map((r) => [r.step, r.loss]);
+  const every = cmd.checkpointEvery ?? cmd.steps;
+  const { stopped } = await runTraining(dev, trainer, {
+    command: 'train-classifier', out: cmd.out, checkpoint: path, total: cmd.steps, stop: cmd.stop,
+    logEvery: Math.min(25, every), checkpointEvery: every,
+    log: async (s) => {
+      const p = await trainer.progress();
+      history.push([s, p.loss]);
+      appendFileSync(logPath, JSON.stringify({ ...p, time: new Date().toISOString() }) + '\n');
+      return { loss: p.loss, lr: p.lr };
+    },
+    afterCheckpoint: () => writeFileAtomic(join(cmd.out, CLASSIFIER_FILES.plot), linePlotPng(history.map((h) => h[1]), { x: history.map((h) => h[0]), logY: true, smooth: 5 })),
+  });
+  trainer.dispose();
+  if (stopped) return { accuracy: NaN, path, stopped };
+  const net = trainer.net.eval();
   const pred = await classify(dev, net, test.images);
   const perClass = train.classes.map(() => ({ n: 0, correct: 0 }));
   pred.labels.forEach((l, i) => {
@@ -55,11 +106,10 @@ export async function trainClassifierCommand(dev: Device, cmd: ClassifierCommand
     if (l === t) perClass[t]!.correct++;
   });
   const accuracy = perClass.reduce((s, c) => s + c.correct, 0) / test.labels!.length;
-  mkdirSync(cmd.out, { recursive: true });
-  const params = new ParameterSet(net.namedParameters());
   const evaluation = { split: cmd.data.name === 'letters' ? 'held-out fonts' : 'another seed', images: test.labels!.length, accuracy, perClass: Object.fromEntries(train.classes.map((c, k) => [c, perClass[k]!.n ? perClass[k]!.correct / perClass[k]!.n : null])) };
-  await writeFileAtomic(path, await encodeCheckpoint({ params, config: { kind: 'classifier', model: net.config, classes: train.classes, data: cmd.data, train: { steps: cmd.steps, batch: cmd.batch, lr: cmd.lr, seed: cmd.seed }, evaluation } }));
-  await writeFileAtomic(join(cmd.out, 'eval.json'), JSON.stringify(evaluation, null, 2));
+  trainer.header = { data: cmd.data, evaluation };
+  await writeFileAtomic(path, await trainer.state());
+  await writeFileAtomic(join(cmd.out, CLASSIFIER_FILES.eval), JSON.stringify(evaluation, null, 2));
   return { accuracy, path };
 }
 

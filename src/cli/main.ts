@@ -74,7 +74,12 @@ export function takeAdapterOption(args: string[]): { mode: AdapterMode; rest: st
 const VQGAN_MODEL_FLAGS = ['level-channels', 'codebook', 'beta', 'codebook-update', 'restart-after', 'mid-attention'] as const;
 
 /** Options that may differ when a run is resumed (the rest must be the run's own). */
-const RESUMABLE = { train: ['steps', 'checkpoint-every', 'sample-every', 'sample-steps'], 'train-vqgan': ['steps', 'checkpoint-every'] } as const;
+const RESUMABLE = { train: ['steps', 'checkpoint-every', 'sample-every', 'sample-steps'], 'train-vqgan': ['steps', 'checkpoint-every'], 'train-classifier': ['steps', 'checkpoint-every'] } as const;
+
+/** Each training command's checkpoint, and the file of its run's settings. */
+const RUN_FILES = {
+  train: ['checkpoint.safetensors', 'config.json'], 'train-vqgan': ['vqgan.safetensors', 'config.json'], 'train-classifier': ['classifier.safetensors', 'classifier-config.json'],
+} as const;
 
 /**
  * Runs one command. Returns the exit status (0; 130 or 143 when training was stopped by SIGINT or
@@ -114,10 +119,11 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
   const s = (k: string) => v[k] as string;
   const force = Boolean(v.force || v.overwrite);
   let resumed: ResumeRecord | undefined;
-  if ((cmd === 'train' || cmd === 'train-vqgan') && v.resume) {
-    const ck = cmd === 'train' ? 'checkpoint.safetensors' : 'vqgan.safetensors';
-    ({ values: v, record: resumed } = resumeOptions(cmd, s('out'), ck, v, given, RESUMABLE[cmd], (args) => parseCommandLine(cmd, args).values));
+  if ((cmd === 'train' || cmd === 'train-vqgan' || cmd === 'train-classifier') && v.resume) {
+    const [ck, config] = RUN_FILES[cmd];
+    ({ values: v, record: resumed } = resumeOptions(cmd, s('out'), ck, v, given, RESUMABLE[cmd], (args) => parseCommandLine(cmd, args).values, config));
   }
+  const accumulate = () => num('accumulate', s('accumulate'), { int: true, min: 1 });
   if (cmd === 'info') {
     const dev = await device();
     const a = dev.adapter;
@@ -140,7 +146,7 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
       process: oneOf('process', s('process'), PROCESS_KINDS) as ProcessKind,
       processConfig: { betaSchedule: oneOf('schedule', s('schedule'), ['linear', 'cosine'] as const) },
       train: {
-        batch: num('batch', s('batch'), { int: true, min: 1 }), lr: num('lr', s('lr'), { min: 0 }), steps: num('steps', s('steps'), { int: true, min: 1 }),
+        batch: num('batch', s('batch'), { int: true, min: 1 }), accumulate: accumulate(), lr: num('lr', s('lr'), { min: 0 }), steps: num('steps', s('steps'), { int: true, min: 1 }),
         warmupSteps: num('warmup', s('warmup'), { int: true, min: 0 }), schedule: oneOf('lr-schedule', s('lr-schedule'), ['constant', 'cosine'] as const),
         guidanceDropout: num('guidance-dropout', s('guidance-dropout'), { min: 0, max: 0.99 }), emaDecay: num('ema', s('ema'), { min: 0, max: 1 }),
         hflip: v.hflip as boolean, seed: num('seed', s('seed'), { int: true }),
@@ -178,7 +184,7 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
         beta: num('beta', s('beta'), { min: 0 }), codebookUpdate: oneOf('codebook-update', s('codebook-update'), ['ema', 'gradient'] as const),
         restartAfter: num('restart-after', s('restart-after'), { int: true, min: 0 }), midAttention: oneOf('mid-attention', s('mid-attention'), ['yes', 'no'] as const) === 'yes',
       },
-      steps: num('steps', s('steps'), { int: true, min: 1 }), batch: num('batch', s('batch'), { int: true, min: 1 }), lr: num('lr', s('lr'), { min: 0 }),
+      steps: num('steps', s('steps'), { int: true, min: 1 }), batch: num('batch', s('batch'), { int: true, min: 1 }), accumulate: accumulate(), lr: num('lr', s('lr'), { min: 0 }),
       discStart: num('disc-start', s('disc-start'), { int: true, min: 0 }), discWeight: num('disc-weight', s('disc-weight'), { min: 0 }),
       emaDecay: num('ema', s('ema'), { min: 0, max: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), resume: v.resume as boolean, force,
       options: recordedOptions(v), resumed,
@@ -206,13 +212,15 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
   if (cmd === 'train-classifier') {
     const args = {
       data: { name: s('data'), size: num('size', s('size'), { int: true, min: 4 }), count: v.count ? num('count', s('count'), { int: true, min: 1 }) : undefined },
-      steps: num('steps', s('steps'), { int: true, min: 1 }), batch: num('batch', s('batch'), { int: true, min: 1 }), lr: num('lr', s('lr'), { min: 0 }),
-      seed: num('seed', s('seed'), { int: true }), out: s('out'), force,
+      steps: num('steps', s('steps'), { int: true, min: 1 }), batch: num('batch', s('batch'), { int: true, min: 1 }), accumulate: accumulate(), lr: num('lr', s('lr'), { min: 0 }),
+      seed: num('seed', s('seed'), { int: true }), out: s('out'), resume: v.resume as boolean, force, options: recordedOptions(v), resumed,
+      checkpointEvery: num('checkpoint-every', s('checkpoint-every'), { int: true, min: 1 }),
     };
     checkClassifierOutputs(args);
-    const r = await trainClassifierCommand(await device(), args);
-    console.log(`held-out accuracy ${(100 * r.accuracy).toFixed(1)}%; wrote ${r.path}`);
-    return 0;
+    return withStop(async (stop) => {
+      const r = await trainClassifierCommand(await device(), { ...args, stop });
+      if (!r.stopped) console.log(`held-out accuracy ${(100 * r.accuracy).toFixed(1)}%; wrote ${r.path}`);
+    });
   }
   if (cmd === 'eval-samples') {
     if (!v.ckpt || !v.classifier) throw new UsageError('eval-samples: give --ckpt and --classifier');

@@ -22,6 +22,11 @@ const FORCE: Spec = {
   overwrite: { type: 'boolean', default: false, help: 'the same as --force' },
 };
 
+/** Every training command accumulates gradients the same way. */
+const ACCUMULATE: Spec = {
+  accumulate: { type: 'string', default: '1', help: 'gradient accumulation: N micro-batches of --batch images per optimisation step, the update of one batch N times as large with one micro-batch in memory at a time' },
+};
+
 /** Options shared by the sampling commands (sample, eval-colors, eval-samples). */
 const GUIDANCE_VARIANTS: Spec = {
   'guidance-rescale': { type: 'string', default: '0', help: 'guidance rescale phi in [0, 1] (Lin et al. 2024): guided eps scaled to the conditional one\'s std; 0: plain guidance' },
@@ -54,6 +59,7 @@ export const TRAIN: Spec = {
   schedule: { type: 'string', default: 'linear', help: 'ddpm beta schedule: linear or cosine' },
   steps: { type: 'string', default: '2000', help: 'training steps' },
   batch: { type: 'string', default: '32', help: 'batch size' },
+  ...ACCUMULATE,
   lr: { type: 'string', default: '1e-3', help: 'learning rate (AdamW)' },
   warmup: { type: 'string', default: '100', help: 'learning-rate warm-up steps' },
   'lr-schedule': { type: 'string', default: 'cosine', help: 'constant or cosine (to lr/10)' },
@@ -84,6 +90,7 @@ export const VQGAN_TRAIN: Spec = {
   'mid-attention': { type: 'string', default: 'yes', help: 'non-local block at the lowest resolution: yes or no' },
   steps: { type: 'string', default: '2000', help: 'training steps' },
   batch: { type: 'string', default: '8', help: 'batch size' },
+  ...ACCUMULATE,
   lr: { type: 'string', default: '2e-4', help: 'learning rate (Adam, betas 0.5, 0.9)' },
   'disc-start': { type: 'string', default: '1000', help: 'step at which the patch discriminator and GAN loss start' },
   'disc-weight': { type: 'string', default: '0.8', help: 'scale of the adaptive GAN weight' },
@@ -136,9 +143,12 @@ export const CLASSIFIER: Spec = {
   count: { type: 'string', help: 'letters: variants per glyph (default 8); colors: images (default 4096)' },
   steps: { type: 'string', default: '800', help: 'training steps' },
   batch: { type: 'string', default: '64', help: 'batch size' },
+  ...ACCUMULATE,
   lr: { type: 'string', default: '2e-3', help: 'learning rate' },
   seed: { type: 'string', default: '0', help: 'seed' },
-  out: { type: 'string', default: 'runs/classifier', help: 'output folder (classifier.safetensors, eval.json)' },
+  out: { type: 'string', default: 'runs/classifier', help: 'run folder (classifier.safetensors, classifier-config.json, classifier-log.jsonl, classifier-loss.png, eval.json): may be a diffusion run\'s folder' },
+  resume: { type: 'boolean', default: false, help: "continue from the run folder's checkpoint with the run's own settings (from its classifier-config.json); only --steps and --checkpoint-every may change" },
+  'checkpoint-every': { type: 'string', default: '200', help: 'steps between checkpoints' },
   ...FORCE,
 };
 

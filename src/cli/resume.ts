@@ -47,14 +47,17 @@ export function recordedOptions(values: OptionValues): OptionValues {
  * earlier resume's changes, then the `mutable` options given now. Throws when the run has no checkpoint
  * (`checkpoint` names the file) or when a given option differs from the run's. A run that recorded no
  * options (started by an older wgd) has its recorded command line parsed with `parse` instead.
+ * `config` names the file of the run's settings (train-classifier's, classifier-config.json, can sit
+ * in a diffusion run's folder beside its config.json).
  */
 export function resumeOptions(
   cmd: string, out: string, checkpoint: string, values: OptionValues, given: ReadonlySet<string>, mutable: readonly string[], parse: (args: string[]) => OptionValues,
+  config = 'config.json',
 ): { values: OptionValues; record: ResumeRecord } {
   const ck = join(out, checkpoint);
   if (!existsSync(ck)) throw new Error(`--resume: ${out} has no ${checkpoint} to continue from; drop --resume to start a new run there`);
-  const cfgPath = join(out, 'config.json');
-  if (!existsSync(cfgPath)) throw new Error(`--resume: ${out} has a checkpoint but no config.json with the run's settings`);
+  const cfgPath = join(out, config);
+  if (!existsSync(cfgPath)) throw new Error(`--resume: ${out} has a checkpoint but no ${config} with the run's settings`);
   let run: RecordedRun;
   try {
     run = JSON.parse(readFileSync(cfgPath, 'utf8')) as RecordedRun;

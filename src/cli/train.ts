@@ -1,7 +1,7 @@
 // `wgd train`: trains a diffusion model into a run folder (config.json, log.jsonl, checkpoint,
 // sample grids, loss plot), with a progress bar; resumes exactly from the folder's checkpoint, and
 // stops cleanly (a checkpoint, then how to resume) when asked by a signal.
-import { existsSync, mkdirSync, appendFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { Tensor, noGrad } from '../graph/tensor.js';
@@ -19,7 +19,7 @@ import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { presetConfig } from './models.js';
-import { Progress, StepWindow } from './progress.js';
+import { runTraining } from './loop.js';
 import { latentDataset } from '../pipelines/latent-node.js';
 import { checkFolder, checkOutputs, filesMatching, removeFiles } from './outputs.js';
 import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
@@ -111,61 +111,49 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   const net = new UNet(new Init(dev, cmd.train.seed ?? 0), modelCfg);
   const trainer = new DiffusionTrainer(dev, net, noise, ds, cmd.train);
   if (ck) trainer.resume(ck);
-  const extra = { data: { ...cmd.data }, ...(latent ? { latent: latent.info } : {}), ...(cmd.extraConfig ?? {}) };
+  trainer.header = { data: { ...cmd.data }, ...(latent ? { latent: latent.info } : {}), ...(cmd.extraConfig ?? {}) };
   // The old run's files go only now that the new run is known to start (--force).
   if (!cmd.resume) removeFiles(files);
   mkdirSync(cmd.out, { recursive: true });
-  await writeRunConfig(join(cmd.out, 'config.json'), { ...trainer.checkpointConfig(extra), step: undefined, parameters: net.parameterCount }, cmd, trainer.step);
+  await writeRunConfig(join(cmd.out, 'config.json'), { ...trainer.checkpointConfig(), step: undefined, parameters: net.parameterCount }, cmd, trainer.steps);
 
   const logPath = join(cmd.out, 'log.jsonl');
-  const history = readLoss(logPath, trainer.step);
+  const history = readLoss(logPath, trainer.steps);
   // A resumed run redoes the steps after its checkpoint: their old log lines go.
-  if (cmd.resume) await writeFileAtomic(logPath, keepLog(logPath, trainer.step));
+  if (cmd.resume) await writeFileAtomic(logPath, keepLog(logPath, trainer.steps));
   const total = trainer.opts.steps;
-  const bar = new Progress(total, 'train', process.stderr, trainer.step);
   let acc: Tensor | null = null;
   let accN = 0;
   // Until the first readback the bar shows the loss the log last recorded (a resumed run) or a dash.
   let lastLoss = history.at(-1)?.[1] ?? NaN;
   const t0 = performance.now();
-  const startStep = trainer.step;
-  const logEvery = Math.max(1, Math.min(50, cmd.checkpointEvery));
-  const window = new StepWindow(dev);
-  let lr = NaN;
-  let saved = trainer.step;
-  while (trainer.step < total && !cmd.stop?.signal) {
-    const loss = await trainer.runStep();
+  const startStep = trainer.steps;
+  const { stopped } = await runTraining(dev, trainer, {
+    command: 'train', out: cmd.out, checkpoint: ckPath, total, stop: cmd.stop,
+    logEvery: Math.max(1, Math.min(50, cmd.checkpointEvery)), checkpointEvery: cmd.checkpointEvery,
+    bar: { loss: lastLoss, lr: NaN },
     // Losses are summed on the device; the host reads the sum once per log interval.
-    acc = noGrad(() => (acc ? ops.add(acc, loss) : ops.affine(loss, 1, 0)));
-    accN++;
-    const s = trainer.step;
-    bar.update(await window.submitted(s), { loss: lastLoss, lr });
-    if (s % logEvery === 0 || s === total) {
-      lastLoss = (await acc.item()) / accN;
+    onStep: (loss) => {
+      acc = noGrad(() => (acc ? ops.add(acc, loss) : ops.affine(loss, 1, 0)));
+      accN++;
+    },
+    log: async (s) => {
+      lastLoss = (await acc!.item()) / accN;
       acc = null;
       accN = 0;
       const sps = (s - startStep) / ((performance.now() - t0) / 1000);
-      lr = (await trainer.opt.stats()).lr;
+      const lr = (await trainer.opt.stats()).lr;
       history.push([s, lastLoss]);
       appendFileSync(logPath, JSON.stringify({ step: s, loss: lastLoss, lr, stepsPerSecond: sps, time: new Date().toISOString() }) + '\n');
-      bar.update(s, { loss: lastLoss, lr }, true);
-    }
-    if (s % cmd.checkpointEvery === 0 || s === total) {
-      await writeFileAtomic(ckPath, await trainer.encode(extra));
-      saved = s;
-      await writeFileAtomic(join(cmd.out, 'loss.png'), linePlotPng(history.map((h) => h[1]), { x: history.map((h) => h[0]), logY: true, smooth: 10 }));
-    }
-    if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s, latent ?? undefined);
-  }
-  bar.finish(trainer.step, { loss: lastLoss });
-  if (cmd.stop?.signal) {
-    // Stopped by a signal: the steps since the last checkpoint are kept in a new one (stopped before the
-    // first step, the run's initial state is, so that --resume works all the same).
-    if (saved !== trainer.step || !existsSync(ckPath)) await writeFileAtomic(ckPath, await trainer.encode(extra));
-    console.error(`wgd: stopped by ${cmd.stop.signal} after step ${trainer.step} of ${total}; checkpoint ${ckPath}. Continue with: wgd train --out ${cmd.out} --resume`);
-    return { finalLoss: lastLoss, out: cmd.out, stopped: cmd.stop.signal };
-  }
-  return { finalLoss: lastLoss, out: cmd.out };
+      return { loss: lastLoss, lr };
+    },
+    afterCheckpoint: () => writeFileAtomic(join(cmd.out, 'loss.png'), linePlotPng(history.map((h) => h[1]), { x: history.map((h) => h[0]), logY: true, smooth: 10 })),
+    afterStep: async (s) => {
+      if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s, latent ?? undefined);
+    },
+    finish: () => ({ loss: lastLoss }),
+  });
+  return { finalLoss: lastLoss, out: cmd.out, ...(stopped ? { stopped } : {}) };
 }
 
 function readLoss(path: string, upTo: number): [number, number][] {

@@ -12,11 +12,10 @@ import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { readSafetensorsFile, writeFileAtomic } from '../io/file.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
-import { mixSeed, mulberry32 } from '../data/rng.js';
 import type { ImageDataset } from '../diffusion/train.js';
 import { VQGANNotFoundError } from '../pipelines/latent-node.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
-import { Progress, StepWindow } from './progress.js';
+import { runTraining } from './loop.js';
 import { checkFolder, checkOutputs, removeFiles } from './outputs.js';
 import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
 import type { StopRequest } from './stop.js';
@@ -26,6 +25,8 @@ export interface VQGANCommand {
   model: Partial<VQGANConfig>;
   steps: number;
   batch: number;
+  /** Micro-batches per optimisation step (gradient accumulation; default 1). */
+  accumulate?: number;
   lr: number;
   discStart: number;
   discWeight: number;
@@ -66,8 +67,9 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
   const path = join(cmd.out, 'vqgan.safetensors');
   const files = checkVQGANOutputs(cmd);
   const ds = loadDataset(cmd.data);
-  const [n, c, h, w] = ds.shape;
+  const [, c, h, w] = ds.shape;
   const lpips = cmd.lpips?.length ? createLPIPS(dev, await Promise.all(cmd.lpips.map(async (f) => (await readSafetensorsFile(f)).tensors))) : null;
+  const data = { images: ds.images, shape: ds.shape };
   const fresh = async () => {
     const vqgan = cmd.finetuneDecoder
       ? loadVQGAN(dev, await readCheckpointFile(cmd.finetuneDecoder)).train()
@@ -76,65 +78,36 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
     return VQGANTrainer.create(dev, vqgan, {
       batchSize: cmd.batch, height: h, width: w, lr: cmd.lr, discLr: cmd.lr, betas: [0.5, 0.9], discStart: cmd.discStart,
       discWeight: cmd.discWeight, emaDecay: cmd.emaDecay, seed: cmd.seed, discriminator: { channels: 32, layers: 2, normGroups: 8 },
-      train: cmd.finetuneDecoder ? 'decoder' : 'all',
-    }, { lpips });
+      train: cmd.finetuneDecoder ? 'decoder' : 'all', accumulate: cmd.accumulate ?? 1,
+    }, { lpips, data });
   };
-  const trainer = cmd.resume && existsSync(path) ? await VQGANTrainer.fromCheckpoint(dev, await readCheckpointFile(path), { lpips }) : await fresh();
+  const trainer = cmd.resume && existsSync(path) ? await VQGANTrainer.fromCheckpoint(dev, await readCheckpointFile(path), { lpips, data }) : await fresh();
   const vq = trainer.vqgan;
   if (!cmd.resume) removeFiles(files); // --force: the old run's files go once the new one is known to start
   mkdirSync(cmd.out, { recursive: true });
   await writeRunConfig(join(cmd.out, 'config.json'), { kind: 'vqgan', vqgan: vq.config, trainer: trainer.options, data: cmd.data, factor: vq.factor, parameters: vq.parameterCount, lpips: Boolean(lpips), finetunedFrom: cmd.finetuneDecoder ?? null }, cmd, trainer.steps);
-  const per = c * h * w;
-  const batchAt = (s: number) => {
-    // Images from a seeded shuffle per epoch, as the diffusion trainer draws them: resumes exactly.
-    const x = new Float32Array(cmd.batch * per);
-    for (let i = 0; i < cmd.batch; i++) {
-      const p = s * cmd.batch + i;
-      const r = mulberry32(mixSeed(cmd.seed, Math.floor(p / n)));
-      const order = Array.from({ length: n }, (_, k) => k);
-      for (let k = n - 1; k > 0; k--) {
-        const j = Math.floor(r() * (k + 1));
-        [order[k], order[j]] = [order[j]!, order[k]!];
-      }
-      x.set(ds.images.subarray(order[p % n]! * per, (order[p % n]! + 1) * per), i * per);
-    }
-    return x;
-  };
   const logPath = join(cmd.out, 'log.jsonl');
   // A resumed run redoes the steps after its checkpoint: their old log lines go.
   if (cmd.resume) await writeFileAtomic(logPath, keepLog(logPath, trainer.steps));
-  const bar = new Progress(cmd.steps, 'train-vqgan', process.stderr, trainer.steps);
   const history: [number, number][] = [];
   let psnr = NaN;
-  let last = {};
-  const window = new StepWindow(dev);
-  let saved = trainer.steps;
-  while (trainer.steps < cmd.steps && !cmd.stop?.signal) {
-    trainer.step(batchAt(trainer.steps));
-    const s = trainer.steps;
-    bar.update(await window.submitted(s), last);
-    if (s % Math.min(25, cmd.checkpointEvery) === 0 || s === cmd.steps) {
-      const st = await trainer.stats();
+  const { stopped } = await runTraining(dev, trainer, {
+    command: 'train-vqgan', out: cmd.out, checkpoint: path, total: cmd.steps, stop: cmd.stop,
+    logEvery: Math.min(25, cmd.checkpointEvery), checkpointEvery: cmd.checkpointEvery,
+    log: async (s) => {
+      const st = await trainer.progress();
       psnr = st.psnr;
       history.push([s, st.l1]);
       appendFileSync(logPath, JSON.stringify({ ...st, time: new Date().toISOString() }) + '\n');
-      last = { L1: st.l1, PSNR: st.psnr, perplexity: st.perplexity, ...(st.lambda !== null ? { lambda: st.lambda, D: st.dLoss! } : {}) };
-      bar.update(s, last, true);
-    }
-    if (s % cmd.checkpointEvery === 0 || s === cmd.steps) {
-      await writeFileAtomic(path, await trainer.checkpoint());
-      saved = s;
+      return { L1: st.l1, PSNR: st.psnr, perplexity: st.perplexity, ...(st.lambda !== null ? { lambda: st.lambda, D: st.dLoss! } : {}) };
+    },
+    afterCheckpoint: async () => {
       await writeFileAtomic(join(cmd.out, 'l1.png'), linePlotPng(history.map((x) => x[1]), { x: history.map((x) => x[0]), logY: true, smooth: 5 }));
       await writeReconstructions(trainer, ds, join(cmd.out, 'reconstructions.png'));
-    }
-  }
-  bar.finish(trainer.steps, { PSNR: psnr });
-  if (cmd.stop?.signal) {
-    if (saved !== trainer.steps || !existsSync(path)) await writeFileAtomic(path, await trainer.checkpoint());
-    console.error(`wgd: stopped by ${cmd.stop.signal} after step ${trainer.steps} of ${cmd.steps}; checkpoint ${path}. Continue with: wgd train-vqgan --out ${cmd.out} --resume`);
-    return { psnr, path, stopped: cmd.stop.signal };
-  }
-  return { psnr, path };
+    },
+    finish: () => ({ PSNR: psnr }),
+  });
+  return { psnr, path, ...(stopped ? { stopped } : {}) };
 }
 
 /** Originals (odd rows) above their reconstructions (even rows), 8 images, with the EMA weights when kept. */

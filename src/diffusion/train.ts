@@ -1,7 +1,10 @@
 // Training a denoiser: one compiled step draws the noise on the device, forms x_t = a·x0 + b·ε,
 // predicts ε, takes the gradient of the ε-MSE and updates the weights (AdamW) and their EMA. The host
 // only writes the batch, the levels and the labels, all derived from (seed, step) so that a run
-// resumed from a checkpoint continues exactly.
+// resumed from a checkpoint continues exactly. With `accumulate` N the step holds N micro-batches of
+// `batch` images, one forward and backward each, and one update from the summed gradients: the same
+// draws (images, levels, labels, noise) and, within float32 rounding, the same update as one batch of
+// N·batch images (optim/accumulate.ts).
 import type { Device } from '../graph/device.js';
 import type { CompiledStep } from '../graph/compile.js';
 import { Tensor, grad, noGrad } from '../graph/tensor.js';
@@ -10,9 +13,11 @@ import { withRandom } from '../nn/layers.js';
 import { ParameterSet } from '../nn/params.js';
 import { AdamW } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
+import { GradientSum, addTo, microBatch, microStreams } from '../optim/accumulate.js';
+import { Trainer, TrainerProgress, checkAccumulate } from '../optim/trainer.js';
 import { UNet, UNetConfig } from '../models/unet.js';
 import { Init, parameterShapes } from '../nn/module.js';
-import { encodeCheckpoint, loadCheckpoint, checkCheckpointTensors, CheckpointData } from '../io/checkpoint.js';
+import { encodeCheckpoint, loadCheckpoint, checkCheckpointTensors, decodeCheckpoint, CheckpointData } from '../io/checkpoint.js';
 import { NoiseProcess, ProcessConfig, makeProcess } from './process.js';
 import { networkEps } from './denoiser.js';
 import type { SamplerOptions } from './samplers/index.js';
@@ -29,7 +34,14 @@ export interface ImageDataset {
 }
 
 export interface TrainOptions {
+  /** Images per micro-batch; a step takes batch·accumulate images. */
   batch: number;
+  /**
+   * Micro-batches per optimisation step (gradient accumulation; default 1): the update is that of one
+   * batch of batch·accumulate images, with one micro-batch's activations in memory at a time. Dropout
+   * masks are drawn per micro-batch (so with dropout the equality to the large batch is in distribution).
+   */
+  accumulate?: number;
   lr: number;
   /** Planned length of the run (for the learning-rate schedule). */
   steps: number;
@@ -74,17 +86,26 @@ export interface LatentInfo {
   range?: number;
 }
 
-const TRAIN_DEFAULTS = { warmupSteps: 0, schedule: 'constant' as const, weightDecay: 0, maxGradNorm: 1, emaDecay: 0.999, guidanceDropout: 0.1, hflip: false, seed: 0 };
+const TRAIN_DEFAULTS = { accumulate: 1, warmupSteps: 0, schedule: 'constant' as const, weightDecay: 0, maxGradNorm: 1, emaDecay: 0.999, guidanceDropout: 0.1, hflip: false, seed: 0 };
 
-export class DiffusionTrainer {
+/** A diffusion trainer's progress record: the Trainer figures and the gradient norm before clipping. */
+export interface DiffusionProgress extends TrainerProgress {
+  gradNorm: number;
+}
+
+export class DiffusionTrainer implements Trainer<DiffusionProgress> {
+  readonly kind = 'diffusion';
   readonly params: ParameterSet;
   readonly opt: AdamW;
   readonly ema: EMA;
   readonly key: Tensor;
   readonly opts: Required<TrainOptions>;
-  /** Steps done so far. */
-  step = 0;
+  /** Optimisation steps done so far. */
+  steps = 0;
+  /** Extra fields of the checkpoint header that `state()` writes (the data spec, a latent model's VQ-GAN). */
+  header: Partial<DiffusionCheckpointConfig> = {};
   private compiled: CompiledStep<{ loss: Tensor }> | null = null;
+  private last: Tensor | null = null;
   private perm: { epoch: number; order: Uint32Array } | null = null;
 
   constructor(
@@ -94,7 +115,7 @@ export class DiffusionTrainer {
     readonly data: ImageDataset,
     opts: TrainOptions,
   ) {
-    this.opts = { ...TRAIN_DEFAULTS, ...opts };
+    this.opts = { ...TRAIN_DEFAULTS, ...opts, accumulate: opts.accumulate ?? 1 };
     const o = this.opts;
     const cfg = net.config;
     const [, c, h, w] = data.shape;
@@ -107,6 +128,7 @@ export class DiffusionTrainer {
       if (max >= cfg.numClasses) throw new ShapeError('train', `labels go up to ${max} but the model has ${cfg.numClasses} classes`);
     }
     if (!Number.isInteger(o.batch) || o.batch < 1) throw new ShapeError('train', `batch = ${o.batch} must be a positive integer`);
+    checkAccumulate('train', o.accumulate);
     if (!(o.guidanceDropout >= 0 && o.guidanceDropout < 1)) throw new ShapeError('train', `guidanceDropout = ${o.guidanceDropout} must be in [0, 1)`);
     this.params = new ParameterSet(net.namedParameters());
     this.opt = new AdamW(this.params, {
@@ -121,22 +143,52 @@ export class DiffusionTrainer {
     return this.net.config.conditioning !== 'none';
   }
 
+  get accumulate(): number {
+    return this.opts.accumulate;
+  }
+
+  /**
+   * The step: inputs (images, levels, labels) per micro-batch; the noise of the whole step is drawn at
+   * once and sliced, so that micro-batch j gets the large batch's noise for its images.
+   */
   private async compile(): Promise<CompiledStep<{ loss: Tensor }>> {
     const B = this.opts.batch;
+    const N = this.opts.accumulate;
     const [, c, h, w] = this.data.shape;
     const specs = [{ shape: [B, c, h, w] }, { shape: [3 * B] }, ...(this.conditional ? [{ shape: [B], dtype: 'i32' as const }] : [])];
-    return this.dev.compile((x0: Tensor, lv: Tensor, labels?: Tensor) => {
+    const per = this.conditional ? 3 : 2;
+    const micro = (x0: Tensor, lv: Tensor, labels: Tensor | null, noise: () => Tensor, streams?: number) => {
       const rows = lv.reshape([3, B]);
       const level = { a: ops.slice(rows, 0, 1, 0).reshape([B]), b: ops.slice(rows, 1, 1, 0).reshape([B]), time: ops.slice(rows, 2, 1, 0).reshape([B]) };
-      const eps = ops.randn(x0.shape, this.key, 1);
-      const per = (v: Tensor) => v.reshape([B, 1, 1, 1]);
-      const xt = ops.add(ops.mul(x0, per(level.a)), ops.mul(eps, per(level.b)));
-      const loss = withRandom(this.key, () => ops.mse(networkEps(this.net, xt, level, labels ?? null), eps));
-      this.opt.step(grad(loss, this.params.tensors));
+      const eps = noise();
+      const item = (v: Tensor) => v.reshape([B, 1, 1, 1]);
+      const xt = ops.add(ops.mul(x0, item(level.a)), ops.mul(eps, item(level.b)));
+      return withRandom(this.key, () => ops.mse(networkEps(this.net, xt, level, labels), eps), streams);
+    };
+    return this.dev.compile((...inputs: Tensor[]) => {
+      let loss: Tensor;
+      if (N === 1) {
+        const [x0, lv, labels] = inputs as [Tensor, Tensor, Tensor?];
+        loss = micro(x0, lv, labels ?? null, () => ops.randn(x0.shape, this.key, 1));
+        this.opt.step(grad(loss, this.params.tensors));
+      } else {
+        const eps = ops.randn([N * B, c, h, w], this.key, 1);
+        const grads = new GradientSum();
+        let sum: Tensor | null = null;
+        for (let j = 0; j < N; j++) {
+          const [x0, lv, labels] = inputs.slice(j * per, (j + 1) * per) as [Tensor, Tensor, Tensor?];
+          // The mean over N·B images: each micro-batch's mean weighs 1/N.
+          const lj = ops.scale(micro(x0, lv, labels ?? null, () => microBatch(eps, j, B), microStreams(j)), 1 / N);
+          grads.add(grad(lj, this.params.tensors));
+          sum = addTo(sum, lj);
+        }
+        loss = sum!;
+        this.opt.step(grads.value);
+      }
       this.ema.update();
       ops.advanceKey(this.key);
       return { loss };
-    }, specs);
+    }, Array.from({ length: N }, () => specs).flat());
   }
 
   /** The order in which epoch e visits the data. */
@@ -153,9 +205,12 @@ export class DiffusionTrainer {
     return order;
   }
 
-  /** The host inputs of step s: images, levels [a; b; time] and labels, all from (seed, s). */
+  /**
+   * The host inputs of step s: images, levels [a; b; time] and labels of its batch·accumulate images,
+   * all from (seed, s); micro-batch j takes images [j·batch, (j + 1)·batch).
+   */
   batchAt(s: number): { x0: Float32Array; lv: Float32Array; labels: Int32Array | null } {
-    const B = this.opts.batch;
+    const B = this.opts.batch * this.opts.accumulate;
     const [n, c, h, w] = this.data.shape;
     const per = c * h * w;
     const x0 = new Float32Array(B * per);
@@ -178,29 +233,56 @@ export class DiffusionTrainer {
     return { x0, lv, labels };
   }
 
-  /** Run one training step (does not wait); returns the step's loss tensor, overwritten by the next step. */
-  async runStep(): Promise<Tensor> {
+  /** Step s's inputs as the compiled step takes them: (images, levels, labels) per micro-batch. */
+  private inputsAt(s: number): (Float32Array | Int32Array)[] {
+    const b = this.batchAt(s);
+    const N = this.opts.accumulate;
+    if (N === 1) return b.labels ? [b.x0, b.lv, b.labels] : [b.x0, b.lv];
+    const B = this.opts.batch;
+    const per = b.x0.length / (N * B);
+    const out: (Float32Array | Int32Array)[] = [];
+    for (let j = 0; j < N; j++) {
+      const lv = new Float32Array(3 * B);
+      for (let r = 0; r < 3; r++) lv.set(b.lv.subarray(r * N * B + j * B, r * N * B + (j + 1) * B), r * B);
+      out.push(b.x0.subarray(j * B * per, (j + 1) * B * per), lv);
+      if (b.labels) out.push(b.labels.subarray(j * B, (j + 1) * B));
+    }
+    return out;
+  }
+
+  /** Record and submit one optimisation step (does not wait); returns its loss tensor, overwritten by the next step. */
+  async step(): Promise<Tensor> {
     this.compiled ??= await this.compile();
-    const b = this.batchAt(this.step);
-    const out = b.labels ? this.compiled.run(b.x0, b.lv, b.labels) : this.compiled.run(b.x0, b.lv);
-    this.step++;
-    return out.loss;
+    this.last = this.compiled.run(...this.inputsAt(this.steps)).loss;
+    this.steps++;
+    return this.last;
+  }
+
+  /** The last step's loss, learning rate and gradient norm, read back. */
+  async progress(): Promise<DiffusionProgress> {
+    if (!this.last) throw new Error('DiffusionTrainer.progress: no step has run yet');
+    const [loss, s] = await Promise.all([this.last.item(), this.opt.stats()]);
+    return { step: this.steps, loss, lr: s.lr, gradNorm: s.gradNorm };
   }
 
   checkpointConfig(extra: Partial<DiffusionCheckpointConfig> = {}): DiffusionCheckpointConfig {
-    return { kind: 'diffusion', model: this.net.config, process: this.process.config, train: this.opts, step: this.step, classes: this.data.classes, ...extra };
+    return { kind: 'diffusion', model: this.net.config, process: this.process.config, train: this.opts, step: this.steps, classes: this.data.classes, ...this.header, ...extra };
   }
 
-  /** The whole training state as safetensors bytes. */
-  encode(extra: Partial<DiffusionCheckpointConfig> = {}): Promise<Uint8Array> {
-    return encodeCheckpoint({ params: this.params, ema: this.ema, optimizer: this.opt, key: this.key, config: this.checkpointConfig(extra) as unknown as Record<string, unknown> });
+  /** The whole training state as safetensors bytes (the header with `header`'s fields). */
+  state(): Promise<Uint8Array> {
+    return encodeCheckpoint({ params: this.params, ema: this.ema, optimizer: this.opt, key: this.key, config: this.checkpointConfig() as unknown as Record<string, unknown> });
   }
 
-  /** Continue from a checkpoint of this run: weights, EMA, Adam state, key and step. */
-  resume(ck: CheckpointData): void {
+  /** Continue from a checkpoint of this run: weights, EMA, Adam state, key and step (all or nothing). */
+  resume(data: Uint8Array | CheckpointData): void {
+    const ck = data instanceof Uint8Array ? decodeCheckpoint(data) : data;
     const c = ck.config as unknown as DiffusionCheckpointConfig;
+    if (c.kind !== undefined && c.kind !== 'diffusion') throw new ShapeError('resume', `this checkpoint is a '${String(c.kind)}' one, not a diffusion model's`);
+    const step = c.step ?? 0;
+    if (!(Number.isSafeInteger(step) && step >= 0)) throw new ShapeError('resume', `the checkpoint's step = ${JSON.stringify(step)} is not a step count`);
     loadCheckpoint(ck, { params: this.params, ema: this.ema, optimizer: this.opt, key: this.key });
-    this.step = c.step ?? 0;
+    this.steps = step;
   }
 
   private sampling: { net: UNet; params: ParameterSet } | null = null;

@@ -28,6 +28,9 @@ function leavesOf(e: Expr, out: Leaf[] = []): Leaf[] {
 
 const leafKey = (l: Leaf) => l.array.storage;
 
+/** Two arrays in one storage, or in one GPU buffer (storage placed by the memory plan or another view). */
+const sameMemory = (a: DeviceArray, b: DeviceArray) => a.storage === b.storage || (a.storage.buffer !== null && a.storage.buffer === b.storage.buffer);
+
 export interface FusionResult {
   commands: Command[];
   /** Generated kernels, and how many elementwise dispatches they replaced. */
@@ -75,6 +78,9 @@ export function fuseElementwise(rt: Runtime, commands: Command[], pinned: Set<St
       if (!producer || !pf || !isLinear(leaf) || pf.out.size !== numel(f.shape) || pf.out.byteOffset !== 0) return { leaf };
       // The producer's operands must still hold the same values when the consumer runs.
       if (leavesOf(producer).some((l) => writtenBetween(leafKey(l), p, k))) return { leaf };
+      // A kernel may not read the memory it writes: WebGPU refuses a buffer bound read-only and
+      // read-write in one dispatch (an update in place, ops.assign(acc, ops.add(acc, g)), stays two).
+      if (leavesOf(producer).some((l) => sameMemory(l.array, f.out))) return { leaf };
       inlined.add(p);
       return producer;
     });

@@ -8,6 +8,10 @@ import { Init, Module } from '../nn/module.js';
 import { Conv2d, GroupNorm, Linear } from '../nn/layers.js';
 import { ParameterSet } from '../nn/params.js';
 import { AdamW } from '../optim/adam.js';
+import { GradientSum, addTo } from '../optim/accumulate.js';
+import { Trainer, TrainerProgress, checkAccumulate } from '../optim/trainer.js';
+import type { CompiledStep } from '../graph/compile.js';
+import { CheckpointData, decodeCheckpoint, encodeCheckpoint, loadCheckpoint } from '../io/checkpoint.js';
 import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 import { mixSeed, mulberry32, gaussian } from '../data/rng.js';
 
@@ -67,49 +71,162 @@ export function crossEntropy(logits: Tensor, onehot: Tensor): Tensor {
 }
 
 export interface ClassifierTrainOptions {
+  /** Planned length of the run (for the learning-rate schedule: warm-up, then cosine to lr/20). */
   steps: number;
+  /** Images per micro-batch; a step takes batch·accumulate images. */
   batch: number;
   lr: number;
   seed?: number;
   /** Standard deviation of Gaussian noise added to training images (robustness to sampler noise). */
   noise?: number;
-  onProgress?: (step: number, loss: number) => void;
+  /** Micro-batches per optimisation step (gradient accumulation; default 1). */
+  accumulate?: number;
+  /** Channels of the three conv stages (default [32, 64, 64]). */
+  channels?: [number, number, number];
 }
 
-/** Trains a classifier on labelled images [N, C, S, S] in [-1, 1]; returns it in eval mode. */
-export async function trainClassifier(
-  dev: Device,
-  data: { images: Float32Array; labels: Int32Array; shape: readonly [number, number, number, number] },
-  numClasses: number,
-  opts: ClassifierTrainOptions,
-  channels: [number, number, number] = [32, 64, 64],
-): Promise<Classifier> {
-  const [n, c, s] = data.shape;
-  const net = new Classifier(new Init(dev, opts.seed ?? 0), { inChannels: c, sampleSize: s, numClasses, channels });
-  const params = new ParameterSet(net.namedParameters());
-  const opt = new AdamW(params, { lr: opts.lr, warmupSteps: Math.min(50, opts.steps - 1), schedule: 'cosine', totalSteps: opts.steps, minLr: opts.lr * 0.05 });
-  const B = opts.batch;
-  const step = await dev.compile((x: Tensor, y: Tensor) => {
-    const loss = crossEntropy(net.forward(x), y);
-    opt.step(grad(loss, params.tensors));
-    return { loss };
-  }, [{ shape: [B, c, s, s] }, { shape: [B, numClasses] }]);
-  const per = c * s * s;
-  const seed = opts.seed ?? 0;
-  for (let k = 0; k < opts.steps; k++) {
-    const r = mulberry32(mixSeed(seed, k));
+/** Labelled images [N, C, S, S] in [-1, 1] and their class names. */
+export interface ClassifierData {
+  images: Float32Array;
+  labels: Int32Array;
+  shape: readonly [number, number, number, number];
+  classes: readonly string[];
+}
+
+/** What a classifier checkpoint's header holds. */
+export interface ClassifierCheckpointConfig {
+  kind: 'classifier';
+  model: ClassifierConfig;
+  classes: readonly string[];
+  train: Required<ClassifierTrainOptions>;
+  step: number;
+  [extra: string]: unknown;
+}
+
+/**
+ * Trains a Classifier on labelled images with AdamW (warm-up, cosine decay) and cross-entropy, one
+ * compiled step per optimisation step. Batches are drawn with replacement from (seed, step), noise
+ * included, so a run resumed from `state()` continues bit for bit. `net` is the model being trained.
+ */
+export class ClassifierTrainer implements Trainer {
+  readonly kind = 'classifier';
+  readonly net: Classifier;
+  readonly params: ParameterSet;
+  readonly opt: AdamW;
+  readonly opts: Required<ClassifierTrainOptions>;
+  /** Optimisation steps done so far. */
+  steps = 0;
+  /** Extra fields of the checkpoint header that `state()` writes (the data spec, an evaluation). */
+  header: Record<string, unknown> = {};
+  private compiled: CompiledStep<{ loss: Tensor }> | null = null;
+  private last: Tensor | null = null;
+
+  constructor(
+    readonly dev: Device,
+    readonly data: ClassifierData,
+    opts: ClassifierTrainOptions,
+  ) {
+    const o = (this.opts = { seed: 0, noise: 0, channels: [32, 64, 64], ...opts, accumulate: opts.accumulate ?? 1 });
+    const [n, c, s, s2] = data.shape;
+    if (s !== s2 || data.images.length !== n * c * s * s || data.labels.length !== n) throw new ShapeError('ClassifierTrainer', `the data is ${fmtShape(data.shape)} with ${data.images.length} values and ${data.labels.length} labels; expected square images [N, C, S, S] and N labels`);
+    const K = data.classes.length;
+    const max = data.labels.reduce((m, v) => Math.max(m, v), 0);
+    if (max >= K) throw new ShapeError('ClassifierTrainer', `labels go up to ${max} but there are ${K} classes`);
+    for (const f of ['steps', 'batch'] as const) if (!(Number.isSafeInteger(o[f]) && o[f] >= 1)) throw new ShapeError('ClassifierTrainer', `${f} = ${o[f]} must be an integer >= 1`);
+    checkAccumulate('ClassifierTrainer', o.accumulate);
+    this.net = new Classifier(new Init(dev, o.seed), { inChannels: c, sampleSize: s, numClasses: K, channels: o.channels });
+    this.params = new ParameterSet(this.net.namedParameters());
+    this.opt = new AdamW(this.params, { lr: o.lr, warmupSteps: Math.min(50, o.steps - 1), schedule: 'cosine', totalSteps: o.steps, minLr: o.lr * 0.05 });
+  }
+
+  get accumulate(): number {
+    return this.opts.accumulate;
+  }
+
+  private compile(): Promise<CompiledStep<{ loss: Tensor }>> {
+    const { batch: B, accumulate: N } = this.opts;
+    const { inChannels: c, sampleSize: s, numClasses: K } = this.net.config;
+    const specs = Array.from({ length: N }, () => [{ shape: [B, c, s, s] }, { shape: [B, K] }]).flat();
+    return this.dev.compile((...inputs: Tensor[]) => {
+      if (N === 1) {
+        const loss = crossEntropy(this.net.forward(inputs[0]!), inputs[1]!);
+        this.opt.step(grad(loss, this.params.tensors));
+        return { loss };
+      }
+      // Each micro-batch's mean weighs 1/N: the sum of the gradients is the large batch's.
+      const grads = new GradientSum();
+      let loss: Tensor | null = null;
+      for (let j = 0; j < N; j++) {
+        const lj = ops.scale(crossEntropy(this.net.forward(inputs[2 * j]!), inputs[2 * j + 1]!), 1 / N);
+        grads.add(grad(lj, this.params.tensors));
+        loss = addTo(loss, lj);
+      }
+      this.opt.step(grads.value);
+      return { loss: loss! };
+    }, specs);
+  }
+
+  /** Step s's images (noise added) and one-hot targets, batch·accumulate of them, from (seed, s). */
+  batchAt(k: number): { x: Float32Array; y: Float32Array } {
+    const B = this.opts.batch * this.opts.accumulate;
+    const [n, c, s] = this.data.shape;
+    const K = this.net.config.numClasses;
+    const per = c * s * s;
+    const r = mulberry32(mixSeed(this.opts.seed, k));
     const x = new Float32Array(B * per);
-    const y = new Float32Array(B * numClasses);
+    const y = new Float32Array(B * K);
     for (let i = 0; i < B; i++) {
       const idx = Math.floor(r() * n);
-      for (let j = 0; j < per; j++) x[i * per + j] = data.images[idx * per + j]! + (opts.noise ?? 0) * gaussian(r);
-      y[i * numClasses + data.labels[idx]!] = 1;
+      for (let j = 0; j < per; j++) x[i * per + j] = this.data.images[idx * per + j]! + this.opts.noise * gaussian(r);
+      y[i * K + this.data.labels[idx]!] = 1;
     }
-    const out = step.run(x, y);
-    if (opts.onProgress && (k % 25 === 24 || k === opts.steps - 1)) opts.onProgress(k + 1, await out.loss.item());
+    return { x, y };
   }
-  step.destroy();
-  return net.eval();
+
+  /** Record and submit one optimisation step (does not wait); returns its loss tensor, overwritten by the next step. */
+  async step(): Promise<Tensor> {
+    this.compiled ??= await this.compile();
+    const { x, y } = this.batchAt(this.steps);
+    const N = this.opts.accumulate;
+    const mx = x.length / N, my = y.length / N;
+    this.last = this.compiled.run(...Array.from({ length: N }, (_, j) => [x.subarray(j * mx, (j + 1) * mx), y.subarray(j * my, (j + 1) * my)]).flat()).loss;
+    this.steps++;
+    return this.last;
+  }
+
+  /** The last step's loss and learning rate, and the gradient norm before clipping, read back. */
+  async progress(): Promise<TrainerProgress & { gradNorm: number }> {
+    if (!this.last) throw new Error('ClassifierTrainer.progress: no step has run yet');
+    const [loss, s] = await Promise.all([this.last.item(), this.opt.stats()]);
+    return { step: this.steps, loss, lr: s.lr, gradNorm: s.gradNorm };
+  }
+
+  checkpointConfig(): ClassifierCheckpointConfig {
+    return { kind: 'classifier', model: this.net.config, classes: this.data.classes, train: this.opts, step: this.steps, ...this.header };
+  }
+
+  /** Weights, AdamW state and step as safetensors (the weights under their own names, as loadClassifier reads them). */
+  state(): Promise<Uint8Array> {
+    return encodeCheckpoint({ params: this.params, optimizer: this.opt, config: this.checkpointConfig() });
+  }
+
+  /** Continue from `state()` of this run: weights, AdamW state and step (all or nothing). */
+  resume(data: Uint8Array | CheckpointData): void {
+    const ck = data instanceof Uint8Array ? decodeCheckpoint(data) : data;
+    const c = ck.config as Partial<ClassifierCheckpointConfig>;
+    if (c.kind !== undefined && c.kind !== 'classifier') throw new ShapeError('resume', `this checkpoint is a '${String(c.kind)}' one, not a classifier's`);
+    const step = c.step ?? 0;
+    if (!(typeof step === 'number' && Number.isSafeInteger(step) && step >= 0)) throw new ShapeError('resume', `the checkpoint's step = ${JSON.stringify(step)} is not a step count`);
+    loadCheckpoint(ck, { params: this.params, optimizer: this.opt });
+    this.steps = step;
+  }
+
+  /** Free the compiled step; the trained `net` stays usable. */
+  dispose(): void {
+    this.compiled?.destroy();
+    this.compiled = null;
+    this.last = null;
+  }
 }
 
 /** Predicted classes, probabilities of the predicted class and penultimate features, in batches. */

@@ -113,11 +113,22 @@ export class VectorQuantizer extends Module {
    * counts [K]. The loss's gradient does not depend on any of it.
    */
   update(z: Tensor, indices: Tensor, key: Tensor | null): Tensor {
+    return noGrad(() => {
+      const zd = z.detach();
+      return this.updateFromStats(ops.codebookStats(indices, zd, this.config.numEmbeddings), zd, key);
+    });
+  }
+
+  /**
+   * `update` from statistics taken elsewhere (codebookStats of several micro-batches, summed): counts
+   * [K] and sums [K, D] of the vectors z [N, D, h, w] they were taken over (restarts draw from z).
+   */
+  updateFromStats(stats: { counts: Tensor; sums: Tensor }, z: Tensor, key: Tensor | null): Tensor {
     const cfg = this.config;
     const k = cfg.numEmbeddings;
     return noGrad(() => {
       const zd = z.detach();
-      const { counts, sums } = ops.codebookStats(indices, zd, k);
+      const { counts, sums } = stats;
       if (this.ema) {
         const g = cfg.emaDecay;
         const n = ops.add(ops.scale(this.clusterSize!, g), ops.scale(counts, 1 - g));

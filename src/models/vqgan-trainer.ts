@@ -6,6 +6,9 @@ import { Init, parameterShapes } from '../nn/module.js';
 import { ParameterSet } from '../nn/params.js';
 import { Adam } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
+import { GradientSum, addTo } from '../optim/accumulate.js';
+import { Trainer, TrainerProgress, checkAccumulate } from '../optim/trainer.js';
+import { mixSeed, mulberry32 } from '../data/rng.js';
 import { CheckpointData, checkCheckpointTensors, checkpointTensors, decodeCheckpoint, stageCheckpoint, writeArray } from '../io/checkpoint.js';
 import { serializeSafetensors } from '../io/safetensors.js';
 import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
@@ -15,7 +18,7 @@ import type { LPIPS } from './lpips.js';
 
 /** Hyper-parameters of VQ-GAN training (taming-transformers' VQLPIPSWithDiscriminator and its defaults). */
 export interface VQGANTrainerOptions {
-  /** Images per step and their size: every step takes a [batchSize, C, height, width] batch. */
+  /** Images per micro-batch and their size: every step takes [batchSize·accumulate, C, height, width]. */
   batchSize: number;
   height: number;
   width: number;
@@ -44,12 +47,27 @@ export interface VQGANTrainerOptions {
    * decoders were fine-tuned). No quantizer loss, no codebook upkeep.
    */
   train: 'all' | 'decoder';
+  /**
+   * Micro-batches per optimisation step (gradient accumulation): the step is that of one batch of
+   * batchSize·accumulate images, within float32 rounding. The adaptive weight λ is the large batch's
+   * (from the last layer's gradients summed over the micro-batches; the autoencoder's gradient is
+   * accumulated as L_rec's and L_GAN's parts, G = A + λ·B, which costs a second backward per
+   * micro-batch in the GAN phase), and the codebook upkeep runs once per step on the statistics of all
+   * micro-batches, as the large batch's would.
+   */
+  accumulate: number;
 }
 
 export const VQGAN_TRAINER_DEFAULTS: Omit<VQGANTrainerOptions, 'batchSize' | 'height' | 'width'> = {
   lr: 1e-4, discLr: 1e-4, betas: [0.5, 0.9], discStart: 10000, discWeight: 0.8, discFactor: 1, codebookWeight: 1,
-  perceptualWeight: 1, emaDecay: 0, seed: 0, discriminator: {}, train: 'all',
+  perceptualWeight: 1, emaDecay: 0, seed: 0, discriminator: {}, train: 'all', accumulate: 1,
 };
+
+/** Images a trainer draws its batches from: [N, C, H, W] in [-1, 1]. */
+export interface VQGANData {
+  images: Float32Array;
+  shape: readonly [number, number, number, number];
+}
 
 /** δ in λ = ‖∇L_rec‖ / (‖∇L_GAN‖ + δ), and the clamp of λ, as taming's calculate_adaptive_weight. */
 export const ADAPTIVE_DELTA = 1e-4;
@@ -68,9 +86,11 @@ export interface VQGANStepOutputs {
   codesRecent: Tensor;
 }
 
-export interface VQGANStats {
+export interface VQGANStats extends TrainerProgress {
   step: number;
   loss: number;
+  /** The autoencoder's learning rate. */
+  lr: number;
   l1: number;
   psnr: number;
   /** LPIPS term (null without LPIPS). */
@@ -108,8 +128,11 @@ function clip1(x: Tensor): Tensor {
  * readback: the autoencoder's and the discriminator's gradients are both taken from the same forward
  * (simultaneous updates; taming alternates, re-running the autoencoder for the discriminator's step),
  * then both Adams, the weight EMA and the codebook upkeep (EMA codes, restarts) run on the device.
+ * `step()` draws its batch from the trainer's data (a seeded shuffle per epoch); `stepOn(images)`
+ * takes one from the caller.
  */
-export class VQGANTrainer {
+export class VQGANTrainer implements Trainer<VQGANStats> {
+  readonly kind = 'vqgan';
   readonly options: VQGANTrainerOptions;
   readonly params: ParameterSet;
   /** Weights the optimizer does not touch but the checkpoint keeps: the EMA codebook; in 'decoder' mode the encoder side too. */
@@ -126,17 +149,20 @@ export class VQGANTrainer {
   private warmStep: CompiledStep<VQGANStepOutputs> | null = null;
   private ganStep: CompiledStep<VQGANStepOutputs> | null = null;
   private last: VQGANStepOutputs | null = null;
+  private perm: { epoch: number; order: Uint32Array } | null = null;
 
   private constructor(
     readonly dev: Device,
     readonly vqgan: VQGAN,
     options: Partial<VQGANTrainerOptions> & Pick<VQGANTrainerOptions, 'batchSize' | 'height' | 'width'>,
     readonly lpips: LPIPS | null,
+    /** The images `step()` draws from (null: only `stepOn` with the caller's batches). */
+    readonly data: VQGANData | null,
   ) {
     assertKnownKeys('VQGANTrainer', options, [...Object.keys(VQGAN_TRAINER_DEFAULTS), 'batchSize', 'height', 'width']);
     const o = (this.options = { ...VQGAN_TRAINER_DEFAULTS, ...options });
     const bad = (field: string, why: string) => new ShapeError('VQGANTrainer', `options.${field} = ${JSON.stringify((o as unknown as Record<string, unknown>)[field])}: ${why}`);
-    for (const f of ['batchSize', 'height', 'width'] as const) if (!Number.isInteger(o[f]) || o[f] < 1) throw bad(f, 'must be an integer >= 1');
+    for (const f of ['batchSize', 'height', 'width', 'accumulate'] as const) if (!Number.isInteger(o[f]) || o[f] < 1) throw bad(f, 'must be an integer >= 1');
     vqgan.latentShape([o.batchSize, vqgan.config.inChannels, o.height, o.width]); // names f if the size does not fit
     for (const f of ['lr', 'discLr'] as const) if (!(o[f] > 0)) throw bad(f, 'must be > 0');
     for (const f of ['discWeight', 'discFactor', 'codebookWeight', 'perceptualWeight'] as const) if (!(o[f] >= 0 && Number.isFinite(o[f]))) throw bad(f, 'must be a finite number >= 0');
@@ -159,42 +185,62 @@ export class VQGANTrainer {
     this.discParams = new ParameterSet(this.discriminator.namedParameters());
     this.discOptimizer = new Adam(this.discParams, { lr: o.discLr, betas: o.betas });
     this.key = dev.randomKey(o.seed + 2);
+    if (data) {
+      const [n, c, h, w] = data.shape;
+      if (c !== vqgan.config.inChannels || h !== o.height || w !== o.width || data.images.length !== n * c * h * w || n < 1) {
+        throw new ShapeError('VQGANTrainer', `the data is ${fmtShape(data.shape)} (${data.images.length} values) but the trainer takes [N, ${vqgan.config.inChannels}, ${o.height}, ${o.width}]`);
+      }
+    }
   }
 
-  /** A trainer for `vqgan` with compiled steps ready; pass an LPIPS model to add the perceptual loss. */
+  /**
+   * A trainer for `vqgan` with compiled steps ready; pass an LPIPS model to add the perceptual loss, and
+   * the images for `step()` to draw its batches from.
+   */
   static async create(
     dev: Device, vqgan: VQGAN,
     options: Partial<VQGANTrainerOptions> & Pick<VQGANTrainerOptions, 'batchSize' | 'height' | 'width'>,
-    extras: { lpips?: LPIPS | null } = {},
+    extras: { lpips?: LPIPS | null; data?: VQGANData | null } = {},
   ): Promise<VQGANTrainer> {
-    const t = new VQGANTrainer(dev, vqgan, options, extras.lpips ?? null);
-    const spec = [{ shape: t.batchShape }];
+    const t = new VQGANTrainer(dev, vqgan, options, extras.lpips ?? null, extras.data ?? null);
+    // One input per micro-batch.
+    const spec = Array.from({ length: t.options.accumulate }, () => ({ shape: t.batchShape }));
     // The step before discStart has no discriminator at all; compile only the steps that will run.
-    if (t.options.discStart > 0) t.warmStep = await dev.compile((x: Tensor) => t.trace(x, false), spec);
-    t.ganStep = await dev.compile((x: Tensor) => t.trace(x, true), spec);
+    if (t.options.discStart > 0) t.warmStep = await dev.compile((...x: Tensor[]) => t.trace(x, false), spec);
+    t.ganStep = await dev.compile((...x: Tensor[]) => t.trace(x, true), spec);
     return t;
   }
 
   /** A trainer (and its VQGAN) rebuilt from a checkpoint's config and loaded from it. */
-  static async fromCheckpoint(dev: Device, data: Uint8Array | CheckpointData, extras: { lpips?: LPIPS | null } = {}): Promise<VQGANTrainer> {
+  static async fromCheckpoint(dev: Device, data: Uint8Array | CheckpointData, extras: { lpips?: LPIPS | null; data?: VQGANData | null } = {}): Promise<VQGANTrainer> {
     const ck = data instanceof Uint8Array ? decodeCheckpoint(data) : data;
     const c = ck.config as { vqgan?: Partial<VQGANConfig>; trainer?: VQGANTrainerOptions };
-    if (!c.vqgan || !c.trainer) throw new Error('VQGANTrainer.fromCheckpoint: the checkpoint has no vqgan/trainer config in its header (was it written by VQGANTrainer.checkpoint()?)');
+    if (!c.vqgan || !c.trainer) throw new Error('VQGANTrainer.fromCheckpoint: the checkpoint has no vqgan/trainer config in its header (was it written by VQGANTrainer.state()?)');
     // The autoencoder's weights are checked against the config before anything is built or compiled.
     checkCheckpointTensors(ck, parameterShapes(dev, (init) => new VQGAN(init, c.vqgan!)), 'VQ-GAN checkpoint');
     const vqgan = new VQGAN(new Init(dev, 0), c.vqgan);
     const t = await VQGANTrainer.create(dev, vqgan, c.trainer, extras);
-    t.load(ck);
+    t.resume(ck);
     return t;
   }
 
+  /** One micro-batch: [batchSize, C, height, width]. */
   get batchShape(): number[] {
     const o = this.options;
     return [o.batchSize, this.vqgan.config.inChannels, o.height, o.width];
   }
 
-  /** One training step (traced once per variant). */
-  private trace(x: Tensor, gan: boolean): VQGANStepOutputs {
+  get accumulate(): number {
+    return this.options.accumulate;
+  }
+
+  /** One training step (traced once per variant) over its micro-batches. */
+  private trace(xs: Tensor[], gan: boolean): VQGANStepOutputs {
+    return xs.length === 1 ? this.traceOne(xs[0]!, gan) : this.traceAccumulated(xs, gan);
+  }
+
+  /** A step on one batch. */
+  private traceOne(x: Tensor, gan: boolean): VQGANStepOutputs {
     const o = this.options;
     const vq = this.vqgan;
     const decoderOnly = o.train === 'decoder';
@@ -268,29 +314,167 @@ export class VQGANTrainer {
   }
 
   /**
-   * One step on a batch [batchSize, C, height, width] in [-1, 1] (host array or device tensor). Returns
-   * the step's loss tensors (overwritten by the next step); nothing is read back.
+   * A step over N = accumulate micro-batches, equal within float32 rounding to `traceOne` on their
+   * concatenation. Each micro-batch's means weigh 1/N. The generator's gradient of L_rec + λ·f·L_GAN is
+   * linear in λ, which is known only once every micro-batch has been seen: it is accumulated as two
+   * sums, A (L_rec and L_q) and B (L_GAN), and the update takes A + λ·f·B. The codebook statistics are
+   * summed over the micro-batches and the upkeep runs once, on all the step's vectors.
    */
-  step(images: Float32Array | Tensor): VQGANStepOutputs {
-    const shape = this.batchShape;
+  private traceAccumulated(xs: Tensor[], gan: boolean): VQGANStepOutputs {
+    const o = this.options;
+    const vq = this.vqgan;
+    const N = xs.length;
+    const w = 1 / N;
+    const K = vq.config.numEmbeddings;
+    const decoderOnly = o.train === 'decoder';
+    const keep = { retainGraph: true };
+    const A = new GradientSum();
+    const Bg = new GradientSum();
+    const D = new GradientSum();
+    let gwRec: Tensor | null = null, gwGan: Tensor | null = null;
+    let counts: Tensor | null = null, sums: Tensor | null = null;
+    const zs: Tensor[] = [];
+    const f: Record<'nll' | 'l1' | 'perceptual' | 'q' | 'gLoss' | 'dLoss' | 'mse', Tensor | null> = { nll: null, l1: null, perceptual: null, q: null, gLoss: null, dLoss: null, mse: null };
+    const acc = (k: keyof typeof f, x: Tensor) => (f[k] = addTo(f[k], x));
+    for (const x of xs) {
+      const z = decoderOnly ? noGrad(() => vq.encode(x)) : vq.encode(x);
+      const q = decoderOnly ? noGrad(() => vq.quantize(z)) : vq.quantize(z);
+      const xrec = vq.decode(q.zq, { quantize: false });
+      const l1 = ops.scale(ops.mean(ops.abs(ops.sub(x, xrec))), w);
+      let nll = l1;
+      if (this.lpips && o.perceptualWeight > 0) {
+        const perceptual = ops.scale(ops.mean(this.lpips.forward(x, xrec)), w);
+        acc('perceptual', perceptual);
+        nll = ops.add(l1, ops.scale(perceptual, o.perceptualWeight));
+      }
+      const qw = ops.scale(q.loss, w);
+      const withQ = (t: Tensor) => (decoderOnly ? t : ops.add(t, ops.scale(qw, o.codebookWeight)));
+      if (!gan) {
+        A.add(grad(withQ(nll), this.params.tensors));
+      } else {
+        const logitsFake = this.discriminator.forward(xrec);
+        const gLoss = ops.scale(generatorLoss(logitsFake), w);
+        const [gxRec] = grad(nll, [xrec], keep);
+        const [gxGan] = grad(gLoss, [xrec], keep);
+        const [gwR] = grad(xrec, [vq.lastLayer], { ...keep, gradOutput: gxRec! });
+        const [gwG] = grad(xrec, [vq.lastLayer], { ...keep, gradOutput: gxGan! });
+        gwRec = addTo(gwRec, gwR!);
+        gwGan = addTo(gwGan, gwG!);
+        const logitsReal = this.discriminator.forward(x);
+        const dLoss = ops.scale(ops.scale(hingeDiscriminatorLoss(logitsReal, logitsFake), o.discFactor), w);
+        D.add(grad(dLoss, this.discParams.tensors, keep));
+        A.add(grad(withQ(ops.sum(ops.mul(xrec, gxRec!))), this.params.tensors, keep));
+        Bg.add(grad(ops.sum(ops.mul(xrec, gxGan!)), this.params.tensors));
+        acc('gLoss', gLoss);
+        acc('dLoss', dLoss);
+      }
+      acc('nll', nll);
+      acc('l1', l1);
+      acc('q', qw);
+      noGrad(() => {
+        const zd = z.detach();
+        const st = ops.codebookStats(q.indices, zd, K);
+        counts = addTo(counts, st.counts);
+        if (!decoderOnly) sums = addTo(sums, st.sums);
+        zs.push(zd);
+        acc('mse', ops.scale(ops.mean(ops.square(ops.sub(x, clip1(xrec)))), w));
+      });
+    }
+    const out: Record<string, Tensor> = {};
+    const withQ = (t: Tensor) => (decoderOnly ? t : ops.add(t, ops.scale(f.q!, o.codebookWeight)));
+    let gradsG = A.value;
+    if (gan) {
+      const lambda = adaptiveWeight(gwRec!, gwGan!, o.discWeight);
+      const lf = ops.scale(lambda, o.discFactor);
+      gradsG = gradsG.map((a, i) => ops.add(a, ops.mul(Bg.value[i]!, lf)));
+      Object.assign(out, { loss: withQ(ops.add(f.nll!, ops.mul(lf, f.gLoss!))), lambda, gLoss: f.gLoss!, dLoss: f.dLoss! });
+    } else {
+      out.loss = withQ(f.nll!);
+    }
+    this.optimizer.step(gradsG);
+    if (gan) this.discOptimizer.step(D.value);
+    this.ema?.update();
+    const total = noGrad(() => (decoderOnly ? counts! : vq.quantizer.updateFromStats({ counts: counts!, sums: sums! }, ops.concat(zs, 0), this.key)));
+    ops.advanceKey(this.key);
+    const vectors = zs.reduce((n, z) => n + z.size / z.shape[1]!, 0);
+    const usage = vq.quantizer.usage(total, vectors);
+    const qloss = vq.quantizer.ema ? ops.scale(f.q!, vq.config.beta / (1 + vq.config.beta)) : f.q!;
+    return {
+      ...out,
+      loss: out.loss!,
+      l1: f.l1!,
+      psnr: ops.affine(ops.log(f.mse!), -10 / Math.LN10, 10 * Math.log10(4)),
+      qloss,
+      perplexity: usage.perplexity,
+      codesUsed: usage.used,
+      codesRecent: decoderOnly ? usage.used : usage.recent,
+      ...(f.perceptual ? { perceptual: f.perceptual } : {}),
+    };
+  }
+
+  /** Images [batchSize·accumulate, C, height, width] of step s, from a seeded shuffle of the data per epoch. */
+  batchAt(s: number): Float32Array {
+    const data = this.data;
+    if (!data) throw new Error('VQGANTrainer.step: this trainer has no data (pass extras.data to create() or fromCheckpoint()), or feed batches with stepOn(images)');
+    const n = data.shape[0];
+    const B = this.options.batchSize * this.options.accumulate;
+    const per = data.images.length / n;
+    const x = new Float32Array(B * per);
+    for (let i = 0; i < B; i++) {
+      const p = s * B + i;
+      const idx = this.order(Math.floor(p / n))[p % n]!;
+      x.set(data.images.subarray(idx * per, (idx + 1) * per), i * per);
+    }
+    return x;
+  }
+
+  /** The order in which epoch e visits the data (as `wgd train-vqgan` has always drawn it). */
+  private order(epoch: number): Uint32Array {
+    if (this.perm?.epoch === epoch) return this.perm.order;
+    const n = this.data!.shape[0];
+    const r = mulberry32(mixSeed(this.options.seed, epoch));
+    const order = Uint32Array.from({ length: n }, (_, k) => k);
+    for (let k = n - 1; k > 0; k--) {
+      const j = Math.floor(r() * (k + 1));
+      [order[k], order[j]] = [order[j]!, order[k]!];
+    }
+    this.perm = { epoch, order };
+    return order;
+  }
+
+  /** Record and submit one step on the next batch of the trainer's data; returns its loss tensor (nothing is read back). */
+  async step(): Promise<Tensor> {
+    return this.stepOn(this.batchAt(this.steps)).loss;
+  }
+
+  /**
+   * One step on the caller's batch [batchSize·accumulate, C, height, width] in [-1, 1] (a host array;
+   * a device tensor too when accumulate is 1). Returns the step's loss tensors (overwritten by the next
+   * step); nothing is read back.
+   */
+  stepOn(images: Float32Array | Tensor): VQGANStepOutputs {
+    const N = this.options.accumulate;
+    const shape = [N * this.options.batchSize, ...this.batchShape.slice(1)];
     const n = shape.reduce((a, b) => a * b, 1);
     if (!(images instanceof Tensor) && images.length !== n) throw new ShapeError('VQGANTrainer.step', `the batch has ${images.length} values, expected ${fmtShape(shape)} (${n})`);
     if (images instanceof Tensor && images.size !== n) throw new ShapeError('VQGANTrainer.step', `the batch has shape ${fmtShape(images.shape)}, expected ${fmtShape(shape)}`);
+    if (images instanceof Tensor && N > 1) throw new ShapeError('VQGANTrainer.step', `with accumulate = ${N} the batch is split into micro-batches on the host: pass a Float32Array`);
     const s = this.steps < this.options.discStart ? this.warmStep! : this.ganStep!;
-    this.last = s.run(images);
+    const m = n / N;
+    this.last = N === 1 ? s.run(images) : s.run(...Array.from({ length: N }, (_, j) => (images as Float32Array).subarray(j * m, (j + 1) * m)));
     this.steps++;
     return this.last;
   }
 
   /** The last step's figures, read back (one sync). */
-  async stats(): Promise<VQGANStats> {
+  async progress(): Promise<VQGANStats> {
     const o = this.last;
-    if (!o) throw new Error('VQGANTrainer.stats: no step has run yet');
+    if (!o) throw new Error('VQGANTrainer.progress: no step has run yet');
     const names = Object.keys(o);
-    const values = await Promise.all(names.map((k) => o[k]!.item()));
+    const [values, opt] = await Promise.all([Promise.all(names.map((k) => o[k]!.item())), this.optimizer.stats()]);
     const v = Object.fromEntries(names.map((k, i) => [k, values[i]!]));
     return {
-      step: this.steps, loss: v.loss!, l1: v.l1!, psnr: v.psnr!, perceptual: v.perceptual ?? null, qloss: v.qloss!,
+      step: this.steps, loss: v.loss!, lr: opt.lr, l1: v.l1!, psnr: v.psnr!, perceptual: v.perceptual ?? null, qloss: v.qloss!,
       perplexity: v.perplexity!, codesUsed: v.codesUsed!, codesRecent: v.codesRecent!,
       lambda: v.lambda ?? null, gLoss: v.gLoss ?? null, dLoss: v.dLoss ?? null,
     };
@@ -307,7 +491,7 @@ export class VQGANTrainer {
    * the quantizer's state under `quantize.`, the discriminator and its Adam under `loss.discriminator.`
    * (taming's prefix); the configs and the step count in the header.
    */
-  async checkpoint(): Promise<Uint8Array> {
+  async state(): Promise<Uint8Array> {
     const tensors = await checkpointTensors({ params: this.params, ema: this.ema, optimizer: this.optimizer, key: this.key });
     for (const [n, t] of await checkpointTensors({ params: this.discParams, optimizer: this.discOptimizer })) tensors.set(`loss.discriminator.${n}`, t);
     for (const [n, t] of this.extraState()) tensors.set(n, { shape: t.shape, data: (await t.read()) as Float32Array });
@@ -315,9 +499,13 @@ export class VQGANTrainer {
     return serializeSafetensors(tensors, { format: 'webgpu-diffusion', config: JSON.stringify(config) });
   }
 
-  /** Load a checkpoint written by `checkpoint()` (same configs); training continues bit for bit. */
-  load(data: Uint8Array | CheckpointData): void {
+  /** Continue from a checkpoint written by `state()` (same configs), bit for bit; all or nothing. */
+  resume(data: Uint8Array | CheckpointData): void {
     const ck = data instanceof Uint8Array ? decodeCheckpoint(data) : data;
+    const kind = ck.config.kind;
+    if (kind !== undefined && kind !== 'vqgan') throw new ShapeError('resume', `this checkpoint is a '${String(kind)}' one, not a VQ-GAN's`);
+    const step = ck.config.step ?? 0;
+    if (!(typeof step === 'number' && Number.isSafeInteger(step) && step >= 0)) throw new ShapeError('resume', `the checkpoint's step = ${JSON.stringify(step)} is not a step count`);
     // Every part is checked before any is written: a failed load leaves the trainer as it was.
     const writes = [stageCheckpoint(ck, { params: this.params, ema: this.ema, optimizer: this.optimizer, key: this.key })];
     const prefix = 'loss.discriminator.';
@@ -332,8 +520,7 @@ export class VQGANTrainer {
       writes.push(() => writeArray(t.rt, t.data, data));
     }
     for (const w of writes) w();
-    const step = ck.config.step;
-    this.steps = typeof step === 'number' ? step : 0;
+    this.steps = step;
   }
 
   /** Point the autoencoder at its EMA weights (for encoding or sampling); `useTrained()` goes back. */

@@ -31,9 +31,10 @@ export async function labCheckpoint(dev: Device): Promise<LabCheckpoint> {
     const data = { images: d.images, labels: d.labels, shape: d.shape, classes: meta.letters.split('') };
     const net = new UNet(new Init(dev, 0), resolveUNetConfig(presetConfig('tiny', 16, 1, 'class', 26)));
     const trainer = new DiffusionTrainer(dev, net, makeProcess('ddpm'), data, { batch: 8, lr: 2e-3, steps: 20, emaDecay: 0.5, seed: 0 });
-    for (let i = 0; i < 20; i++) await trainer.runStep();
+    for (let i = 0; i < 20; i++) await trainer.step();
     mkdirSync(join(ROOT, '.cache', 'lab'), { recursive: true });
-    await writeFileAtomic(STAND_IN, await trainer.encode({ data: { name: 'letters', size: 16, count: 1, seed: 0 } }));
+    trainer.header = { data: { name: 'letters', size: 16, count: 1, seed: 0 } };
+    await writeFileAtomic(STAND_IN, await trainer.state());
   }
   return { name: 'stand-in/letters-tiny', path: STAND_IN, shipped: false };
 }
