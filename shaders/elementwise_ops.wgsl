@@ -5,6 +5,7 @@
 const U_IDENTITY = 0u; const U_NEG = 1u; const U_EXP = 2u; const U_LOG = 3u; const U_SQRT = 4u;
 const U_SILU = 5u; const U_RELU = 6u; const U_GELU = 7u; const U_TANH = 8u; const U_SIGMOID = 9u;
 const U_SQUARE = 10u; const U_RECIP = 11u; const U_SIN = 12u; const U_COS = 13u; const U_ABS = 14u; const U_STEP = 15u;
+const U_GELU_ERF = 16u;
 // binary op codes
 const B_ADD = 0u; const B_SUB = 1u; const B_MUL = 2u; const B_DIV = 3u; const B_POW = 4u;
 
@@ -35,6 +36,20 @@ fn tanh_s(x: f32) -> f32 {
 
 const GELU_C = 0.7978845608028654; // sqrt(2/pi), tanh approximation as in GPT-2 / PyTorch 'tanh'
 
+// erfc(x) with a relative error below 1.2e-7 everywhere (Numerical Recipes' erfcc, a Chebyshev fit of
+// erfc(z)·exp(z²) in t = 1/(1 + z/2)): relative, so both tails of the normal CDF stay accurate.
+fn erfc_f(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807
+    + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  let r = t * exp(-z * z + p);
+  return select(2.0 - r, r, x >= 0.0);
+}
+
+// Φ(x), the standard normal CDF: exact (erf) GELU is x·Φ(x), PyTorch's approximate='none'.
+fn normal_cdf(x: f32) -> f32 { return 0.5 * erfc_f(-0.7071067811865476 * x); }
+
 fn unary_f(op: u32, x: f32) -> f32 {
   switch op {
     case 0u: { return x; }
@@ -53,6 +68,7 @@ fn unary_f(op: u32, x: f32) -> f32 {
     case 13u: { return sincos(x).y; }
     case 14u: { return abs(x); }
     case 15u: { return select(0.0, 1.0, x > 0.0); }
+    case 16u: { return x * normal_cdf(x); }
     default: { return x; }
   }
 }
@@ -80,6 +96,7 @@ fn unary_df(op: u32, x: f32) -> f32 {
     case 13u: { return -sincos(x).x; }
     case 14u: { return sign(x); }
     case 15u: { return 0.0; }
+    case 16u: { return normal_cdf(x) + x * 0.3989422804014327 * exp(-0.5 * x * x); }
     default: { return 1.0; }
   }
 }
