@@ -22,7 +22,7 @@ export { Attention, ResBlock, Downsample, Upsample, Timesteps, TimestepEmbedding
 export { Adam, AdamW } from './optim/adam.js';
 export type { AdamOptions } from './optim/adam.js';
 export { EMA } from './optim/ema.js';
-export { UNet, UNET_DEFAULTS, resolveUNetConfig } from './models/unet.js';
+export { UNet, UNET_DEFAULTS, resolveUNetConfig, unetConfigFromCheckpoint } from './models/unet.js';
 export type { UNetConfig } from './models/unet.js';
 export { VQGAN, resolveVQGANConfig } from './models/vqgan.js';
 export type { VQGANConfig } from './models/vqgan.js';

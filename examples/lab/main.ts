@@ -3,7 +3,7 @@
 // download the checkpoint and the images. Plain DOM and canvas over the package's public entry.
 import {
   createDevice, Device, noGrad, ops, Tensor,
-  decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
+  decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, unetConfigFromCheckpoint, presetConfig, MODEL_PRESETS,
   makeProcess, samplersFor, generate, parseLabel, parseGuidanceInterval, encodePng, makeLetters, makeColorsDataset,
 } from '../../src/index.js';
 import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions } from '../../src/index.js';
@@ -335,7 +335,7 @@ async function startTraining(): Promise<void> {
   let process: NoiseProcess;
   if (fromCk) {
     const cfg = fromCk.ck!.config as unknown as DiffusionCheckpointConfig;
-    net = new UNet(new Init(dev, seed), resolveUNetConfig(cfg.model));
+    net = new UNet(new Init(dev, seed), unetConfigFromCheckpoint(cfg.model));
     process = makeProcess(cfg.process);
   } else {
     const [, channels, size] = data.shape;

@@ -6,7 +6,7 @@ import type { Device } from '../graph/device.js';
 import { Tensor, noGrad } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import { Init } from '../nn/module.js';
-import { UNet, UNetConfig, resolveUNetConfig } from '../models/unet.js';
+import { UNet, UNetConfig, resolveUNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
 import { makeProcess, ProcessConfig, ProcessKind } from '../diffusion/process.js';
 import { DiffusionTrainer, LatentInfo, TrainOptions, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
@@ -65,7 +65,7 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   if (ck) {
     const c = ck.config as { model?: UNetConfig; process?: ProcessConfig; kind?: string };
     if (c.kind !== 'diffusion' || !c.model || !c.process) throw new Error(`${ckPath} is not a diffusion checkpoint`);
-    modelCfg = resolveUNetConfig(c.model);
+    modelCfg = unetConfigFromCheckpoint(c.model);
     processCfg = c.process;
   } else {
     // Class labels join through cross-attention in latent models (as LDM's class-conditional ones), else the time embedding.

@@ -10,7 +10,7 @@ import { withRandom } from '../nn/layers.js';
 import { ParameterSet } from '../nn/params.js';
 import { AdamW } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
-import { UNet, UNetConfig } from '../models/unet.js';
+import { UNet, UNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
 import { Init } from '../nn/module.js';
 import { encodeCheckpoint, loadCheckpoint, CheckpointData } from '../io/checkpoint.js';
 import { NoiseProcess, ProcessConfig, makeProcess } from './process.js';
@@ -235,7 +235,7 @@ export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema
   if (config.kind !== 'diffusion' || !config.model || !config.process) {
     throw new ShapeError('load', `this checkpoint is not a diffusion model (its config has kind '${String((ck.config as { kind?: unknown }).kind)}'); expected kind 'diffusion' with model and process`);
   }
-  const net = new UNet(new Init(dev, 0), config.model).eval();
+  const net = new UNet(new Init(dev, 0), unetConfigFromCheckpoint(config.model)).eval();
   const params = new ParameterSet(net.namedParameters());
   const useEma = (opts.ema ?? true) && ck.tensors.has(`ema.${params.names[0]}`);
   const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
