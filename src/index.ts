@@ -49,6 +49,15 @@ export type { CheckpointData, TrainingState } from './io/checkpoint.js';
 export { parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
 export type { SafeTensor, SafeDType } from './io/safetensors.js';
 
+// diffusers model folders from bytes, Blobs or byte sources (Node's loadDiffusers opens a folder)
+export { loadDiffusersFiles, buildDiffusersModel, DiffusersModel } from './pipelines/diffusers/model.js';
+export type { DiffusersFiles, DiffusersUNetInputs, WeightInput } from './pipelines/diffusers/model.js';
+export { unet2DConfig, unet2DConditionConfig, vqModelConfig, exportUNetConfig, exportVQConfig, DiffusersConfigError, DIFFUSERS_CLASSES } from './pipelines/diffusers/config.js';
+export type { DiffusersClassName } from './pipelines/diffusers/config.js';
+export type { LoadProgress, LoadReport } from './pipelines/diffusers/weights.js';
+export { bytesSource, blobSource, readSafetensorsHeader, streamSafetensors } from './io/safetensors-stream.js';
+export type { ByteSource } from './io/safetensors-stream.js';
+
 // Data and images
 export { makeLetters, lettersFonts } from './data/letters.js';
 export type { LettersMeta, LettersOptions, LettersData } from './data/letters.js';

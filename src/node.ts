@@ -4,6 +4,9 @@
 export * from './index.js';
 export { writeFileAtomic, readSafetensorsFile } from './io/file.js';
 export { saveCheckpointFile, readCheckpointFile } from './io/checkpoint-file.js';
+export { fileSource } from './io/file-source.js';
+export type { FileSource } from './io/file-source.js';
+export { loadDiffusers, diffusersFolderFiles } from './pipelines/diffusers/node.js';
 export { loadLettersGlyphs, lettersDir } from './data/letters-node.js';
 export { loadImageFolder } from './data/folder.js';
 export type { FolderOptions, FolderData } from './data/folder.js';
