@@ -14,7 +14,7 @@ import { UNet, UNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
 import { Init } from '../nn/module.js';
 import { encodeCheckpoint, loadCheckpoint, CheckpointData } from '../io/checkpoint.js';
 import { NoiseProcess, ProcessConfig, makeProcess } from './process.js';
-import { networkEps } from './denoiser.js';
+import { networkEps, networkOutput, perSample } from './denoiser.js';
 import type { SamplerOptions } from './samplers/index.js';
 import { mixSeed, mulberry32 } from '../data/rng.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
@@ -131,7 +131,14 @@ export class DiffusionTrainer {
       const eps = ops.randn(x0.shape, this.key, 1);
       const per = (v: Tensor) => v.reshape([B, 1, 1, 1]);
       const xt = ops.add(ops.mul(x0, per(level.a)), ops.mul(eps, per(level.b)));
-      const loss = withRandom(this.key, () => ops.mse(networkEps(this.net, xt, level, labels ?? null), eps));
+      const pred = this.process.config.predictionType;
+      const loss = withRandom(this.key, () => {
+        if (pred === 'epsilon') return ops.mse(networkEps(this.net, xt, level, labels ?? null), eps);
+        // v = α·ε − σ·x0 in the variance-preserving view of the network's input (α = a·c_in, σ = b·c_in), or x0.
+        const { out, cin } = networkOutput(this.net, xt, level, labels ?? null);
+        const target = pred === 'sample' ? x0 : ops.sub(ops.mul(eps, perSample(ops.mul(level.a, cin), x0)), ops.mul(x0, perSample(ops.mul(level.b, cin), x0)));
+        return ops.mse(out, target);
+      });
       this.opt.step(grad(loss, this.params.tensors));
       this.ema.update();
       ops.advanceKey(this.key);

@@ -8,7 +8,8 @@ import { UNet, UNetConfig } from '../../models/unet.js';
 import { VQGAN, VQGANConfig } from '../../models/vqgan.js';
 import { ShapeError, fmtShape } from '../../runtime/errors.js';
 import { ByteSource, blobSource, bytesSource } from '../../io/safetensors-stream.js';
-import { DiffusersClassName, DiffusersConfigError, diffusersClass, unet2DConditionConfig, unet2DConfig, vqModelConfig } from './config.js';
+import { parseSafetensors, SafeTensor } from '../../io/safetensors.js';
+import { DiffusersClassName, DiffusersConfigError, ENGINE_KEY, diffusersClass, unet2DConditionConfig, unet2DConfig, vqModelConfig } from './config.js';
 import { LoadProgress, LoadReport, UnfilledInit, loadWeights } from './weights.js';
 
 /** The inputs of a UNet's forward, named as diffusers names them. */
@@ -178,6 +179,11 @@ export interface DiffusersFiles {
   weights: WeightInput | WeightInput[] | Record<string, WeightInput>;
   /** diffusion_pytorch_model.safetensors.index.json of a sharded model. */
   index?: string | Uint8Array | Record<string, unknown>;
+  /**
+   * label_context.safetensors, which the engine writes beside a UNet2DConditionModel exported from a
+   * model conditioned on class labels through cross-attention: with it the model takes labels again.
+   */
+  labelContext?: Uint8Array;
   /** Called after each tensor is written, with the bytes read so far and in all. */
   onProgress?: (p: LoadProgress) => void;
   /** For messages: where the files come from. */
@@ -203,15 +209,35 @@ function toSource(w: WeightInput, name: string): ByteSource {
   return w as ByteSource;
 }
 
-/** The engine model a diffusers config describes, its parameters allocated but not yet written. */
-export function buildDiffusersModel(dev: Device, config: Record<string, unknown>, where = 'config.json'): { className: DiffusersClassName; module: UNet | VQGAN; engineConfig: UNetConfig | VQGANConfig } {
+/**
+ * The engine model a diffusers config describes, its parameters allocated but not yet written. What
+ * diffusers cannot express comes back from the engine's own record when the engine wrote the folder
+ * (config.json's private key, which diffusers drops when it saves): the null class of guidance, the
+ * tanh GELU of older engine models, and (with the label-context table) class labels as context.
+ */
+export function buildDiffusersModel(dev: Device, config: Record<string, unknown>, where = 'config.json', labelContext?: SafeTensor, labelNullClass = true): { className: DiffusersClassName; module: UNet | VQGAN; engineConfig: UNetConfig | VQGANConfig } {
   const className = diffusersClass(config, where);
   const init = new UnfilledInit(dev);
   if (className === 'VQModel') {
     const { config: c } = vqModelConfig(config, where);
     return { className, module: new VQGAN(init, c).eval(), engineConfig: c };
   }
-  const c = className === 'UNet2DModel' ? unet2DConfig(config, where) : unet2DConditionConfig(config, where);
+  let c = className === 'UNet2DModel' ? unet2DConfig(config, where) : unet2DConditionConfig(config, where);
+  const own = (config[ENGINE_KEY] as { model?: Partial<UNetConfig> } | undefined)?.model;
+  if (own && typeof own === 'object') {
+    if (own.geluApproximate === 'tanh') c = { ...c, geluApproximate: 'tanh' };
+    if (c.conditioning === 'class' && own.conditioning === 'class' && own.numClasses! + (own.nullClass ? 1 : 0) === c.numClasses) c = { ...c, numClasses: own.numClasses!, nullClass: !!own.nullClass };
+  }
+  if (labelContext) {
+    if (className !== 'UNet2DConditionModel') throw new DiffusersConfigError(`${where}: a label-context table goes with a UNet2DConditionModel, not a ${className}`);
+    const [rows, width] = labelContext.shape as [number, number];
+    const tokens = width / c.crossAttentionDim;
+    const nullClass = labelNullClass;
+    if (labelContext.shape.length !== 2 || !Number.isInteger(tokens) || rows < (nullClass ? 2 : 1)) {
+      throw new DiffusersConfigError(`${where}: the label-context table is [${labelContext.shape.join(', ')}]; expected [classes, tokens × ${c.crossAttentionDim}]`);
+    }
+    c = { ...c, conditioning: 'cross', contextTokens: tokens, numClasses: rows - (nullClass ? 1 : 0), nullClass };
+  }
   return { className, module: new UNet(init, c).eval(), engineConfig: c };
 }
 
@@ -222,7 +248,15 @@ export function buildDiffusersModel(dev: Device, config: Record<string, unknown>
 export async function loadDiffusersFiles(dev: Device, files: DiffusersFiles): Promise<DiffusersModel> {
   const where = files.where ?? 'diffusers model';
   const config = json(files.config, `${where}: config.json`);
-  const { className, module } = buildDiffusersModel(dev, config, `${where}/config.json`);
+  let labels: SafeTensor | undefined;
+  let nullClass = true;
+  if (files.labelContext) {
+    const lc = parseSafetensors(files.labelContext);
+    labels = lc.tensors.get('weight');
+    if (!labels) throw new DiffusersConfigError(`${where}: the label-context file has no tensor 'weight'`);
+    nullClass = lc.metadata.null_class !== '-1';
+  }
+  const { className, module } = buildDiffusersModel(dev, config, `${where}/config.json`, labels, nullClass);
   let sources: ByteSource[];
   const w = files.weights;
   if (Array.isArray(w)) sources = w.map((x, i) => toSource(x, `shard ${i}`));
@@ -237,6 +271,6 @@ export async function loadDiffusersFiles(dev: Device, files: DiffusersFiles): Pr
     const shards = new Set(Object.values(index));
     for (const s of shards) if (!sources.some((src) => src.name.endsWith(s))) throw new DiffusersConfigError(`${where}: the index lists shard ${s}, which was not given`);
   }
-  const report = await loadWeights(module, sources, { index, onProgress: files.onProgress });
+  const report = await loadWeights(module, sources, { index, onProgress: files.onProgress, extra: labels ? new Map([['class_embedding.weight', labels]]) : undefined });
   return new DiffusersModel(dev, className, config, module, report);
 }

@@ -6,6 +6,7 @@ import { FileSource, fileSource } from '../../io/file-source.js';
 import { DiffusersConfigError } from './config.js';
 import { DiffusersModel, loadDiffusersFiles } from './model.js';
 import type { LoadProgress } from './weights.js';
+import { LABEL_CONTEXT_FILE } from './export.js';
 
 export const WEIGHTS_FILE = 'diffusion_pytorch_model.safetensors';
 export const INDEX_FILE = 'diffusion_pytorch_model.safetensors.index.json';
@@ -42,8 +43,10 @@ export async function loadDiffusers(dev: Device, dir: string, opts: { onProgress
   const sources: FileSource[] = [];
   try {
     for (const w of f.weights) sources.push(await fileSource(w));
+    const labels = join(dir, LABEL_CONTEXT_FILE);
     return await loadDiffusersFiles(dev, {
       config: readFileSync(f.config, 'utf8'),
+      labelContext: existsSync(labels) ? readFileSync(labels) : undefined,
       weights: sources,
       index: f.index ? readFileSync(f.index, 'utf8') : undefined,
       onProgress: opts.onProgress,

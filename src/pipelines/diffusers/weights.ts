@@ -7,7 +7,7 @@ import { Init, Module } from '../../nn/module.js';
 import { SpatialSelfAttention } from '../../nn/blocks.js';
 import { writeArray } from '../../io/checkpoint.js';
 import { ByteSource, readSafetensorsHeader, streamSafetensors } from '../../io/safetensors-stream.js';
-import type { SafeHeader } from '../../io/safetensors.js';
+import type { SafeHeader, SafeTensor } from '../../io/safetensors.js';
 import { DiffusersConfigError } from './config.js';
 
 /**
@@ -78,12 +78,20 @@ export interface LoadReport {
 export async function loadWeights(
   module: Module,
   sources: readonly ByteSource[],
-  opts: { index?: Record<string, string>; onProgress?: (p: LoadProgress) => void } = {},
+  opts: { index?: Record<string, string>; onProgress?: (p: LoadProgress) => void; extra?: ReadonlyMap<string, SafeTensor> } = {},
 ): Promise<LoadReport> {
   const params = new Map(module.namedParameters());
+  // Tensors given in memory (the label-context table beside a UNet2DConditionModel), written first.
+  for (const [name, t] of opts.extra ?? []) {
+    const p = params.get(name);
+    if (!p || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
+      throw new DiffusersConfigError(`weights: '${name}' ${fmt(t.shape)} does not fit the model${p ? ` (${fmt(p.shape)})` : ''}`);
+    }
+    writeArray(p.rt, p.data, t.data as Float32Array);
+  }
   const attn = new Set(selfAttentionPaths(module));
   const headers: [ByteSource, SafeHeader][] = [];
-  const seen = new Map<string, string>();
+  const seen = new Map<string, string>([...(opts.extra?.keys() ?? [])].map((k) => [k, 'the label-context table']));
   let total = 0;
   let renamed = 0;
   for (const src of sources) {
