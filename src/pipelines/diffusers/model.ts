@@ -4,12 +4,12 @@
 import type { Device } from '../../graph/device.js';
 import { Tensor, noGrad } from '../../graph/tensor.js';
 import * as ops from '../../graph/ops/index.js';
-import { UNet, UNetConfig } from '../../models/unet.js';
-import { VQGAN, VQGANConfig } from '../../models/vqgan.js';
+import { UNet, UNetConfig, unetConfigFromCheckpoint } from '../../models/unet.js';
+import { VQGAN, VQGANConfig, resolveVQGANConfig } from '../../models/vqgan.js';
 import { ShapeError, fmtShape } from '../../runtime/errors.js';
 import { ByteSource, blobSource, bytesSource } from '../../io/safetensors-stream.js';
 import { parseSafetensors, SafeTensor } from '../../io/safetensors.js';
-import { DiffusersClassName, DiffusersConfigError, ENGINE_KEY, diffusersClass, unet2DConditionConfig, unet2DConfig, vqModelConfig } from './config.js';
+import { DiffusersClassName, DiffusersConfigError, ENGINE_KEY, diffusersClass, exportUNetConfig, exportVQConfig, unet2DConditionConfig, unet2DConfig, vqModelConfig } from './config.js';
 import { LoadProgress, LoadReport, UnfilledInit, loadWeights } from './weights.js';
 
 /** The inputs of a UNet's forward, named as diffusers names them. */
@@ -210,25 +210,43 @@ function toSource(w: WeightInput, name: string): ByteSource {
 }
 
 /**
- * The engine model a diffusers config describes, its parameters allocated but not yet written. What
- * diffusers cannot express comes back from the engine's own record when the engine wrote the folder
- * (config.json's private key, which diffusers drops when it saves): the null class of guidance, the
- * tanh GELU of older engine models, and (with the label-context table) class labels as context.
+ * The engine config the engine recorded when it wrote this folder (config.json's private key, which
+ * diffusers drops when it saves), if it describes exactly the network of the diffusers keys: then
+ * what diffusers cannot express comes back too (the null class of guidance, the tanh GELU of older
+ * engine models, class labels as context tokens, training options).
+ */
+function ownConfig(config: Record<string, unknown>, className: DiffusersClassName, hasLabels: boolean): UNetConfig | VQGANConfig | null {
+  const own = (config[ENGINE_KEY] as { model?: Record<string, unknown> } | undefined)?.model;
+  if (!own || typeof own !== 'object') return null;
+  try {
+    const cfg = className === 'VQModel' ? resolveVQGANConfig(own as Partial<VQGANConfig>) : unetConfigFromCheckpoint(own as Partial<UNetConfig>);
+    if (className !== 'VQModel' && ((cfg as UNetConfig).conditioning === 'cross') !== hasLabels) return null;
+    const again = className === 'VQModel' ? exportVQConfig(cfg as VQGANConfig) : exportUNetConfig(cfg as UNetConfig);
+    if (again.className !== className) return null;
+    const same = Object.entries(again.config).every(([k, v]) => k.startsWith('_') || k === 'sample_size' && className === 'VQModel' || JSON.stringify(config[k] ?? null) === JSON.stringify(v));
+    return same ? cfg : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The engine model a diffusers config describes, its parameters allocated but not yet written. A
+ * label-context table (label_context.safetensors, beside a UNet2DConditionModel the engine exported
+ * from a model conditioned on labels through cross-attention) makes it take labels again.
  */
 export function buildDiffusersModel(dev: Device, config: Record<string, unknown>, where = 'config.json', labelContext?: SafeTensor, labelNullClass = true): { className: DiffusersClassName; module: UNet | VQGAN; engineConfig: UNetConfig | VQGANConfig } {
   const className = diffusersClass(config, where);
   const init = new UnfilledInit(dev);
+  const own = ownConfig(config, className, !!labelContext);
   if (className === 'VQModel') {
-    const { config: c } = vqModelConfig(config, where);
+    const c = (own as VQGANConfig | null) ?? vqModelConfig(config, where).config;
     return { className, module: new VQGAN(init, c).eval(), engineConfig: c };
   }
+  // The diffusers reading always runs: it refuses what the engine cannot build.
   let c = className === 'UNet2DModel' ? unet2DConfig(config, where) : unet2DConditionConfig(config, where);
-  const own = (config[ENGINE_KEY] as { model?: Partial<UNetConfig> } | undefined)?.model;
-  if (own && typeof own === 'object') {
-    if (own.geluApproximate === 'tanh') c = { ...c, geluApproximate: 'tanh' };
-    if (c.conditioning === 'class' && own.conditioning === 'class' && own.numClasses! + (own.nullClass ? 1 : 0) === c.numClasses) c = { ...c, numClasses: own.numClasses!, nullClass: !!own.nullClass };
-  }
-  if (labelContext) {
+  if (own) c = own as UNetConfig;
+  else if (labelContext) {
     if (className !== 'UNet2DConditionModel') throw new DiffusersConfigError(`${where}: a label-context table goes with a UNet2DConditionModel, not a ${className}`);
     const [rows, width] = labelContext.shape as [number, number];
     const tokens = width / c.crossAttentionDim;

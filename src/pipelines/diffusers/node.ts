@@ -1,12 +1,14 @@
 // Node-only: diffusers model folders on disk.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../io/file.js';
 import { join } from 'node:path';
 import type { Device } from '../../graph/device.js';
 import { FileSource, fileSource } from '../../io/file-source.js';
 import { DiffusersConfigError } from './config.js';
 import { DiffusersModel, loadDiffusersFiles } from './model.js';
 import type { LoadProgress } from './weights.js';
-import { LABEL_CONTEXT_FILE } from './export.js';
+import { DiffusersFolder, LABEL_CONTEXT_FILE } from './export.js';
+import { parsePythonJson, readSchedulerConfig, SchedulerSetup } from './scheduler.js';
 
 export const WEIGHTS_FILE = 'diffusion_pytorch_model.safetensors';
 export const INDEX_FILE = 'diffusion_pytorch_model.safetensors.index.json';
@@ -55,4 +57,23 @@ export async function loadDiffusers(dev: Device, dir: string, opts: { onProgress
   } finally {
     for (const s of sources) await s.close();
   }
+}
+
+/** Write a folder's files (each through a temporary file and a rename). */
+export async function writeDiffusersFolder(dir: string, folder: DiffusersFolder): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const written: string[] = [];
+  for (const [name, bytes] of folder.files) {
+    await writeFileAtomic(join(dir, name), bytes);
+    written.push(join(dir, name));
+  }
+  return written;
+}
+
+/** The scheduler_config.json beside a model folder (or in its parent pipeline's scheduler/), if any. */
+export function readSchedulerBeside(dir: string): SchedulerSetup | null {
+  for (const p of [join(dir, 'scheduler_config.json'), join(dir, '..', 'scheduler', 'scheduler_config.json')]) {
+    if (existsSync(p)) return readSchedulerConfig(parsePythonJson(readFileSync(p, 'utf8'), p), p);
+  }
+  return null;
 }
