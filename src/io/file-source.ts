@@ -6,15 +6,20 @@ export interface FileSource extends ByteSource {
   close(): Promise<void>;
 }
 
-/** Opens `path` for reading slices; close it when done. */
+/**
+ * Opens `path` for reading slices; close it when done. Reads land in one buffer that grows to the
+ * largest read and is reused, so streaming a file allocates nothing per tensor.
+ */
 export async function fileSource(path: string): Promise<FileSource> {
   const handle: FileHandle = await open(path, 'r');
   const { size } = await handle.stat();
+  let scratch = new Uint8Array(0);
   return {
     name: path,
     size,
     async read(offset, length) {
-      const out = new Uint8Array(length);
+      if (scratch.length < length) scratch = new Uint8Array(length);
+      const out = scratch.subarray(0, length);
       let done = 0;
       while (done < length) {
         // Node caps one read at 2 GiB.
@@ -23,6 +28,9 @@ export async function fileSource(path: string): Promise<FileSource> {
         done += bytesRead;
       }
       return out;
+    },
+    reserve(bytes) {
+      if (scratch.length < bytes) scratch = new Uint8Array(bytes);
     },
     close: () => handle.close(),
   };

@@ -11,8 +11,13 @@ export interface ByteSource {
   /** For messages: the file's name or path. */
   readonly name: string;
   readonly size: number;
-  /** Exactly `length` bytes from `offset` (a short read is an error). */
+  /**
+   * Exactly `length` bytes from `offset` (a short read is an error). They may live in a buffer the
+   * next read reuses: copy what must outlive it.
+   */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** A hint that reads up to this many bytes are coming (a source with a read buffer sizes it once). */
+  reserve?(bytes: number): void;
 }
 
 /** Bytes already in memory as a source. */
@@ -60,14 +65,25 @@ export interface StreamOptions {
   want?: (e: SafeHeaderEntry) => boolean;
 }
 
+/** One tensor of a stream: its header entry, its raw little-endian bytes, and its decoded values. */
+export interface StreamedTensor {
+  entry: SafeHeaderEntry;
+  /** The stored bytes: valid only until the stream moves on. */
+  bytes: Uint8Array;
+  /** The values as a fresh array (decoded on first use). */
+  readonly tensor: SafeTensor;
+}
+
 /**
  * The tensors of a source one at a time, in file order. Each read covers one tensor, or several small
  * neighbours up to `groupBytes`, so the bytes on the host at once stay near max(largest tensor,
- * groupBytes) plus the decoded tensor.
+ * groupBytes), plus the decoded tensor if it is asked for (a consumer that can take the raw bytes,
+ * as an upload of F32 data can, need not decode).
  */
-export async function* streamSafetensors(src: ByteSource, header: SafeHeader, opts: StreamOptions = {}): AsyncGenerator<{ entry: SafeHeaderEntry; tensor: SafeTensor }> {
+export async function* streamSafetensors(src: ByteSource, header: SafeHeader, opts: StreamOptions = {}): AsyncGenerator<StreamedTensor> {
   const limit = opts.groupBytes ?? 1 << 20;
   const entries = header.entries.filter((e) => opts.want?.(e) ?? true);
+  src.reserve?.(Math.max(limit, ...entries.map((e) => e.end - e.begin)));
   for (let i = 0; i < entries.length; ) {
     // A run of neighbours (adjacent in the file) that fits in one read.
     let j = i + 1;
@@ -76,7 +92,14 @@ export async function* streamSafetensors(src: ByteSource, header: SafeHeader, op
     const bytes = await src.read(header.dataStart + from, entries[j - 1]!.end - from);
     for (let k = i; k < j; k++) {
       const e = entries[k]!;
-      yield { entry: e, tensor: { dtype: e.dtype, shape: e.shape, data: decodeSafetensor(e, bytes, -from) } };
+      let decoded: SafeTensor | null = null;
+      yield {
+        entry: e,
+        bytes: bytes.subarray(e.begin - from, e.end - from),
+        get tensor() {
+          return (decoded ??= { dtype: e.dtype, shape: e.shape, data: decodeSafetensor(e, bytes, -from) });
+        },
+      };
     }
     i = j;
   }

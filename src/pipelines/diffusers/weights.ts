@@ -125,10 +125,15 @@ export async function loadWeights(
   let largest = 0;
   let count = 0;
   for (const [src, h] of headers) {
-    for await (const { entry, tensor } of streamSafetensors(src, h)) {
+    for await (const t of streamSafetensors(src, h)) {
+      const entry = t.entry;
       const name = renameKey(entry.name, attn);
       const p = params.get(name)!;
-      writeArray(p.rt, p.data, tensor.data as Float32Array);
+      if (entry.dtype === 'F32' && LITTLE_ENDIAN) {
+        // The stored bytes are the device's layout: upload them as read, without a decoded copy.
+        p.rt.flush();
+        p.rt.device.queue.writeBuffer(p.data.buffer, p.data.storage.offset + p.data.byteOffset, t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
+      } else writeArray(p.rt, p.data, t.tensor.data as Float32Array);
       done += entry.end - entry.begin;
       largest = Math.max(largest, entry.end - entry.begin);
       count++;
@@ -137,6 +142,8 @@ export async function loadWeights(
   }
   return { tensors: count, bytes: done, largest, renamed };
 }
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
