@@ -1,4 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import { resolveWebgpuEnv } from './src/cli/webgpu-env.js';
+
+// The test processes start in an environment where Dawn finds an adapter: the machine's own, or
+// SwiftShader's when there is no GPU (the library never sets VK_ICD_FILENAMES itself).
+const webgpu = resolveWebgpuEnv();
 
 export default defineConfig({
   plugins: [
@@ -13,6 +18,7 @@ export default defineConfig({
   ],
   test: {
     include: ['test/**/*.test.ts'],
+    env: webgpu?.env ?? {},
     // SwiftShader already uses every core; one test file at a time keeps timings sane.
     fileParallelism: false,
     testTimeout: 120_000,

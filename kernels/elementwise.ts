@@ -5,15 +5,77 @@ import source from '../shaders/elementwise.wgsl';
 import opsSource from '../shaders/elementwise_ops.wgsl';
 import { broadcastShapes, broadcastStrides, checkRank, mergeAxes, numel, stridesOf } from './shape.js';
 
-const kernel = new Kernel('elementwise', opsSource + source);
+/**
+ * The elementwise ops, one table: each op's WGSL (in terms of x, or x and y), its derivative's, and
+ * for binary ops the gradient rules. The op codes, the WGSL switch functions and the gradients are
+ * all generated from it, so adding an op touches one place. The float64 references for the tests are
+ * in test/reference/elementwise.ts, which checks that it covers exactly this table.
+ */
+const UNARY_TABLE = {
+  identity: { f: 'x', df: '1.0' },
+  neg: { f: '-x', df: '-1.0' },
+  exp: { f: 'exp(x)', df: 'exp(x)' },
+  log: { f: 'log(x)', df: '1.0 / x' },
+  sqrt: { f: 'sqrt(x)', df: '0.5 / sqrt(x)' },
+  silu: { f: 'x * sigmoid(x)', df: 'silu_df(x)' },
+  relu: { f: 'max(x, 0.0)', df: 'select(0.0, 1.0, x > 0.0)' },
+  /** GELU, tanh approximation (PyTorch's approximate='tanh'). */
+  gelu: { f: 'gelu_tanh(x)', df: 'gelu_tanh_df(x)' },
+  /** GELU in its exact form x·Φ(x) (PyTorch's default approximate='none'; diffusers' GEGLU). */
+  geluErf: { f: 'x * normal_cdf(x)', df: 'gelu_erf_df(x)' },
+  tanh: { f: 'tanh_s(x)', df: '1.0 - tanh_s(x) * tanh_s(x)' },
+  sigmoid: { f: 'sigmoid(x)', df: 'sigmoid(x) * (1.0 - sigmoid(x))' },
+  square: { f: 'x * x', df: '2.0 * x' },
+  sin: { f: 'sincos(x).x', df: 'sincos(x).y' },
+  cos: { f: 'sincos(x).y', df: '-sincos(x).x' },
+  /** Its derivative at 0 is taken as 0. */
+  abs: { f: 'abs(x)', df: 'sign(x)' },
+  /** Heaviside: 1 where x > 0; its derivative is 0. */
+  step: { f: 'select(0.0, 1.0, x > 0.0)', df: '0.0' },
+} as const satisfies Record<string, { f: string; df: string }>;
 
-/** The op functions alone, for the fused kernels that compiled steps generate. */
-export const ELEMENTWISE_OPS_WGSL = opsSource;
+type Grad = (a: DeviceArray, b: DeviceArray, y: DeviceArray, gy: DeviceArray) => DeviceArray;
+/** Named apart from the table only because its gradients call binary(), whose type needs it; Record keeps the two equal. */
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'pow';
+const BINARY_TABLE: Record<BinaryOp, { f: string; gradA: Grad; gradB: Grad }> = {
+  add: { f: 'x + y', gradA: (_a, _b, _y, gy) => gy, gradB: (_a, _b, _y, gy) => gy },
+  sub: { f: 'x - y', gradA: (_a, _b, _y, gy) => gy, gradB: (_a, _b, _y, gy) => unary('neg', gy) },
+  mul: { f: 'x * y', gradA: (_a, b, _y, gy) => binary('mul', gy, b), gradB: (a, _b, _y, gy) => binary('mul', gy, a) },
+  // d/db (a / b) = -a / b² = -y / b
+  div: { f: 'x / y', gradA: (_a, b, _y, gy) => binary('div', gy, b), gradB: (_a, b, y, gy) => unary('neg', binary('mul', gy, binary('div', y, b))) },
+  // d/da a^b = b·a^(b-1); d/db a^b = a^b · ln a
+  pow: {
+    f: 'pow_signed(x, y)',
+    gradA: (a, b, _y, gy) => binary('mul', gy, binary('mul', b, binary('pow', a, unary('identity', b, 1, -1)))),
+    gradB: (a, _b, y, gy) => binary('mul', gy, binary('mul', y, unary('log', a))),
+  },
+};
 
-export const UNARY = ['identity', 'neg', 'exp', 'log', 'sqrt', 'silu', 'relu', 'gelu', 'tanh', 'sigmoid', 'square', 'recip', 'sin', 'cos', 'abs', 'step', 'geluErf'] as const;
-export type UnaryOp = (typeof UNARY)[number];
-export const BINARY = ['add', 'sub', 'mul', 'div', 'pow'] as const;
-export type BinaryOp = (typeof BINARY)[number];
+export type UnaryOp = keyof typeof UNARY_TABLE;
+export const UNARY = Object.keys(UNARY_TABLE) as UnaryOp[];
+export const BINARY = Object.keys(BINARY_TABLE) as BinaryOp[];
+
+/** A switch over the table's op codes; an unknown code gives NaN (see not_an_op), never a silent value. */
+function switchFn(signature: string, cases: string[]): string {
+  const body = cases.map((c, i) => `    case ${i}u: { return ${c}; }`).join('\n');
+  return `fn ${signature} -> f32 {\n  switch op {\n${body}\n    default: { return not_an_op(); }\n  }\n}\n`;
+}
+
+/** The op functions (helpers from elementwise_ops.wgsl, switches from the table), for the fused kernels that compiled steps generate. */
+export const ELEMENTWISE_OPS_WGSL = [
+  opsSource,
+  switchFn('unary_f(op: u32, x: f32)', UNARY.map((o) => UNARY_TABLE[o].f)),
+  switchFn('unary_df(op: u32, x: f32)', UNARY.map((o) => UNARY_TABLE[o].df)),
+  switchFn('binary_f(op: u32, x: f32, y: f32)', BINARY.map((o) => BINARY_TABLE[o].f)),
+].join('\n');
+
+const kernel = new Kernel('elementwise', ELEMENTWISE_OPS_WGSL + source);
+
+/** The gradients of binary op `op` with respect to a and b, at their broadcast shape (sum them back to the inputs' shapes). */
+export function binaryGrads(op: BinaryOp, a: DeviceArray, b: DeviceArray, y: DeviceArray, gy: DeviceArray, needA: boolean, needB: boolean): [DeviceArray | null, DeviceArray | null] {
+  const t = BINARY_TABLE[op];
+  return [needA ? t.gradA(a, b, y, gy) : null, needB ? t.gradB(a, b, y, gy) : null];
+}
 
 export interface View {
   shape: readonly number[];
@@ -42,8 +104,8 @@ export function stridedMap(op: UnaryOp, src: DeviceArray, srcView: View, dst: De
       ...innermostFirst(m),
     },
     workgroups: rt.grid1d(n, 256),
-    constants: { OP: UNARY.indexOf(op), RANK: m.shape.length },
-    fuse: whole ? { kind: 'unary', op: UNARY.indexOf(op), alpha, beta, shape, inputs: [{ array: src, offset: srcView.offset, strides: srcView.strides }], out: dst } : undefined,
+    constants: { OP: opCode(UNARY, op), RANK: m.shape.length },
+    fuse: whole ? { kind: 'unary', op: opCode(UNARY, op), alpha, beta, shape, inputs: [{ array: src, offset: srcView.offset, strides: srcView.strides }], out: dst } : undefined,
   });
 }
 
@@ -61,6 +123,13 @@ function sameStrides(a: readonly number[], b: readonly number[], shape: readonly
   return shape.every((d, i) => d === 1 || a[i] === b[i]);
 }
 
+/** The op code of `op` in its table: an op that is not there is an error here, not NaN on the device. */
+function opCode<T extends string>(table: readonly T[], op: T): number {
+  const i = table.indexOf(op);
+  if (i < 0) throw new Error(`elementwise: unknown op '${op}' (have: ${table.join(', ')})`);
+  return i;
+}
+
 /** alpha * f(x) + beta, elementwise, as a new array. */
 export function unary(op: UnaryOp, x: DeviceArray, alpha = 1, beta = 0): DeviceArray {
   const out = x.rt.alloc(x.shape, 'f32', op);
@@ -76,9 +145,9 @@ export function unaryGrad(op: UnaryOp, x: DeviceArray, gy: DeviceArray): DeviceA
     bindings: { a: x, b: gy, out },
     uniforms: zeroUniforms(x.size),
     workgroups: rt.grid1d(x.size, 256),
-    constants: { OP: UNARY.indexOf(op) },
+    constants: { OP: opCode(UNARY, op) },
     fuse: {
-      kind: 'unaryGrad', op: UNARY.indexOf(op), alpha: 1, beta: 0, shape: x.shape,
+      kind: 'unaryGrad', op: opCode(UNARY, op), alpha: 1, beta: 0, shape: x.shape,
       inputs: [{ array: x, offset: 0, strides: stridesOf(x.shape) }, { array: gy, offset: 0, strides: stridesOf(x.shape) }], out,
     },
   });
@@ -106,9 +175,9 @@ export function binary(op: BinaryOp, a: DeviceArray, b: DeviceArray): DeviceArra
       ...innermostFirst(m),
     },
     workgroups: rt.grid1d(n, 256),
-    constants: { OP: BINARY.indexOf(op), RANK: m.shape.length },
+    constants: { OP: opCode(BINARY, op), RANK: m.shape.length },
     fuse: {
-      kind: 'binary', op: BINARY.indexOf(op), alpha: 1, beta: 0, shape,
+      kind: 'binary', op: opCode(BINARY, op), alpha: 1, beta: 0, shape,
       inputs: [{ array: a, offset: 0, strides: aStrides }, { array: b, offset: 0, strides: bStrides }], out,
     },
   });
@@ -163,106 +232,4 @@ export function concat(parts: DeviceArray[], axis: number): DeviceArray {
     at += p.shape[axis]!;
   }
   return out;
-}
-
-// ------------------------------------------------------------------ float64 references (tests only)
-
-const GELU_C = Math.sqrt(2 / Math.PI);
-const sig = (x: number) => 1 / (1 + Math.exp(-x));
-
-export function unaryRef(op: UnaryOp, x: number): number {
-  switch (op) {
-    case 'identity': return x;
-    case 'neg': return -x;
-    case 'exp': return Math.exp(x);
-    case 'log': return Math.log(x);
-    case 'sqrt': return Math.sqrt(x);
-    case 'silu': return x * sig(x);
-    case 'relu': return Math.max(x, 0);
-    case 'gelu': return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x ** 3)));
-    case 'tanh': return Math.tanh(x);
-    case 'sigmoid': return sig(x);
-    case 'square': return x * x;
-    case 'recip': return 1 / x;
-    case 'sin': return Math.sin(x);
-    case 'cos': return Math.cos(x);
-    case 'abs': return Math.abs(x);
-    case 'step': return x > 0 ? 1 : 0;
-    case 'geluErf': return x * normalCdfRef(x);
-  }
-}
-
-export function unaryDerivRef(op: UnaryOp, x: number): number {
-  switch (op) {
-    case 'identity': return 1;
-    case 'neg': return -1;
-    case 'exp': return Math.exp(x);
-    case 'log': return 1 / x;
-    case 'sqrt': return 0.5 / Math.sqrt(x);
-    case 'silu': { const s = sig(x); return s * (1 + x * (1 - s)); }
-    case 'relu': return x > 0 ? 1 : 0;
-    case 'gelu': {
-      const t = Math.tanh(GELU_C * (x + 0.044715 * x ** 3));
-      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x);
-    }
-    case 'tanh': return 1 - Math.tanh(x) ** 2;
-    case 'sigmoid': return sig(x) * (1 - sig(x));
-    case 'square': return 2 * x;
-    case 'recip': return -1 / (x * x);
-    case 'sin': return Math.cos(x);
-    case 'cos': return -Math.sin(x);
-    case 'abs': return Math.sign(x);
-    case 'step': return 0;
-    case 'geluErf': return normalCdfRef(x) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
-  }
-}
-
-/** Φ(x) = erfc(-x/√2)/2 in float64. */
-function normalCdfRef(x: number): number {
-  return 0.5 * erfcRef(-x / Math.SQRT2);
-}
-
-/**
- * erfc in float64, by other means than the kernel's fit: the Taylor series of erf for |x| < 3 (terms
- * up to e^9 ≈ 8e3 cancel, leaving ~1e-12), the continued fraction of erfc beyond (60 levels, exact
- * to double precision there).
- */
-export function erfcRef(x: number): number {
-  const z = Math.abs(x);
-  let r: number;
-  if (z < 3) {
-    let term = z, sum = z;
-    for (let n = 1; n < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
-      term *= (-z * z) / n;
-      sum += term / (2 * n + 1);
-    }
-    r = 1 - (2 / Math.sqrt(Math.PI)) * sum;
-  } else {
-    // erfc(z) = e^{-z²}/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + ...))))
-    let f = z;
-    for (let k = 60; k >= 1; k--) f = z + k / 2 / f;
-    r = Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
-  }
-  return x >= 0 ? r : 2 - r;
-}
-
-export function binaryRef(op: BinaryOp, a: number, b: number): number {
-  switch (op) {
-    case 'add': return a + b;
-    case 'sub': return a - b;
-    case 'mul': return a * b;
-    case 'div': return a / b;
-    case 'pow': return Math.pow(a, b);
-  }
-}
-
-/** [d/da, d/db] of binary op at (a, b). */
-export function binaryDerivRef(op: BinaryOp, a: number, b: number): [number, number] {
-  switch (op) {
-    case 'add': return [1, 1];
-    case 'sub': return [1, -1];
-    case 'mul': return [b, a];
-    case 'div': return [1 / b, -a / (b * b)];
-    case 'pow': return [b * Math.pow(a, b - 1), Math.pow(a, b) * Math.log(a)];
-  }
 }

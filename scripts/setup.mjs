@@ -1,23 +1,27 @@
 // First-run setup for `npm run demo` and `npm test` on a fresh machine: installs the npm packages if
-// they are missing, then makes sure Node can get a WebGPU adapter. Without a GPU that needs a Vulkan
-// loader and SwiftShader, which Debian ships in `libvulkan1` and `chromium`; as root they are installed
-// with apt-get, otherwise this stops and says what to install. Headless-browser tests need chromium too.
+// they are missing, then makes sure Node can get a WebGPU adapter: a GPU as it is, else SwiftShader
+// (which Debian's chromium ships; as root it is installed with apt-get). With --browser (npm test) it
+// also looks for a Chrome or Chromium for the browser tests; without one those tests fail with a line
+// saying what to install, and the Node tests still run. What it decides is in scripts/setup-plan.ts.
+// WGD_SETUP_FACTS='{"...": ...}' replaces the facts gathered about the machine (tests fake machines).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const say = (s) => console.log(`[setup] ${s}`);
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+const wantBrowser = process.argv.includes('--browser');
+const fake = process.env.WGD_SETUP_FACTS ? JSON.parse(process.env.WGD_SETUP_FACTS) : null;
 
 // 1. npm packages: installed when node_modules was not made from this package-lock.json (by content,
 // so that a checkout touching files does not reinstall).
 const lock = join(root, 'package-lock.json');
 const stamp = join(root, 'node_modules', '.wgd-setup-lock');
 const want = existsSync(lock) ? createHash('sha256').update(readFileSync(lock)).digest('hex') : 'no-lock';
-if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== want) {
+if (!fake && (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== want)) {
   say('installing npm packages (npm ci)...');
   const r = run('npm', [existsSync(lock) ? 'ci' : 'install', '--no-audit', '--no-fund']);
   if (r.status !== 0) {
@@ -27,51 +31,39 @@ if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== want) {
   writeFileSync(stamp, want);
 }
 
-// 2. a WebGPU adapter for Node
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
-function probe() {
-  const code = `
-    const { create, globals } = await import('webgpu');
-    Object.assign(globalThis, globals);
-    let a = await create([]).requestAdapter();
-    if (!a && !process.env.VK_ICD_FILENAMES && (await import('node:fs')).existsSync('${SWIFTSHADER_ICD}')) {
-      process.env.VK_ICD_FILENAMES = '${SWIFTSHADER_ICD}';
-      a = await create([]).requestAdapter();
-    }
-    console.log(a ? 'ADAPTER ' + a.info.vendor + ' ' + a.info.architecture : 'NO-ADAPTER');
-    process.exit(0);`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, encoding: 'utf8' });
-  return /ADAPTER /.test(r.stdout ?? '') && !/NO-ADAPTER/.test(r.stdout ?? '');
+// 2. The plan's TypeScript (and the probe it needs), bundled by esbuild, which step 1 installed.
+const { build } = await import('esbuild');
+mkdirSync(join(root, '.cache'), { recursive: true });
+const lib = join(root, '.cache', 'setup-lib.mjs');
+await build({
+  stdin: { contents: "export * from './scripts/setup-plan.ts'; export * from './src/cli/webgpu-env.ts';", resolveDir: root, loader: 'ts' },
+  bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: lib, logLevel: 'warning',
+});
+const { planSetup, findBrowser, resolveWebgpuEnv } = await import(pathToFileURL(lib).href);
+
+function facts(installed) {
+  if (fake) return { wantBrowser, installed, ...fake };
+  return {
+    platform: process.platform,
+    isRoot: process.getuid?.() === 0,
+    hasApt: existsSync('/usr/bin/apt-get'),
+    webgpu: resolveWebgpuEnv(),
+    browser: findBrowser(),
+    wantBrowser,
+    installed,
+  };
 }
 
-const needChromium = !existsSync('/usr/bin/chromium') || !existsSync(SWIFTSHADER_ICD);
-if (!probe() || needChromium) {
-  const isRoot = process.getuid?.() === 0;
-  const hasApt = existsSync('/usr/bin/apt-get');
-  if (isRoot && hasApt) {
-    say('installing Debian packages chromium and libvulkan1 (SwiftShader WebGPU for Node and headless Chromium)...');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    // apt's own output goes to a log; only failures are shown.
-    const quiet = { env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' };
-    const steps = [['update', '-qq'], ['install', '-y', '-qq', 'chromium', 'libvulkan1']];
-    const failed = steps.map((a) => run('apt-get', a, quiet)).find((r) => r.status !== 0);
-    if (failed) {
-      console.error(failed.stdout, failed.stderr);
-      console.error('[setup] apt-get failed; install chromium and libvulkan1 by hand.');
-      process.exit(1);
-    }
-    say('installed chromium and libvulkan1');
-  } else {
-    console.error(
-      '[setup] No WebGPU adapter is available to Node, and packages cannot be installed automatically here.\n' +
-        '        On Debian/Ubuntu, as root: apt-get install chromium libvulkan1 (SwiftShader, no GPU needed);\n' +
-        '        or use a machine with a GPU and a Vulkan driver.',
-    );
-    process.exit(1);
-  }
-  if (!probe()) {
-    console.error('[setup] Still no WebGPU adapter after installing chromium and libvulkan1.');
-    process.exit(1);
-  }
+let plan = planSetup(facts(false));
+if (plan.install.length) {
+  say(`installing Debian packages ${plan.install.join(' and ')} (SwiftShader WebGPU for Node and headless Chromium)...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  // apt's own output is shown only when it fails.
+  const quiet = { env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' };
+  const failed = fake ? null : [['update', '-qq'], ['install', '-y', '-qq', ...plan.install]].map((a) => run('apt-get', a, quiet)).find((r) => r.status !== 0);
+  if (failed) console.error(failed.stdout, failed.stderr);
+  else say(`installed ${plan.install.join(' and ')}`);
+  plan = planSetup(facts(true));
 }
-say('ready: WebGPU adapter available to Node');
+for (const line of plan.lines) (plan.exitCode ? console.error : console.log)(`[setup] ${line}`);
+process.exit(plan.exitCode);

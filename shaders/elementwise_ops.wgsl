@@ -1,13 +1,7 @@
-// Elementwise op functions, selected by a constant op code (folded away when the code is a literal or
-// an override): shared by elementwise.wgsl and the fused kernels of compiled steps.
-
-// unary op codes
-const U_IDENTITY = 0u; const U_NEG = 1u; const U_EXP = 2u; const U_LOG = 3u; const U_SQRT = 4u;
-const U_SILU = 5u; const U_RELU = 6u; const U_GELU = 7u; const U_TANH = 8u; const U_SIGMOID = 9u;
-const U_SQUARE = 10u; const U_RECIP = 11u; const U_SIN = 12u; const U_COS = 13u; const U_ABS = 14u; const U_STEP = 15u;
-const U_GELU_ERF = 16u;
-// binary op codes
-const B_ADD = 0u; const B_SUB = 1u; const B_MUL = 2u; const B_DIV = 3u; const B_POW = 4u;
+// Helpers of the elementwise op functions. The functions themselves (unary_f, unary_df, binary_f:
+// a switch on a constant op code, folded away when the code is a literal or an override) are generated
+// from the op table in kernels/elementwise.ts and appended to this file; elementwise.wgsl and the
+// fused kernels of compiled steps share them.
 
 // (sin x, cos x) to a few ulp for |x| up to ~1e4: WGSL only bounds the built-ins' error by 2^-11 on
 // [-π, π] (and not at all outside), too coarse for timestep embeddings of t in the thousands. Cody-Waite
@@ -36,6 +30,11 @@ fn tanh_s(x: f32) -> f32 {
 
 const GELU_C = 0.7978845608028654; // sqrt(2/pi), tanh approximation as in GPT-2 / PyTorch 'tanh'
 
+fn gelu_tanh(x: f32) -> f32 { return 0.5 * x * (1.0 + tanh_s(GELU_C * (x + 0.044715 * x * x * x))); }
+fn gelu_tanh_df(x: f32) -> f32 {
+  let t = tanh_s(GELU_C * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+}
 // erfc(x) with a relative error below 1.2e-7 everywhere (Numerical Recipes' erfcc, a Chebyshev fit of
 // erfc(z)·exp(z²) in t = 1/(1 + z/2)): relative, so both tails of the normal CDF stay accurate.
 fn erfc_f(x: f32) -> f32 {
@@ -49,73 +48,21 @@ fn erfc_f(x: f32) -> f32 {
 
 // Φ(x), the standard normal CDF: exact (erf) GELU is x·Φ(x), PyTorch's approximate='none'.
 fn normal_cdf(x: f32) -> f32 { return 0.5 * erfc_f(-0.7071067811865476 * x); }
+fn gelu_erf_df(x: f32) -> f32 { return normal_cdf(x) + x * 0.3989422804014327 * exp(-0.5 * x * x); }
+fn silu_df(x: f32) -> f32 { let s = sigmoid(x); return s * (1.0 + x * (1.0 - s)); }
 
-fn unary_f(op: u32, x: f32) -> f32 {
-  switch op {
-    case 0u: { return x; }
-    case 1u: { return -x; }
-    case 2u: { return exp(x); }
-    case 3u: { return log(x); }
-    case 4u: { return sqrt(x); }
-    case 5u: { return x * sigmoid(x); }
-    case 6u: { return max(x, 0.0); }
-    case 7u: { return 0.5 * x * (1.0 + tanh_s(GELU_C * (x + 0.044715 * x * x * x))); }
-    case 8u: { return tanh_s(x); }
-    case 9u: { return sigmoid(x); }
-    case 10u: { return x * x; }
-    case 11u: { return 1.0 / x; }
-    case 12u: { return sincos(x).x; }
-    case 13u: { return sincos(x).y; }
-    case 14u: { return abs(x); }
-    case 15u: { return select(0.0, 1.0, x > 0.0); }
-    case 16u: { return x * normal_cdf(x); }
-    default: { return x; }
+// pow with a negative base and an integer exponent, as in PyTorch.
+fn pow_signed(x: f32, y: f32) -> f32 {
+  if (x < 0.0 && y == round(y)) {
+    let m = pow(-x, y);
+    return select(m, -m, (i32(y) & 1) == 1);
   }
+  return pow(x, y);
 }
 
-// d f / d x at x
-fn unary_df(op: u32, x: f32) -> f32 {
-  switch op {
-    case 0u: { return 1.0; }
-    case 1u: { return -1.0; }
-    case 2u: { return exp(x); }
-    case 3u: { return 1.0 / x; }
-    case 4u: { return 0.5 / sqrt(x); }
-    case 5u: { let s = sigmoid(x); return s * (1.0 + x * (1.0 - s)); }
-    case 6u: { return select(0.0, 1.0, x > 0.0); }
-    case 7u: {
-      let u = GELU_C * (x + 0.044715 * x * x * x);
-      let t = tanh_s(u);
-      return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
-    }
-    case 8u: { let t = tanh_s(x); return 1.0 - t * t; }
-    case 9u: { let s = sigmoid(x); return s * (1.0 - s); }
-    case 10u: { return 2.0 * x; }
-    case 11u: { return -1.0 / (x * x); }
-    case 12u: { return sincos(x).y; }
-    case 13u: { return -sincos(x).x; }
-    case 14u: { return sign(x); }
-    case 15u: { return 0.0; }
-    case 16u: { return normal_cdf(x) + x * 0.3989422804014327 * exp(-0.5 * x * x); }
-    default: { return 1.0; }
-  }
+// An op code outside the table: NaN, so that a mistake cannot pass for a result (through a var: a
+// constant NaN is a shader-creation error).
+fn not_an_op() -> f32 {
+  var bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
 }
-
-fn binary_f(op: u32, x: f32, y: f32) -> f32 {
-  switch op {
-    case 0u: { return x + y; }
-    case 1u: { return x - y; }
-    case 2u: { return x * y; }
-    case 3u: { return x / y; }
-    case 4u: {
-      // pow with a negative base and an integer exponent, as in PyTorch.
-      if (x < 0.0 && y == round(y)) {
-        let m = pow(-x, y);
-        return select(m, -m, (i32(y) & 1) == 1);
-      }
-      return pow(x, y);
-    }
-    default: { return x; }
-  }
-}
-

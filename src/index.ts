@@ -1,13 +1,14 @@
 export { createDevice, Device } from './graph/device.js';
 export type { TensorOptions } from './graph/device.js';
-export type { CreateDeviceOptions } from './runtime/device.js';
+export type { CreateDeviceOptions, AdapterMode } from './runtime/device.js';
+export { NoAdapterError, ADAPTER_MODES } from './runtime/device.js';
 export { Tensor, noGrad, grad } from './graph/tensor.js';
 export type { GradOptions } from './graph/tensor.js';
 export { CompiledStep } from './graph/compile.js';
 export type { InputSpec, InputValue, StepOutputs } from './graph/compile.js';
 export type { StepStats, ExecutorOptions } from './graph/executor.js';
 export { Runtime, DeviceArray } from './runtime/runtime.js';
-export type { DType } from './runtime/runtime.js';
+export type { DType, AdapterChoice } from './runtime/runtime.js';
 export { ShapeError, LimitError, KernelCompileError } from './runtime/errors.js';
 export * as ops from './graph/ops/index.js';
 
@@ -70,6 +71,7 @@ export type { PlotOptions } from './data/plot.js';
 export { mulberry32, mixSeed } from './data/rng.js';
 
 // Metrics
-export { COLOR_CLASSES, srgbToLab, deltaE76, dominantColorClass, evalColors } from './metrics/color.js';
+export { COLOR_CLASSES, srgbToLab, deltaE76, dominantColorClass } from './data/color-space.js';
+export { evalColors } from './metrics/color.js';
 export { frechetDistance } from './metrics/frechet.js';
 export { nearestNeighbours } from './metrics/retrieval.js';

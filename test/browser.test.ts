@@ -10,6 +10,7 @@ import { launchChromium } from './lab/chromium.js';
 import { bundleForBrowser } from '../examples/lab/server.js';
 import { createDevice } from '../src/index.js';
 import { randomDraw, RANDOM_DRAW } from './random-draw.js';
+import { smokeChecks } from './smoke-checks.js';
 import { randomRef } from '../kernels/random.js';
 
 const root = join(import.meta.dirname, '..');
@@ -56,7 +57,9 @@ describe('headless Chromium', () => {
     expect(adapter).toMatch(/\S/);
     const failed = (results ?? []).filter((r) => !r.ok);
     expect(failed, JSON.stringify(failed, null, 1)).toEqual([]);
-    expect(results!.length).toBeGreaterThan(1);
+    // Every check ran, the fused kernels among them, forward and backward.
+    expect(results!.map((r) => r.name)).toEqual(smokeChecks(0).map((c) => c.name));
+    for (const k of ['conv2d', 'groupNorm', 'attention', 'codebookLookup']) expect(results!.some((r) => r.name.startsWith(k)), k).toBe(true);
   });
 
   it('draws the same random numbers as Dawn in Node for one (seed, counter, stream), bit for bit', async () => {
@@ -68,20 +71,23 @@ describe('headless Chromium', () => {
     const dev = await createDevice({ log: () => {} });
     const node = await randomDraw(dev);
     const nodeAdapter = `${dev.adapter.vendor} ${dev.adapter.architecture}`;
+    const sameEmulator = dev.rt.adapterChoice.software && nodeAdapter === adapter;
     dev.destroy();
     const { seed, counter, stream, n } = RANDOM_DRAW;
     expect(random!.uniform.length).toBe(n);
     // Uniforms are integer arithmetic and one exact int-to-float conversion: identical bits.
     expect(random!.uniform).toEqual(node.uniform);
     // Normals go through log, sqrt, cos and sin, which WGSL does not require to be correctly rounded
-    // (cos/sin: 2^-11 absolute), so two drivers may differ in the last bits. Here both runtimes run
-    // the same SwiftShader library (/usr/lib/chromium's, via VK_ICD_FILENAMES in Node) and Tint lowers
-    // these builtins to the same GLSL.std.450 instructions, so the bits must agree exactly.
+    // (cos/sin: 2^-11 absolute), so two drivers may differ in the last bits. Where both runtimes run
+    // SwiftShader (Chromium's, and Node's through VK_ICD_FILENAMES) Tint lowers these builtins to the
+    // same GLSL.std.450 instructions, so the bits must agree exactly; where Node has a GPU, both must
+    // be within the generator's tolerance of the float64 reference (3e-3, test/random.test.ts).
     const diffs = node.normal.filter((b, i) => b !== random!.normal[i]).length;
     const f32 = (bits: number[]) => new Float32Array(Uint32Array.from(bits).buffer);
     const ref = randomRef(seed, counter, stream, n, 'normal');
     const err = (x: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i]!)), 0);
     console.log(`Chromium adapter '${adapter}', Node adapter '${nodeAdapter}'; normals: ${diffs} of ${n} differ between Chromium and Node; max |x - float64| Node ${err(f32(node.normal)).toExponential(2)}, Chromium ${err(f32(random!.normal)).toExponential(2)}`);
-    expect(random!.normal).toEqual(node.normal);
+    if (sameEmulator) expect(random!.normal).toEqual(node.normal);
+    else for (const x of [node.normal, random!.normal]) expect(err(f32(x))).toBeLessThan(3e-3);
   });
 });

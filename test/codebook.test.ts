@@ -2,64 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { ops, Tensor } from '../src/index.js';
 import { ShapeError } from '../src/runtime/errors.js';
 import { codebookGradRef, codebookRef, distRef, nearestRef, vectorOffset } from '../kernels/codebook.js';
-import { checkOp, expectClose, f32, numel, randn, rng, SEED, separatedCodebookInputs, useDevice } from './helpers.js';
+import { vqRef, runVq as run, Through, separatedCodebookInputs } from './codebook-check.js';
+import { checkOp, expectClose, f32, numel, randn, rng, SEED, useDevice } from './helpers.js';
 
 const dev = useDevice();
 const r = rng(SEED + 11);
 
 const separated = (shape: number[], k: number) => separatedCodebookInputs(shape, k, r);
-
-type Through = 'zq' | 'loss' | 'both';
-
-/**
- * The float64 reference with stop-gradients frozen at the base point (z0, e0), which is what sg[] means:
- * zq = z + sg(e - z) has the value e0 there and derivative 1 in z, 0 in the codebook;
- * loss = mean((sg[z] - e)^2) + beta mean((z - sg[e])^2). Finite differences of this function therefore
- * check the straight-through, codebook and commitment gradients. Output: zq, loss, or zq then loss.
- */
-function vqRef(z0: Float64Array, cb0: Float64Array, shape: number[], k: number, beta: number, through: Through) {
-  const d = shape[1]!;
-  const idx0 = nearestRef(z0, shape, cb0, k).indices;
-  const e0 = codebookRef(z0, shape, cb0, idx0, 0).zq;
-  const ref = ([z, cb]: Float64Array[]): Float64Array => {
-    const idx = nearestRef(z!, shape, cb!, k).indices;
-    const zq = z!.map((v, o) => v + (e0[o]! - z0[o]!));
-    let codeTerm = 0;
-    let commitTerm = 0;
-    for (let m = 0; m < idx.length; m++) {
-      for (let c = 0; c < d; c++) {
-        const o = vectorOffset(m, c, shape);
-        const e = cb![idx[m]! * d + c]!;
-        codeTerm += (z0[o]! - e) ** 2;
-        commitTerm += (z![o]! - e0[o]!) ** 2;
-      }
-    }
-    const loss = (codeTerm + beta * commitTerm) / z!.length;
-    if (through === 'zq') return zq;
-    if (through === 'loss') return Float64Array.of(loss);
-    const out = new Float64Array(zq.length + 1);
-    out.set(zq);
-    out[zq.length] = loss;
-    return out;
-  };
-  const refGrad = ([z, cb]: Float64Array[], gy: Float64Array): Float64Array[] => {
-    const n = z!.length;
-    const gZq = through === 'loss' ? null : gy.subarray(0, n);
-    const gLoss = through === 'zq' ? 0 : gy[through === 'loss' ? 0 : n]!;
-    const { dz, dcb } = codebookGradRef(z!, shape, cb!, k, idx0, beta, gZq ? Float64Array.from(gZq) : null, gLoss);
-    return [dz, dcb];
-  };
-  return { ref, refGrad, idx0 };
-}
-
-function run(through: Through, beta: number) {
-  return ([z, cb]: Tensor[]): Tensor => {
-    const { zq, loss } = ops.codebookLookup(z!, cb!, { beta });
-    if (through === 'zq') return zq;
-    if (through === 'loss') return loss.reshape([1]);
-    return ops.concat([zq.reshape([zq.size]), loss.reshape([1])], 0);
-  };
-}
 
 // [z shape, K], one or more per kernel variant. nearest_d4 (D <= 4, 256-code tiles, 512 vectors per
 // workgroup): K = 37 is one partial tile, K = 300 a full and a partial one. nearest_d8 (D <= 8, 256-code

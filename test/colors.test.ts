@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { makeColorsDataset } from '../src/data/colors.js';
 import { hflip } from '../src/data/augment.js';
 import { mixSeed, mulberry32 } from '../src/data/rng.js';
-import { COLOR_CLASSES, COLOR_LAB, deltaE76, dominantColorClass, evalColors, srgbToLab } from '../src/metrics/color.js';
+import { COLOR_CLASSES, COLOR_LAB, deltaE76, dominantColorClass, srgbToLab } from '../src/data/color-space.js';
+import { evalColors } from '../src/metrics/color.js';
 
 /** The labelling rule written out independently: mean of (x+1)/2 per channel, nearest class in LAB. */
 function labelByRule(images: Float32Array, n: number, size: number): { label: number[]; margin: number[] } {

@@ -238,7 +238,12 @@ describe('wgd CLI', () => {
     // the two disagree; the reconstructions are scored like samples.
     expect(real.report.overall).toMatchObject({ count: 12, accuracy: 1 });
     expect(rec.report.overall.count).toBe(12);
-    expect(rec.report.overall.accuracy).toBeGreaterThanOrEqual(0);
+    // Overall accuracy is the count-weighted mean of the per-colour ones: a whole number of the 12 images.
+    const perClass = rec.report.perClass as { count: number; accuracy: number }[];
+    const hits = perClass.reduce((s, c) => s + (c.count ? c.accuracy * c.count : 0), 0);
+    expect(perClass.reduce((s, c) => s + c.count, 0)).toBe(12);
+    expect(Math.abs(hits - Math.round(hits))).toBeLessThan(1e-9);
+    expect(rec.report.overall.accuracy).toBeCloseTo(Math.round(hits) / 12, 12);
     expect(Number.isFinite(rec.frechet)).toBe(true);
     const rows = readFileSync(join(out, 'table.md'), 'utf8').trim().split('\n').map((l) => l.split('|')[1]?.trim());
     expect(rows.slice(2)).toEqual(['1', '3', '(training images)', '(class-mean colours, solid)', '(VQ-GAN reconstructions)', '(pure colours through the VQ-GAN)', undefined, 'ΔE76 change, image by image', '---', 's = 1 → 3']);

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ops } from '../src/index.js';
-import { UNARY, BINARY, unaryRef, unaryDerivRef, binaryRef, binaryDerivRef, UnaryOp } from '../kernels/elementwise.js';
+import { UNARY, BINARY, UnaryOp, ELEMENTWISE_OPS_WGSL } from '../kernels/elementwise.js';
+import { Kernel } from '../src/runtime/kernel.js';
+import elementwiseSource from '../shaders/elementwise.wgsl';
+import { unaryRef, unaryDerivRef, binaryRef, binaryDerivRef } from './reference/elementwise.js';
 import { absQuantileRef } from '../kernels/quantile.js';
 import { checkOp, randn, uniform, useDevice } from './helpers.js';
 
@@ -15,7 +18,7 @@ function domain(op: UnaryOp, n: number): Float64Array {
 
 describe('unary ops', () => {
   for (const op of UNARY) {
-    if (op === 'identity' || op === 'recip') continue;
+    if (op === 'identity') continue;
     it(`${op}: forward and backward vs float64, reference vs finite differences`, async () => {
       const shape = [3, 5, 7]; // 105 elements: not a multiple of the 256-wide workgroup
       // f32 transcendental functions are accurate to a few ulp; 1e-5 relative plus 1e-6 absolute
@@ -31,6 +34,26 @@ describe('unary ops', () => {
       });
     });
   }
+});
+
+describe('the op table', () => {
+  it('generates one case per op, and an op code outside it computes NaN rather than a plausible value', async () => {
+    expect((ELEMENTWISE_OPS_WGSL.match(/^fn unary_f[\s\S]*?^}/m)?.[0].match(/case \d+u/g) ?? []).length).toBe(UNARY.length);
+    expect((ELEMENTWISE_OPS_WGSL.match(/^fn binary_f[\s\S]*?^}/m)?.[0].match(/case \d+u/g) ?? []).length).toBe(BINARY.length);
+    // Every op has a finite float64 reference and derivative at a point inside every domain.
+    for (const op of UNARY) expect([unaryRef(op, 0.7), unaryDerivRef(op, 0.7)].every(Number.isFinite), op).toBe(true);
+    for (const op of BINARY) expect([binaryRef(op, 0.7, 1.3), ...binaryDerivRef(op, 0.7, 1.3)].every(Number.isFinite), op).toBe(true);
+    const rt = dev().rt;
+    const kernel = new Kernel('elementwise-test', ELEMENTWISE_OPS_WGSL + elementwiseSource);
+    const x = rt.upload(new Float32Array([0.5, -2, 3]), [3]);
+    const out = rt.alloc([3]);
+    const uniforms = { n: 3, _pad0: 0, a_offset: 0, b_offset: 0, alpha: 1, beta: 0, a_outer: 1, b_outer: 1, shape: [], a_strides: [], b_strides: [] };
+    rt.dispatch(kernel, 'unary', { bindings: { a: x, out }, uniforms, workgroups: [1], constants: { OP: UNARY.length, RANK: 1 } });
+    expect([...(await rt.read(out))].every(Number.isNaN)).toBe(true);
+    rt.dispatch(kernel, 'unary', { bindings: { a: x, out }, uniforms, workgroups: [1], constants: { OP: UNARY.indexOf('square'), RANK: 1 } });
+    expect([...(await rt.read(out))]).toEqual([0.25, 4, 9]);
+    expect(() => ops.affine(dev().tensor([1], [1]), 1)).not.toThrow();
+  });
 });
 
 describe('exact GELU', () => {

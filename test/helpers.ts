@@ -1,7 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
 import { createDevice, Device } from '../src/graph/device.js';
-import { nearestRef, vectorOffset } from '../kernels/codebook.js';
-import { f32, numel, randn } from './check.js';
 
 export * from './check.js';
 
@@ -16,25 +14,3 @@ export function useDevice(): () => Device {
   return () => dev!;
 }
 
-/**
- * z [N,D,H,W] and a codebook [k,D] (f32-representable) in which every vector's nearest code beats the
- * second nearest by at least `gap` in squared distance: far above f32 rounding of the distances
- * (~1e-6), so the GPU's argmin must equal the float64 one exactly, and above the change 2h|e_a - e_b|
- * ~ 1e-4 that a finite-difference step h = 1e-5 can cause, so no probe switches an assignment.
- */
-export function separatedCodebookInputs(shape: number[], k: number, r: () => number, gap = 1e-3): { z: Float64Array; cb: Float64Array } {
-  const d = shape[1]!;
-  const cb = f32(randn(k * d, r));
-  const z = f32(randn(numel(shape), r));
-  for (let round = 0; round < 100; round++) {
-    const { best, second } = nearestRef(z, shape, cb, k);
-    let redrawn = 0;
-    best.forEach((b, m) => {
-      if (second[m]! - b >= gap) return;
-      redrawn++;
-      for (let c = 0; c < d; c++) z[vectorOffset(m, c, shape)] = Math.fround(randn(1, r)[0]!);
-    });
-    if (redrawn === 0) return { z, cb };
-  }
-  throw new Error('could not draw separated inputs');
-}

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { evalColors, formatColorTable, pairedDifference, classMeanImages, solidImages } from '../src/metrics/color.js';
 import {
   COLOR_CLASSES,
   COLOR_LAB,
@@ -6,18 +7,13 @@ import {
   COLOR_SRGB255,
   RGB_TO_XYZ,
   deltaE76,
-  evalColors,
-  formatColorTable,
-  pairedDifference,
-  classMeanImages,
-  solidImages,
   labToSrgb,
   linearToSrgb,
   nearestColorClass,
   srgbToLab,
   srgbToLinear,
   xyzToLab,
-} from '../src/metrics/color.js';
+} from '../src/data/color-space.js';
 import { frechetDistance, gaussianFrechet, meanCov, sqrtmSym, symEig } from '../src/metrics/frechet.js';
 import { nearestNeighbours } from '../src/metrics/retrieval.js';
 import { gaussian, mulberry32 } from '../src/data/rng.js';

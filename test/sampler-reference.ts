@@ -4,6 +4,7 @@
 // The steps are written here again from the papers' equations (not taken from the samplers' plans),
 // with the schedule values from the process objects.
 import { DiscreteVP, NCSNProcess, NoiseProcess, SDEProcess, VPSDE } from '../src/diffusion/process.js';
+import { randomRef } from '../kernels/random.js';
 
 /**
  * A quantity p·x_T + q + r·n: x_T is the initial noise ~ N(0, std²), n the noise the steps have
@@ -201,4 +202,55 @@ export function referenceMoments(sampler: string, process: NoiseProcess, steps: 
     }
   } else throw new Error(`no reference for ${sampler}`);
   return { mean: x.q, variance: x.p * x.p * std * std + x.r * x.r * W };
+}
+
+/**
+ * The predictor–corrector sampler's output for one batch, in float64, driven by the same noise the
+ * engine draws (randomRef with the loop's seed, the step's counter and stream): Song et al. 2021,
+ * Algorithms 2 (VE) and 3 (VP), corrector first. Its step size depends on the batch's norms, so its
+ * output is not Gaussian in closed form; this follows each sample's trajectory instead. The noise:
+ * x_T from stream 0x7fff0000 at counter 0 (times the process's initial std); step i draws from
+ * counter i, stream 1 (corrector z) then 2 (predictor z); the last step is Tweedie's denoising at tMin.
+ */
+export function pcTrajectoryRef(process: NoiseProcess, steps: number, snr: number, mu: ArrayLike<number>, s2: ArrayLike<number>, batch: number, seed: number): Float64Array {
+  if (!(process instanceof SDEProcess)) throw new Error('not an SDE');
+  const sde = process;
+  const D = mu.length;
+  const n = batch * D;
+  const t0 = sde.config.tMin;
+  const l1 = sde.level(1);
+  const std = Math.sqrt(l1.b * l1.b + (sde.family === 'vp' ? l1.a * l1.a : 0));
+  const x = randomRef(seed, 0, 0x7fff0000, n, 'normal').map((v) => v * std);
+  /** The optimal ε̂ for data N(μ, s²) at level (a, b), elementwise. */
+  const epsOf = (y: Float64Array, a: number, b: number) => y.map((v, i) => (b * (v - a * mu[i % D]!)) / (a * a * s2[i % D]! + b * b));
+  /** Mean over the batch of each sample's L2 norm. */
+  const meanNorm = (v: Float64Array) => {
+    let total = 0;
+    for (let s = 0; s < batch; s++) {
+      let sq = 0;
+      for (let d = 0; d < D; d++) sq += v[s * D + d]! ** 2;
+      total += Math.sqrt(sq);
+    }
+    return total / batch;
+  };
+  for (let i = 0; i < steps; i++) {
+    const t = 1 - (i * (1 - t0)) / steps;
+    const h = (1 - t0) / steps; // the step back in time
+    const { a, b } = sde.level(t);
+    const g2 = sde.g2(t);
+    // Corrector (Langevin): s = -ε̂/b, ε = 2α(r‖z‖/‖s‖)², x ← x + ε·s + sqrt(2ε)·z; α = 1 - β(t)Δ for VP, 1 for VE.
+    const score = epsOf(x, a, b).map((e) => -e / b);
+    const z = randomRef(seed, i, 1, n, 'normal');
+    const alpha = sde.family === 'vp' ? 1 - g2 * h : 1;
+    const stepSize = 2 * alpha * ((snr * meanNorm(z)) / meanNorm(score)) ** 2;
+    for (let k = 0; k < n; k++) x[k] = x[k]! + stepSize * score[k]! + Math.sqrt(2 * stepSize) * z[k]!;
+    // Predictor (Euler–Maruyama on the reverse SDE): x ← x - [f(t)x - g²(t)·s(x)]·h + g(t)·sqrt(h)·z.
+    const e = epsOf(x, a, b);
+    const zp = randomRef(seed, i, 2, n, 'normal');
+    const f = sde.drift(t);
+    for (let k = 0; k < n; k++) x[k] = x[k]! - (f * x[k]! + (g2 * e[k]!) / b) * h + Math.sqrt(g2 * h) * zp[k]!;
+  }
+  const { a, b } = sde.level(t0);
+  const e = epsOf(x, a, b);
+  return x.map((v, k) => (v - b * e[k]!) / a);
 }

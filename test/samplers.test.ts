@@ -13,7 +13,7 @@ import { sigmaGrid } from '../src/diffusion/samplers/sigma.js';
 import { spacedTimesteps } from '../src/diffusion/samplers/timesteps.js';
 import { SamplingLoop } from '../src/diffusion/sample.js';
 import { mulberry32 } from '../src/data/rng.js';
-import { referenceMoments } from './sampler-reference.js';
+import { referenceMoments, pcTrajectoryRef } from './sampler-reference.js';
 
 const dev = useDevice();
 
@@ -58,7 +58,10 @@ interface Case {
   why: string;
   /** The same bound for the mean, relative to s (default 0.01), where the sampler's bias needs more; and why. */
   meanTol?: number;
-  /** No float64 reference (the step size depends on norms of the batch): compare with the data only. */
+  /**
+   * No closed-form moments (the step size depends on norms of the batch): compare with the data only.
+   * The step itself is checked against a float64 trajectory reference below (pcTrajectoryRef).
+   */
   noReference?: boolean;
 }
 
@@ -124,6 +127,30 @@ describe('samplers on Gaussian data with the optimal denoiser', () => {
         expect(Math.abs(r.mean - mu[k]!) / Math.sqrt(s2[k]!), `reference mean of dim ${k} (TEST_SEED=${SEED})`).toBeLessThan(c.meanTol ?? 0.01);
         expect(Math.abs(r.variance / s2[k]! - 1), `reference variance of dim ${k}: ${c.why} (TEST_SEED=${SEED})`).toBeLessThan(c.varTol);
       });
+    }, 600_000);
+  }
+
+  for (const kind of ['vp-sde', 've-sde'] as const) {
+    it(`pc (${kind}): every sample follows the float64 trajectory of Algorithms 2-3 driven by the same noise`, async () => {
+      const d = dev();
+      const { mu, s2 } = gaussianData(SEED + 7);
+      const proc = makeProcess({ kind });
+      const snr = kind === 've-sde' ? 0.16 : 0.01;
+      const sampler = makeSampler('pc', proc, { snr });
+      const B = 16, steps = 40;
+      const loop = new SamplingLoop(d, sampler, analyticDenoiser(d.tensor(mu, [1, 1, 4, 4]), d.tensor(s2, [1, 1, 4, 4])), [B, 1, 4, 4]);
+      const got = (await (await loop.run(steps, { seed: SEED })).x.read()) as Float32Array;
+      loop.destroy();
+      const ref = pcTrajectoryRef(proc, steps, snr, mu, s2, B, SEED);
+      // The engine's normals agree with randomRef to 3e-3 (test/random.test.ts: f32 log and sin/cos in
+      // Box–Muller), scaled here by sqrt(2ε) and sqrt(g²h) < 1 and contracted by the drift; measured max
+      // |diff| 1.4e-4 to 2.6e-4 over seeds 1-5 and one random one. 1.5e-3 leaves room for tails, while a
+      // corrector that does nothing moves the samples by more than 0.02 (checked below) and a step size
+      // 10% off (snr 5% off) moves them by 4e-3 (VP) and 0.1 (VE), measured.
+      expectClose(`pc ${kind} (TEST_SEED=${SEED})`, got, ref, 1.5e-3, 1e-4);
+      const noCorrector = pcTrajectoryRef(proc, steps, 1e-12, mu, s2, B, SEED);
+      const moved = Math.max(...ref.map((v, k) => Math.abs(v - noCorrector[k]!)));
+      expect(moved, 'the corrector changes the samples far beyond the tolerance').toBeGreaterThan(0.02);
     }, 600_000);
   }
 

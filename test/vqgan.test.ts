@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkModule, checkOp, expectClose, f32, numel, randn, rng, SEED, separatedCodebookInputs, useDevice } from './helpers.js';
+import { checkModule, checkOp, expectClose, f32, numel, randn, rng, SEED, useDevice } from './helpers.js';
+import { separatedCodebookInputs } from './codebook-check.js';
 import { Device, grad, ops, Tensor } from '../src/index.js';
 import { Init } from '../src/nn/module.js';
 import { ShapeError } from '../src/runtime/errors.js';

@@ -1,6 +1,7 @@
 // The `wgd` command line: train, sample, info. Each subcommand's options are listed by `wgd help`.
 import { parseArgs } from 'node:util';
 import { createDevice, Device } from '../graph/device.js';
+import { ADAPTER_MODES, AdapterMode } from '../runtime/device.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
 import { SAMPLER_NAMES, SamplerOptions } from '../diffusion/samplers/index.js';
 import { GuidanceVariants, parseGuidanceInterval } from '../diffusion/denoiser.js';
@@ -158,7 +159,7 @@ const COMMANDS: Record<string, { spec: Spec; help: string }> = {
 };
 
 function usage(): string {
-  const lines = ['usage: wgd <command> [options]', ''];
+  const lines = ['usage: wgd <command> [options]', '', `every command that uses the GPU also takes --adapter ${ADAPTER_MODES.join('|')}: auto (default) uses a GPU when Dawn finds one, else SwiftShader (CPU-emulated) when installed; gpu refuses a software adapter; swiftshader asks for it`, ''];
   for (const [name, c] of Object.entries(COMMANDS)) {
     lines.push(`wgd ${name}: ${c.help}`);
     for (const [k, o] of Object.entries(c.spec)) lines.push(`  --${k}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + `${o.help}${o.default !== undefined && o.default !== false ? ` (default ${o.default})` : ''}`);
@@ -219,14 +220,38 @@ function samplerOptionsOf(v: Record<string, unknown>): SamplerOptions {
   return r;
 }
 
+/**
+ * --adapter auto|gpu|swiftshader, taken out of the arguments before the command's own options are
+ * parsed (every command that makes a device takes it).
+ */
+export function takeAdapterOption(args: string[]): { mode: AdapterMode; rest: string[] } {
+  let mode: AdapterMode = 'auto';
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const m = /^--adapter(?:=(.*))?$/.exec(a);
+    if (!m) {
+      rest.push(a);
+      continue;
+    }
+    const value = m[1] ?? args[++i];
+    mode = oneOf('adapter', value ?? '', ADAPTER_MODES);
+  }
+  return { mode, rest };
+}
+
+let adapterMode: AdapterMode = 'auto';
+
 async function device(): Promise<Device> {
-  return createDevice();
+  return createDevice({ adapter: adapterMode });
 }
 
 /** train-vqgan's flags that define the model; --finetune-decoder takes all of them from its file. */
 const VQGAN_MODEL_FLAGS = ['level-channels', 'codebook', 'beta', 'codebook-update', 'restart-after', 'mid-attention'] as const;
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(args: string[]): Promise<number> {
+  const { mode, rest: argv } = takeAdapterOption(args);
+  adapterMode = mode;
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     console.log(usage());
@@ -248,6 +273,9 @@ export async function main(argv: string[]): Promise<number> {
     const dev = await device();
     const a = dev.adapter;
     console.log(`adapter: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' / ')}`);
+    const c = dev.rt.adapterChoice;
+    const via = process.env.WGD_SOFTWARE_ADAPTER ? `; wgd ran itself again with VK_ICD_FILENAMES=${process.env.WGD_SOFTWARE_ADAPTER}` : process.env.VK_ICD_FILENAMES ? `; VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES}` : '';
+    console.log(`chosen: --adapter ${c.mode}: ${c.software ? 'software (CPU-emulated)' : 'GPU'}, because ${c.reason}${via}`);
     const lim = dev.limits as unknown as Record<string, number>;
     for (const k of ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupsPerDimension']) {
       console.log(`  ${k.padEnd(36)} ${lim[k]}`);

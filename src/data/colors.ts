@@ -8,7 +8,7 @@
  * sRGB colour (dominantColorClass). Shades vary in lightness and hue around the class colour and
  * smaller shapes in other colours pull the mean away, so a few images end up labelled otherwise.
  */
-import { COLOR_CLASSES, COLOR_LAB, dominantColorClass, labToSrgb } from '../metrics/color.js';
+import { COLOR_CLASSES, COLOR_LAB, dominantColorClass, labToSrgb } from './color-space.js';
 import { mixSeed, mulberry32, gaussian } from './rng.js';
 
 export interface ColorsDataset {

@@ -1,5 +1,5 @@
 import type { Kernel } from './kernel.js';
-import { DeviceArray, Storage } from './runtime.js';
+import { DeviceArray, Storage } from './array.js';
 
 /** One operand of an elementwise dispatch: how element i of the iteration space reads it. */
 export interface FuseLeaf {

@@ -1,89 +1,103 @@
-import { Runtime } from './runtime.js';
+import { Runtime, AdapterChoice } from './runtime.js';
+
+/** Which adapter to use: a GPU, the software fallback (SwiftShader in Dawn and Chrome), or a GPU if there is one. */
+export type AdapterMode = 'auto' | 'gpu' | 'swiftshader';
+export const ADAPTER_MODES: readonly AdapterMode[] = ['auto', 'gpu', 'swiftshader'];
 
 export interface CreateDeviceOptions {
   /** Use this GPUDevice instead of requesting one. */
   device?: GPUDevice;
+  /** 'auto' (default): the adapter WebGPU offers first, a GPU when there is one; 'gpu': refuse a software adapter; 'swiftshader': only the software fallback adapter. */
+  adapter?: AdapterMode;
   powerPreference?: GPUPowerPreference;
   /** Limits to request above the defaults (e.g. maxStorageBufferBindingSize). */
   requiredLimits?: Record<string, number>;
-  /** Where the one-line notice about a software fallback goes (default: console.warn). */
+  /** Where the one-line notice about a software adapter goes (default: console.warn). */
   log?: (line: string) => void;
 }
 
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+/** No adapter of the kind asked for; `mode` says which was asked, so that a launcher can offer the fallback. */
+export class NoAdapterError extends Error {
+  constructor(
+    readonly mode: AdapterMode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NoAdapterError';
+  }
+}
 
-const INSTALL_HINT =
-  'No WebGPU adapter found. In Node, install the optional dependency `webgpu` (npm install webgpu); ' +
-  'without a GPU, install a Vulkan loader and SwiftShader from Debian: `apt-get install libvulkan1 chromium` ' +
-  '(webgpu-diffusion then uses /usr/lib/chromium/vk_swiftshader_icd.json). In a browser, use one with WebGPU enabled.';
+// The Vulkan loader reads VK_ICD_FILENAMES once, when Dawn creates its instance: it belongs to the
+// environment the process starts with. The library never sets it (that would change the whole
+// process); launchers do, for the processes they start (see src/cli/webgpu-env.ts).
+const SOFTWARE_HINT =
+  'Without a GPU, start Node with VK_ICD_FILENAMES pointing at a SwiftShader ICD manifest ' +
+  "(Debian's chromium package ships /usr/lib/chromium/vk_swiftshader_icd.json, with libvulkan1 as the loader); " +
+  '`wgd --adapter swiftshader` and the npm scripts of this project do that for you.';
 
 interface DawnModule {
   create(flags: string[]): GPU;
   globals: Record<string, unknown>;
 }
 
-async function nodeAdapter(opts: CreateDeviceOptions, log: (s: string) => void): Promise<{ adapter: GPUAdapter; keepAlive: unknown }> {
+const isFallback = (a: GPUAdapter) =>
+  Boolean((a.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? (a as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter);
+
+/** Ask `gpu` for an adapter of the kind `mode` names; throws NoAdapterError naming what was missing. */
+async function pickAdapter(gpu: GPU, opts: CreateDeviceOptions, where: string): Promise<{ adapter: GPUAdapter; choice: AdapterChoice }> {
+  const mode = opts.adapter ?? 'auto';
+  if (!ADAPTER_MODES.includes(mode)) throw new Error(`createDevice: adapter '${mode}' is not one of ${ADAPTER_MODES.join(', ')}`);
+  if (mode === 'swiftshader') {
+    const adapter = await gpu.requestAdapter({ forceFallbackAdapter: true, powerPreference: opts.powerPreference });
+    if (!adapter) throw new NoAdapterError(mode, `No software fallback adapter (SwiftShader) is available to ${where}. ${where === 'Node' ? SOFTWARE_HINT : 'In Chrome, start it with --enable-unsafe-webgpu --use-webgpu-adapter=swiftshader.'}`);
+    return { adapter, choice: { mode, software: true, reason: 'the software fallback adapter was asked for' } };
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
+  if (!adapter) {
+    const hint = where === 'Node' ? SOFTWARE_HINT : 'Use a browser with WebGPU enabled (e.g. a recent Chrome or Edge).';
+    throw new NoAdapterError(mode, `No WebGPU adapter is available to ${where}${where === 'Node' ? " (Dawn, from the 'webgpu' package, found none)" : ''}. ${hint}`);
+  }
+  const software = isFallback(adapter);
+  if (mode === 'gpu' && software) {
+    throw new NoAdapterError(mode, `--adapter gpu: the only adapter available to ${where} is a software one (${describe(adapter.info).description || describe(adapter.info).device}); no GPU was found.`);
+  }
+  const reason = software ? 'no GPU adapter was offered, only the software fallback' : mode === 'gpu' ? 'a GPU was asked for and found' : 'a GPU adapter was offered first';
+  return { adapter, choice: { mode, software, reason } };
+}
+
+async function nodeGpu(): Promise<{ gpu: GPU; keepAlive: unknown }> {
   let dawn: DawnModule;
   try {
     const name = 'webgpu'; // kept out of bundlers' static graph: browsers never load it
     dawn = (await import(/* @vite-ignore */ name)) as DawnModule;
   } catch (e) {
-    throw new Error(`${INSTALL_HINT} (import of 'webgpu' failed: ${(e as Error).message})`);
+    throw new Error(`WebGPU in Node needs the optional dependency 'webgpu' (npm install webgpu): its import failed: ${(e as Error).message}`);
   }
   Object.assign(globalThis, dawn.globals);
-  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
-  // Also hidden from bundlers: a browser bundle of the package must not have to resolve node:fs.
-  const [fsName, osName] = ['node:fs', 'node:os'];
-  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
-  const os = (await import(/* @vite-ignore */ osName)) as typeof import('node:os');
-  const tryCreate = async () => {
-    // Dawn otherwise zero-fills workgroup memory with an OpConstantNull initializer, which SwiftShader
-    // compiles into one store per element: ~3 s per pipeline with a 16 KiB tile (10 ms without).
-    const gpu = dawn.create(['disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension']);
-    const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
-    return { gpu, adapter };
-  };
-  // SwiftShader's Vulkan library (built with Wayland support) complains on every start when there is no
-  // runtime directory; a private empty one keeps it quiet.
-  if (!env.XDG_RUNTIME_DIR && process.platform === 'linux') {
-    const dir = `${os.tmpdir()}/webgpu-diffusion-runtime-${process.getuid?.() ?? 0}`;
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    env.XDG_RUNTIME_DIR = dir;
-  }
-  // On Linux without GPU device nodes there is no hardware adapter to find: go straight to SwiftShader
-  // (probing first makes Dawn load and refuse Mesa's lavapipe, with a warning).
-  const noGpuNodes = process.platform === 'linux' && !['/dev/dri', '/dev/nvidiactl', '/dev/kfd'].some((p) => fs.existsSync(p));
-  const swiftshader = !env.VK_ICD_FILENAMES && fs.existsSync(SWIFTSHADER_ICD);
-  let gpu: GPU | undefined;
-  let adapter: GPUAdapter | null = null;
-  if (!(noGpuNodes && swiftshader)) ({ gpu, adapter } = await tryCreate());
-  if (!adapter && swiftshader) {
-    // The Vulkan loader reads VK_ICD_FILENAMES when Dawn creates its instance, so setting it now works.
-    env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    ({ gpu, adapter } = await tryCreate());
-    if (adapter) log(`webgpu-diffusion: no hardware GPU adapter; using SwiftShader from the system Chromium (${SWIFTSHADER_ICD}), CPU-emulated and slow`);
-  }
-  if (!adapter) throw new Error(INSTALL_HINT);
-  return { adapter, keepAlive: gpu };
+  // Dawn otherwise zero-fills workgroup memory with an OpConstantNull initializer, which SwiftShader
+  // compiles into one store per element: ~3 s per pipeline with a 16 KiB tile (10 ms without). Every
+  // kernel writes its workgroup memory before reading it, so the fill is not needed on any adapter.
+  const gpu = dawn.create(['disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension']);
+  // The object `create` returns must stay reachable while the device lives (the Runtime keeps it).
+  return { gpu, keepAlive: gpu };
 }
 
 /** Create the runtime: the browser's navigator.gpu, Dawn in Node, or a GPUDevice you pass. */
 export async function createRuntime(opts: CreateDeviceOptions = {}): Promise<Runtime> {
   const log = opts.log ?? ((s: string) => console.warn(s));
   if (opts.device) {
-    return new Runtime(opts.device, describe((opts.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo));
+    const info = describe((opts.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+    return new Runtime(opts.device, info, null, { mode: 'auto', software: false, reason: 'a GPUDevice was passed in' });
   }
-  let adapter: GPUAdapter | null;
-  let keepAlive: unknown = null;
   const navGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  if (navGpu) {
-    adapter = await navGpu.requestAdapter({ powerPreference: opts.powerPreference });
-    if (!adapter) throw new Error(INSTALL_HINT);
-  } else if ((globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node) {
-    ({ adapter, keepAlive } = await nodeAdapter(opts, log));
-  } else {
-    throw new Error(INSTALL_HINT);
-  }
+  const isNode = Boolean((globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node);
+  let gpu: GPU;
+  let keepAlive: unknown = null;
+  if (navGpu) gpu = navGpu;
+  else if (isNode) ({ gpu, keepAlive } = await nodeGpu());
+  else throw new NoAdapterError(opts.adapter ?? 'auto', 'This browser has no WebGPU (navigator.gpu is missing); use one with WebGPU enabled.');
+  const { adapter, choice } = await pickAdapter(gpu, opts, navGpu ? 'this browser' : 'Node');
+  if (choice.software && choice.mode === 'auto') log('webgpu-diffusion: no GPU adapter; using the software fallback (SwiftShader), CPU-emulated and slow');
   const limits: Record<string, number> = {};
   const lim = adapter.limits as unknown as Record<string, number>;
   // Ask for what the adapter offers for the limits that bound tensor sizes.
@@ -93,7 +107,7 @@ export async function createRuntime(opts: CreateDeviceOptions = {}): Promise<Run
   Object.assign(limits, opts.requiredLimits ?? {});
   const features: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
   const device = await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features });
-  return new Runtime(device, describe(adapter.info), keepAlive);
+  return new Runtime(device, describe(adapter.info), keepAlive, choice);
 }
 
 function describe(info?: GPUAdapterInfo) {

@@ -3,64 +3,18 @@ import { Kernel } from './kernel.js';
 import { KernelCompileError, LimitError, fmtShape } from './errors.js';
 import utilSource from '../../shaders/util.wgsl';
 import { Capture, FuseInfo } from './capture.js';
+import { DeviceArray, Storage, DType } from './array.js';
 
-export type DType = 'f32' | 'i32';
+export { DeviceArray, Storage };
+export type { DType };
 
-/**
- * A GPU buffer. Eager storage is pooled and returns to the pool when no DeviceArray refers to it any
- * more. Storage allocated while a step is being captured is virtual: it has no buffer until the
- * compiler's memory plan binds one (possibly shared with other virtual storage whose lifetime does not
- * overlap).
- */
-export class Storage {
-  constructor(
-    public buffer: GPUBuffer | null,
-    readonly bytes: number,
-    /** Byte offset of this storage inside `buffer` (set by the memory plan; 0 for eager storage). */
-    public offset = 0,
-  ) {}
-}
 
-/** A dense, row-major array on the device: a view (shape, dtype) over a Storage. */
-export class DeviceArray {
-  readonly size: number;
-  constructor(
-    readonly rt: Runtime,
-    readonly storage: Storage,
-    readonly shape: readonly number[],
-    readonly dtype: DType = 'f32',
-    /**
-     * Byte offset inside the storage, a multiple of minStorageBufferOffsetAlignment: parameters live
-     * as views into one flat buffer so that one optimizer dispatch updates them all.
-     */
-    readonly byteOffset = 0,
-  ) {
-    this.size = shape.reduce((a, b) => a * b, 1);
-  }
-  get buffer(): GPUBuffer {
-    const b = this.storage.buffer;
-    if (!b) throw new Error(`array ${fmtShape(this.shape)} belongs to a step being compiled and has no memory yet; it cannot be used outside the compiled function`);
-    return b;
-  }
-  /** The binding this array occupies: buffer, offset and size in bytes. */
-  binding(): GPUBufferBinding {
-    const offset = this.storage.offset + this.byteOffset;
-    // A view binds just its own elements; a whole storage binds all of it (pool buckets are larger).
-    const size = this.byteOffset === 0 && this.storage.offset === 0 ? this.storage.bytes : this.size * 4;
-    return { buffer: this.buffer, offset, size: Math.max(size, 4) };
-  }
-  /** Same data, another shape with the same number of elements. */
-  reshape(shape: readonly number[]): DeviceArray {
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (n !== this.size) throw new Error(`reshape: cannot view ${fmtShape(this.shape)} (${this.size} elements) as ${fmtShape(shape)} (${n})`);
-    return new DeviceArray(this.rt, this.storage, shape, this.dtype, this.byteOffset);
-  }
-  /** A view of `shape` starting `elements` elements into this array's storage. */
-  view(shape: readonly number[], elements: number): DeviceArray {
-    const off = this.byteOffset + elements * 4;
-    if (off % this.rt.limits.minStorageBufferOffsetAlignment !== 0) throw new Error(`view: offset ${off} bytes is not a multiple of minStorageBufferOffsetAlignment`);
-    return new DeviceArray(this.rt, this.storage, shape, this.dtype, off);
-  }
+/** How the adapter was chosen (createDevice's `adapter` option) and why: `wgd info` prints it. */
+export interface AdapterChoice {
+  mode: 'auto' | 'gpu' | 'swiftshader';
+  /** The adapter is a software (CPU-emulated) one. */
+  software: boolean;
+  reason: string;
 }
 
 export interface DispatchArgs {
@@ -122,6 +76,7 @@ export class Runtime {
     readonly adapterInfo: { vendor: string; architecture: string; device: string; description: string },
     /** Whatever must stay reachable for the device to live (Dawn's node GPU object). */
     readonly keepAlive: unknown = null,
+    readonly adapterChoice: AdapterChoice = { mode: 'auto', software: false, reason: 'a GPUDevice was passed in' },
   ) {
     this.limits = device.limits;
     this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;

@@ -1,7 +1,7 @@
 // Runs the smoke checks in the browser against the same float64 references as in Node, and reports
 // each result on the page and in window.__results for the headless test to read.
 import { createDevice } from '../../src/index.js';
-import { checkOp } from '../check.js';
+import { checkOp, SEED } from '../check.js';
 import { smokeChecks } from '../smoke-checks.js';
 import { randomDraw } from '../random-draw.js';
 
@@ -27,7 +27,7 @@ async function main() {
   document.getElementById('adapter')!.textContent = `adapter: ${window.__adapter}`;
   const list = document.getElementById('results')!;
   const results: Result[] = [];
-  for (const c of smokeChecks()) {
+  for (const c of smokeChecks(SEED)) {
     const li = document.createElement('li');
     try {
       await checkOp(dev, c);

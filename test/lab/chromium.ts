@@ -1,16 +1,18 @@
-// Headless Chromium for the lab and package tests: the system's chromium through puppeteer-core, with
-// WebGPU on SwiftShader (see DESIGN.md, Runtimes). Screenshots go to test-artifacts/.
+// Headless Chrome or Chromium for the browser, lab and package tests, through puppeteer-core: the one
+// $CHROME_PATH names, else one from the usual install paths (scripts/setup-plan.ts), with WebGPU on
+// its SwiftShader so that every machine computes the same pixels. Screenshots go to test-artifacts/.
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { Browser, Page } from 'puppeteer-core';
+import { findBrowser } from '../../scripts/setup-plan.js';
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const CHROMIUM = findBrowser();
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
 
 export async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`headless tests need Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  if (!CHROMIUM || !existsSync(CHROMIUM)) throw new Error('browser tests need Chrome or Chromium: install one (Debian, as root: apt-get install chromium) or set CHROME_PATH');
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,

@@ -42,45 +42,10 @@ function binaryOp(op: E.BinaryOp) {
     broadcastShapes(op, a.shape, b.shape);
     const y = E.binary(op, a.data, b.data);
     return Tensor.fromOp(op, y, [a, b], (gy) => {
-      const ga = a.requiresGrad ? sumTo(binaryGradA(op, a, b, gy), a.shape) : null;
-      const gb = b.requiresGrad ? sumTo(binaryGradB(op, a, b, y, gy), b.shape) : null;
-      return [ga, gb];
+      const [ga, gb] = E.binaryGrads(op, a.data, b.data, y, gy, a.requiresGrad, b.requiresGrad);
+      return [ga && sumTo(ga, a.shape), gb && sumTo(gb, b.shape)];
     });
   };
-}
-
-type Arr = Tensor['data'];
-function binaryGradA(op: E.BinaryOp, a: Tensor, b: Tensor, gy: Arr): Arr {
-  switch (op) {
-    case 'add':
-    case 'sub':
-      return gy;
-    case 'mul':
-      return E.binary('mul', gy, b.data);
-    case 'div':
-      return E.binary('div', gy, b.data);
-    case 'pow': {
-      // b * a^(b-1)
-      const bm1 = E.unary('identity', b.data, 1, -1);
-      return E.binary('mul', gy, E.binary('mul', b.data, E.binary('pow', a.data, bm1)));
-    }
-  }
-}
-function binaryGradB(op: E.BinaryOp, a: Tensor, b: Tensor, y: Arr, gy: Arr): Arr {
-  switch (op) {
-    case 'add':
-      return gy;
-    case 'sub':
-      return E.unary('neg', gy);
-    case 'mul':
-      return E.binary('mul', gy, a.data);
-    case 'div':
-      // -a / b^2 = -y / b
-      return E.unary('neg', E.binary('mul', gy, E.binary('div', y, b.data)));
-    case 'pow':
-      // a^b * ln a
-      return E.binary('mul', gy, E.binary('mul', y, E.unary('log', a.data)));
-  }
 }
 
 export const add = binaryOp('add');
