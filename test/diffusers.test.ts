@@ -169,7 +169,7 @@ describe('each numerics trap of NUMERICS.md, left in, misses diffusers by more t
 });
 
 describe('diffusers folders in other forms', () => {
-  it("old attention key names (query, key, value, proj_attn) are renamed as diffusers renames them; a sharded folder (index + shards) loads the same weights", async () => {
+  it("old attention key names (query, key, value, proj_attn) are renamed as diffusers renames them; a sharded folder (index + shards) and a Blob load the same weights", async () => {
     const d = dev();
     const dir = join(FIX, 'unet2d-class');
     const { tensors } = parseSafetensors(readFileSync(join(dir, 'diffusion_pytorch_model.safetensors')));
@@ -188,11 +188,17 @@ describe('diffusers folders in other forms', () => {
     const index = { metadata: { total_size: 0 }, weight_map: Object.fromEntries(halves.flatMap((h, i) => h.map((k) => [k, shardName(i)]))) };
     const sharded = await loadDiffusersFiles(d, { config, weights: { [shardName(0)]: files[0]!, [shardName(1)]: files[1]! }, index: JSON.stringify(index) });
     const single = await loadDiffusers(d, dir);
+    // As the browser gives files: Blobs, read slice by slice, with progress in bytes.
+    const progress: number[] = [];
+    const blob = await loadDiffusersFiles(d, { config, weights: new Blob([readFileSync(join(dir, 'diffusion_pytorch_model.safetensors'))]), onProgress: (p) => progress.push(p.done / p.total) });
+    expect(progress.length).toBe(145);
+    expect(progress.at(-1)).toBe(1);
     const io = read('unet2d-class', 'io.safetensors');
     const inputs = { sample: up(d, io.get('sample')!), timestep: up(d, io.get('timestep')!), class_labels: up(d, io.get('class_labels')!) };
     const want = Array.from(await single.forward(inputs).read());
     expect(Array.from(await renamed.forward(inputs).read())).toEqual(want);
     expect(Array.from(await sharded.forward(inputs).read())).toEqual(want);
+    expect(Array.from(await blob.forward(inputs).read())).toEqual(want);
     // An index naming a shard that is missing, and a key in the wrong shard, are refused.
     await expect(loadDiffusersFiles(d, { config, weights: { [shardName(0)]: files[0]! }, index: JSON.stringify(index) })).rejects.toThrow(/lists shard diffusion_pytorch_model-00002-of-00002.safetensors, which was not given/);
     const swapped = { ...index, weight_map: { ...index.weight_map, [names[0]!]: shardName(1) } };
