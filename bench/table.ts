@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { BenchResult } from './kernels.js'; // type only: importing kernels.ts would run the bench
 import type { TrainingResult } from './train.js';
 import type { ModelsResult } from './models.js';
+import type { HealthResult } from './health.js';
 
 interface BenchFile {
   adapter: string;
@@ -14,6 +15,8 @@ interface BenchFile {
   results: BenchResult[];
   training: TrainingResult | null;
   models: ModelsResult | null;
+  /** bench/health.ts: memory over a long run; absent from the other benchmarks' files. */
+  health?: HealthResult | null;
 }
 
 const argv = process.argv.slice(2);
@@ -26,7 +29,8 @@ const variantsFile = jsonFiles.find((f) => 'rows' in JSON.parse(readFileSync(f, 
 const files = jsonFiles.filter((f) => f !== variantsFile);
 const machine = args.find((a) => !a.endsWith('.json')) ?? 'unstated machine';
 if (!files.length) throw new Error('usage: bench/table.ts BENCH_JSON... ["machine description"]');
-const parts = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as BenchFile);
+// A bench/health.ts JSON holds only `health`; the rest of a BenchFile is taken as empty for it.
+const parts = files.map((f) => ({ adapter: '', peakGflops: 0, results: [], training: null, models: null, ...JSON.parse(readFileSync(f, 'utf8')) }) as BenchFile);
 const b: BenchFile = parts.reduce((acc, p) => ({
   adapter: acc.adapter || p.adapter,
   peakGflops: acc.peakGflops || p.peakGflops,
@@ -34,6 +38,7 @@ const b: BenchFile = parts.reduce((acc, p) => ({
   results: p.results.length ? p.results : acc.results,
   training: p.training ?? acc.training,
   models: p.models ?? acc.models,
+  health: p.health ?? acc.health ?? null,
 }));
 const f = (x: number, d = 2) => x.toFixed(d);
 /** A time in ms with the digits that matter: 446.5, 19.04, 0.0123 (a real GPU runs these shapes in µs). */
@@ -45,7 +50,7 @@ const mib = (n: number | null) => (n === null ? '–' : `${f(n / 2 ** 20)} MiB`)
 const lines: string[] = [
   '# Benchmarks',
   '',
-  `Written by \`bench/table.ts\` from ${jsonFiles.map((f) => `\`${f}\``).join(' and ')} (\`npm run bench -- --json FILE\`${variantsFile ? ' and `node scripts/run.mjs bench/matmul-variants.ts --json FILE`' : ''}; committed beside this file).`,
+  `Written by \`bench/table.ts\` from ${jsonFiles.map((f) => `\`${f}\``).join(' and ')} (\`npm run bench -- --json FILE\`${variantsFile ? ' and `node scripts/run.mjs bench/matmul-variants.ts --json FILE`' : ''}${b.health ? ' and `node scripts/run.mjs bench/health.ts --json FILE`' : ''}; committed beside this file).`,
   swiftshader
     ? 'Ratios are measured side by side in one run on the same adapter; on SwiftShader the absolute times only say how slow a CPU-emulated adapter is.'
     : 'Ratios are measured side by side in one run on the same adapter.',
@@ -91,6 +96,20 @@ if (m) {
   }
   if (m.vqgan) lines.push('', `VQ-GAN \`${m.vqgan.model}\`, images ${m.vqgan.imageShape.join('×')}, batch ${m.vqgan.batch}: encode **${f(m.vqgan.encodeImagesPerSecond, 1)}** images/s, decode **${f(m.vqgan.decodeImagesPerSecond, 1)}** images/s.`);
   for (const s of m.skipped) lines.push('', `Not measured: \`${s}\` was not there.`);
+}
+const h = b.health;
+if (h) {
+  const kib = (n: number) => `${f(n / 1024, 1)} KiB`;
+  lines.push(
+    '',
+    '## Long-run health',
+    '',
+    `\`bench/health.ts\`: ${h.trainSteps} training steps and ${h.sampleBatches} sampling batches of a tiny model (${h.model}), run as the CLI runs them; memory read after a forced garbage collection at each mark (memory, unlike time, does not depend on what else runs on the machine). test/health.test.ts requires the same figures flat after the first mark.`,
+    '',
+    '| phase | after | device: live | device: pooled | buffers created | host heap | host ArrayBuffers |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const m of h.marks) lines.push(`| ${m.phase === 'train' ? 'training' : 'sampling'} | ${m.at} ${m.phase === 'train' ? 'steps' : 'batches'} | ${kib(m.liveBytes)} | ${kib(m.pooledBytes)} | ${m.buffersCreated} | ${f(m.heapBytes / 2 ** 20, 1)} MiB | ${kib(m.arrayBufferBytes)} |`);
 }
 if (variantsFile) {
   interface VariantRow { shape: string; candidate: string; ms: number; gflops: number }

@@ -258,7 +258,8 @@ describe('wgd CLI', () => {
     expect(m.features).toBe('4x4 block means of the pixels');
     expect(await main(['train-classifier', ...data, '--steps', '1', '--batch', '4', '--out', latent])).toBe(0);
     const evalAgain = async (extra: string[]) => {
-      const o = join(dir, `eval-colors-${extra.join('') || 'default'}`);
+      // (the options, made safe as one folder name: a path in them would make folders, or a name ending in .safetensors)
+      const o = join(dir, `eval-colors-${extra.join('').replace(/[^a-z0-9-]/gi, '_') || 'default'}`);
       expect(await main(['eval-colors', '--ckpt', join(latent, 'checkpoint.safetensors'), '--guidance', '2', '--count', '1', '--steps', '2', '--out', o, ...extra])).toBe(0);
       return JSON.parse(readFileSync(join(o, 'metrics.json'), 'utf8'));
     };

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer-core';
 import { createDevice, Device, decodeCheckpoint, decodePng, generate, imagesToGrid, modelFromCheckpoint, samplerDefaults, parseLabel, parseSafetensors, serializeSafetensors } from '../src/index.js';
-import { startLabServer, LabServer } from '../examples/lab/server.js';
+import { startLabServer, LabServer, shippedCheckpoints, cannotSample } from '../examples/lab/server.js';
 import { gridColumns } from '../examples/lab/view.js';
 import { launchChromium, newPage, screenshot, ROOT } from './lab/chromium.js';
 import { labCheckpoint, LabCheckpoint } from './lab/checkpoint.js';
@@ -58,13 +58,15 @@ async function waitState(page: Page, selector: string, states: string[], timeout
 }
 
 const text = (page: Page, selector: string) => page.$eval(selector, (e) => e.textContent ?? '');
-const errorShown = (page: Page) => page.$eval('#error', (e) => !(e as HTMLElement).hidden);
+/** Whether any error shows: the page's banner or a section's error line. */
+const errorShown = (page: Page) => page.$$eval('#error, .inline-error', (es) => es.some((e) => !(e as HTMLElement).hidden));
+const errorText = (page: Page) => page.$$eval('#error, .inline-error', (es) => es.filter((e) => !(e as HTMLElement).hidden).map((e) => e.textContent).join(' | '));
 
 async function loadShipped(page: Page): Promise<void> {
   await setValue(page, '#ck-select', '0');
   await page.click('#ck-load');
-  await page.waitForFunction(() => !(document.querySelector('#sm-run') as HTMLButtonElement).disabled || !(document.querySelector('#error') as HTMLElement).hidden, { timeout: 60_000 });
-  expect(await errorShown(page), await text(page, '#error-text')).toBe(false);
+  await page.waitForFunction(() => !(document.querySelector('#sm-run') as HTMLButtonElement).disabled || !(document.querySelector('#ck-error') as HTMLElement).hidden, { timeout: 60_000 });
+  expect(await errorShown(page), await errorText(page)).toBe(false);
   expect(await text(page, '#model-info')).toContain(ck.name);
 }
 
@@ -134,7 +136,75 @@ describe('lab server (npm run lab)', () => {
   }, 120_000);
 });
 
+describe('lab checkpoints', () => {
+  it('offers only the models the page can sample: no VQ-GANs, classifiers or latent models, and refuses one given by hand', async () => {
+    const all = readdirSync(join(ROOT, 'examples', 'checkpoints'), { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
+    const listed = shippedCheckpoints();
+    // The shipped folder holds classifiers and VQ-GANs (the old default was colors/classifier).
+    expect(all.some((f) => /classifier/.test(f)) && all.some((f) => /vqgan/.test(f))).toBe(true);
+    expect(listed.length).toBeGreaterThan(0);
+    expect(listed.length).toBeLessThan(all.length);
+    for (const c of listed) {
+      const config = decodeCheckpoint(new Uint8Array(readFileSync(c.path)), c.path).config as { kind?: string; latent?: unknown };
+      expect([c.name, config.kind, Boolean(config.latent)]).toEqual([c.name, 'diffusion', false]);
+    }
+    for (const f of all) {
+      const path = join(ROOT, 'examples', 'checkpoints', f);
+      const config = decodeCheckpoint(new Uint8Array(readFileSync(path)), path).config as { kind?: string; latent?: unknown };
+      expect(listed.some((c) => c.path === path), f).toBe(config.kind === 'diffusion' && !config.latent);
+    }
+    expect(cannotSample(join(ROOT, 'examples', 'checkpoints', 'letters', 'classifier.safetensors'))).toMatch(/a classifier checkpoint, not a diffusion model/);
+    await expect(startLabServer({ checkpoints: [{ name: 'clf', path: join(ROOT, 'examples', 'checkpoints', 'letters', 'classifier.safetensors') }] })).rejects.toThrow(/checkpoint 'clf' .* cannot be sampled in the page: it is a classifier checkpoint/);
+  });
+});
+
 describe('lab page in headless Chromium', () => {
+  it('shows each error beside the control that caused it and in that section\'s status line, never only in a banner out of view', async () => {
+    const { page } = await open();
+    await loadShipped(page);
+    const inView = (sel: string) => page.$eval(sel, (e) => {
+      const r = e.getBoundingClientRect();
+      return !(e as HTMLElement).hidden && r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight;
+    });
+    const state = (sel: string) => page.$eval(sel, (e) => (e as HTMLElement).dataset.state);
+    const invalid = (sel: string) => page.$eval(sel, (e) => e.getAttribute('aria-invalid'));
+    // A bad field: named beside the sampler's controls, the field marked, the status line says failed.
+    await setValue(page, '#sm-steps', '0');
+    await page.click('#sm-run');
+    await page.waitForFunction(() => !(document.querySelector('#sm-error') as HTMLElement).hidden, { timeout: 30_000 });
+    expect(await text(page, '#sm-error')).toMatch(/^steps = '0': expected an integer ≥ 1/);
+    expect(await invalid('#sm-steps')).toBe('true');
+    expect(await state('#sm-status')).toBe('error');
+    expect(await text(page, '#sm-status')).toMatch(/^failed: steps = '0'/);
+    expect(await inView('#sm-error')).toBe(true);
+    expect(await page.$eval('#error', (e) => (e as HTMLElement).hidden)).toBe(true);
+    await screenshot(page, 'lab-field-error.png');
+    // A label the model lacks: the labels field this time; the earlier mark is gone.
+    await setValue(page, '#sm-steps', '2');
+    await setValue(page, '#sm-labels', 'A,ZZ');
+    await page.click('#sm-run');
+    await page.waitForFunction(() => /ZZ/.test(document.querySelector('#sm-error')!.textContent ?? ''), { timeout: 30_000 });
+    expect(await text(page, '#sm-error')).toMatch(/label 'ZZ' is not a class of this model/);
+    expect([await invalid('#sm-labels'), await invalid('#sm-steps')]).toEqual(['true', null]);
+    expect(await state('#sm-status')).toBe('error');
+    // Training's own errors go to the training section.
+    await setValue(page, '#tr-steps', '-1');
+    await page.click('#tr-start');
+    await page.waitForFunction(() => !(document.querySelector('#tr-error') as HTMLElement).hidden, { timeout: 30_000 });
+    expect(await text(page, '#tr-error')).toMatch(/^steps = '-1'/);
+    expect(await state('#tr-status')).toBe('error');
+    // An uploaded classifier is named as such beside the upload control; the loaded model stays.
+    const before = await text(page, '#model-info');
+    const input = await page.$('#ck-file');
+    await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(join(ROOT, 'examples', 'checkpoints', 'letters', 'classifier.safetensors'));
+    await page.waitForFunction(() => !(document.querySelector('#ck-error') as HTMLElement).hidden, { timeout: 30_000 });
+    expect(await text(page, '#ck-error')).toMatch(/^Could not load classifier\.safetensors: .*not a diffusion model \(its config has kind 'classifier'\)/);
+    expect(await state('#ck-status')).toBe('error');
+    expect(await text(page, '#model-info')).toBe(before);
+    expect(await inView('#ck-error')).toBe(true);
+    await page.close();
+  }, 300_000);
+
   it('loads: shows the adapter and its limits and lists the shipped checkpoint', async () => {
     const { page, logs } = await open();
     expect(await page.evaluate(() => document.body.dataset.ready)).toBe('true');
@@ -329,14 +399,16 @@ describe('lab page in headless Chromium', () => {
       writeFileSync(path, bytes);
       const input = await page.$('#ck-file');
       await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(path);
-      await page.waitForFunction(() => !(document.querySelector('#error') as HTMLElement).hidden, { timeout: 30_000, polling: 100 });
-      const err = await text(page, '#error-text');
+      // The error shows beside the upload control, in the model section's status line, not in the banner.
+      await page.waitForFunction(() => !(document.querySelector('#ck-error') as HTMLElement).hidden, { timeout: 30_000, polling: 100 });
+      const err = await text(page, '#ck-error');
       console.log(`lab upload ${name}: ${err}`);
       expect(err).toMatch(/^Could not load /);
       expect(err).toMatch(pattern);
+      expect(await page.$eval('#ck-status', (e) => (e as HTMLElement).dataset.state)).toBe('error');
+      expect(await page.$eval('#error', (e) => (e as HTMLElement).hidden)).toBe(true);
       expect(await text(page, '#model-info')).toBe(before);
       if (name === 'wrong-shape.safetensors') await screenshot(page, 'lab-bad-checkpoint.png');
-      await page.click('#error-close');
     }
     // Still working: the loaded model samples.
     await setValue(page, '#sm-steps', '2');
@@ -344,7 +416,8 @@ describe('lab page in headless Chromium', () => {
     await setValue(page, '#sm-count', '1');
     await page.click('#sm-run');
     expect(await waitState(page, '#sm-status', ['done', 'error'], 300_000), await text(page, '#sm-status')).toBe('done');
-    expect(await errorShown(page)).toBe(false);
+    // The last upload's error stays beside the upload control; sampling shows none of its own.
+    expect(await page.$$eval('#error, #sm-error', (es) => es.every((e) => (e as HTMLElement).hidden))).toBe(true);
     expect(existsSync(ck.path)).toBe(true);
     await page.close();
   }, 300_000);

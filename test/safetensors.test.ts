@@ -328,6 +328,53 @@ describe('safetensors validation', () => {
     expectError(() => parseSafetensors(build({ __metadata__: ['x'] })), '__metadata__', 'expected an object');
   });
 
+  it('refuses a key repeated in one object: a tensor named twice, a field repeated, __metadata__ twice', () => {
+    const one = new Uint8Array(4);
+    // JSON.parse would keep the last of each; the reference reader refuses them, and so must we.
+    const twice = '{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+    expectError(() => parseSafetensors(build(twice, one)), 'header', 'key "w" appears twice');
+    expectError(() => parseSafetensors(build('{"w":{"dtype":"I32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}', one)), 'key "dtype" appears twice');
+    expectError(() => parseSafetensors(build('{"__metadata__":{"a":"1"},"__metadata__":{"a":"2"}}')), 'key "__metadata__" appears twice');
+    expectError(() => parseSafetensors(build('{"__metadata__":{"a":"1","a":"2"}}')), 'key "a" appears twice');
+    // The same key spelt with an escape is the same key.
+    expectError(() => parseSafetensors(build('{"__metadata__":{"ab":"1","a\\u0062":"2"}}')), 'key "ab" appears twice');
+    // The same name in different objects, and a value equal to a key, are fine.
+    const ok = '{"__metadata__":{"w":"w"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+    expect([...parseSafetensors(build(ok, one)).tensors.keys()]).toEqual(['w']);
+  });
+
+  it('refuses a UTF-8 byte-order mark before the header, which TextDecoder would silently drop', () => {
+    const json = new TextEncoder().encode('{}');
+    expectError(() => parseSafetensors(build(new Uint8Array([0xef, 0xbb, 0xbf, ...json]))), 'byte-order mark');
+  });
+
+  it('refuses deep nesting with its own error, and quotes at most a few hundred characters of a hostile value', () => {
+    // Deep enough that JSON.stringify (used to quote values in errors) throws RangeError.
+    const deep = `{"w":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    expectError(() => parseSafetensors(build(deep)), 'nested more than 64 levels');
+    // 64 levels is still allowed by the scan (and then refused as a bad entry, with a short message).
+    const ok = `{"w":${'['.repeat(60)}${']'.repeat(60)}}`;
+    expectError(() => parseSafetensors(build(ok)), "'w'", 'expected an object');
+    const cases = [
+      build({ w: 'x'.repeat(1_000_000) }),
+      build({ ['n'.repeat(1_000_000)]: 1 }),
+      build({ w: { dtype: 'x'.repeat(1_000_000), shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)),
+      build({ w: { dtype: 'F32', shape: new Array(200_000).fill(1), data_offsets: [0, 8] } }, new Uint8Array(8)),
+      build({ __metadata__: { ['k'.repeat(1_000_000)]: 5 } }),
+      build(`{"w": 1, ${' '.repeat(1_000_000)} x}`),
+    ];
+    for (const bytes of cases) {
+      let msg = '';
+      try {
+        parseSafetensors(bytes);
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      expect(msg).not.toBe('');
+      expect(msg.length, msg.slice(0, 80)).toBeLessThan(600);
+    }
+  });
+
   it('rejects bad input to the writer', () => {
     expectError(() => serializeSafetensors({ w: { shape: [2, 2], data: new Float32Array(3) } }), "'w'", '3 elements', '[2, 2]', '4');
     expectError(() => serializeSafetensors({ __metadata__: { shape: [1], data: new Float32Array(1) } }), 'reserved');

@@ -83,6 +83,7 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => {
 const el = {
   adapter: $('adapter'), limitsBox: $('limits-box'), limits: $<HTMLTableElement>('limits'), nogpu: $('nogpu'),
   error: $('error'), errorText: $('error-text'), errorClose: $<HTMLButtonElement>('error-close'),
+  ckStatus: $('ck-status'), ckError: $('ck-error'), trError: $('tr-error'), smError: $('sm-error'),
   ckSelect: $<HTMLSelectElement>('ck-select'), ckLoad: $<HTMLButtonElement>('ck-load'), ckFile: $<HTMLInputElement>('ck-file'),
   modelInfo: $('model-info'), ckDownload: $<HTMLButtonElement>('ck-download'),
   trFrom: $<HTMLSelectElement>('tr-from'), trModel: $<HTMLSelectElement>('tr-model'), trData: $<HTMLSelectElement>('tr-data'),
@@ -101,6 +102,7 @@ const el = {
   smStatus: $('sm-status'), smLive: $<HTMLCanvasElement>('sm-live'), smLiveCaption: $('sm-live-caption'), smGrid: $<HTMLCanvasElement>('sm-grid'),
 };
 
+/** The page-wide banner: for what belongs to no section (the device lost, the page failing to start). */
 function showError(message: string): void {
   el.errorText.textContent = message;
   el.error.hidden = false;
@@ -109,6 +111,46 @@ function showError(message: string): void {
 function clearError(): void {
   el.error.hidden = true;
   el.errorText.textContent = '';
+}
+
+/** A section of the page: its error line (beside its controls) and its status line. */
+type Section = 'ck' | 'tr' | 'sm';
+const SECTIONS: Record<Section, { error: () => HTMLElement; status: () => HTMLElement; root: string }> = {
+  ck: { error: () => el.ckError, status: () => el.ckStatus, root: 'model-section' },
+  tr: { error: () => el.trError, status: () => el.trStatus, root: 'train-section' },
+  sm: { error: () => el.smError, status: () => el.smStatus, root: 'sample-section' },
+};
+
+/** A bad value in one field: the error names it and the field is marked and focused. */
+class FieldError extends Error {
+  constructor(readonly input: HTMLElement, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Shows an error where it happened: in the section's error line, beside the controls that caused it
+ * (scrolled into view), and in its status line, which so never still says 'done'.
+ */
+function sectionError(section: Section, e: unknown, prefix = ''): void {
+  const text = `${prefix}${message(e)}`;
+  const s = SECTIONS[section];
+  s.error().textContent = text;
+  s.error().hidden = false;
+  setStatus(s.status(), `failed: ${text}`, 'error');
+  if (e instanceof FieldError) {
+    e.input.setAttribute('aria-invalid', 'true');
+    e.input.focus();
+  }
+  s.error().scrollIntoView({ block: 'nearest' });
+  console.error(text);
+}
+
+function clearSection(section: Section): void {
+  const s = SECTIONS[section];
+  s.error().hidden = true;
+  s.error().textContent = '';
+  document.getElementById(s.root)?.querySelectorAll('[aria-invalid]').forEach((n) => n.removeAttribute('aria-invalid'));
 }
 function setStatus(node: HTMLElement, text: string, state: 'idle' | 'running' | 'paused' | 'done' | 'error'): void {
   node.textContent = text;
@@ -122,7 +164,7 @@ function num(input: HTMLInputElement, name: string, o: { int?: boolean; min?: nu
   const x = Number(v);
   if (v === '' || !Number.isFinite(x) || (o.int && !Number.isInteger(x)) || x < (o.min ?? -Infinity) || x > (o.max ?? Infinity)) {
     const range = `${o.int ? 'an integer' : 'a number'}${o.min !== undefined ? ` ≥ ${o.min}` : ''}${o.max !== undefined ? ` and ≤ ${o.max}` : ''}`;
-    throw new Error(`${name} = '${v}': expected ${range}`);
+    throw new FieldError(input, `${name} = '${v}': expected ${range}`);
   }
   return x;
 }
@@ -204,6 +246,7 @@ async function start(): Promise<void> {
     shipped = [];
   }
   el.ckSelect.replaceChildren(new Option(shipped.length ? '(choose)' : '(none shipped)', ''), ...shipped.map((c, i) => new Option(`${c.name} (${(c.bytes / 2 ** 20).toFixed(1)} MiB)`, String(i))));
+  // The server lists only models the page can sample, so the first is a good default.
   if (shipped.length) el.ckSelect.value = '0';
   document.body.dataset.ready = 'true';
   refresh();
@@ -234,15 +277,16 @@ async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
 }
 
 async function withLoading(what: string, f: () => Promise<void>): Promise<void> {
-  clearError();
+  clearSection('ck');
   loading = true;
   refresh();
-  el.modelInfo.textContent = `loading ${what}…`;
+  setStatus(el.ckStatus, `loading ${what}…`, 'running');
   const before = current;
   try {
     await f();
+    setStatus(el.ckStatus, `loaded ${what}`, 'done');
   } catch (e) {
-    showError(`Could not load ${what}: ${message(e)}`);
+    sectionError('ck', e, `Could not load ${what}: `);
     current = before;
     describeModel();
   } finally {
@@ -317,7 +361,6 @@ async function loadData(spec: DataSpec): Promise<ImageDataset> {
 
 async function startTraining(): Promise<void> {
   if (!dev) return;
-  clearError();
   const steps = num(el.trSteps, 'steps', { int: true, min: 1 });
   const batch = num(el.trBatch, 'batch', { int: true, min: 1, max: 1024 });
   const lr = num(el.trLr, 'learning rate', { min: 0, max: 1 });
@@ -388,8 +431,7 @@ async function trainLoop(r: TrainRun): Promise<void> {
     }
     setStatus(el.trStatus, statusText(r, t.step >= r.total ? 'done' : 'paused'), t.step >= r.total ? 'done' : 'paused');
   } catch (e) {
-    showError(`Training stopped: ${message(e)}`);
-    setStatus(el.trStatus, `stopped at step ${t.step}: ${message(e)}`, 'error');
+    sectionError('tr', e, `Training stopped at step ${t.step}: `);
   } finally {
     r.running = false;
     describeModel();
@@ -436,7 +478,6 @@ function fmtTime(s: number): string {
 
 async function runSampling(): Promise<void> {
   if (!dev || !current) return;
-  clearError();
   const c = current;
   const sampler = el.smSampler.value;
   const steps = num(el.smSteps, 'steps', { int: true, min: 1, max: 10_000 });
@@ -447,7 +488,7 @@ async function runSampling(): Promise<void> {
   const eta = sampler === 'ddim' ? num(el.smEta, 'eta', { min: 0, max: 1 }) : undefined;
   const guidanceRescale = c.classes.length ? num(el.smRescale, 'rescale φ', { min: 0, max: 1 }) : 0;
   const guidanceParallel = c.classes.length ? num(el.smParallel, 'parallel η', { min: 0, max: 1 }) : 1;
-  const guidanceInterval = c.classes.length && el.smInterval.value.trim() ? parseGuidanceInterval(el.smInterval.value.trim(), 'interval σ') : undefined;
+  const guidanceInterval = c.classes.length && el.smInterval.value.trim() ? field(el.smInterval, () => parseGuidanceInterval(el.smInterval.value.trim(), 'interval σ')) : undefined;
   // x̂0 within the model's range (its default clip bound, 1 for pixel models): the default, none, or dynamic thresholding.
   const limit = el.smLimit.value;
   const samplerOptions: SamplerOptions = { ...c.defaults, ...(eta !== undefined ? { eta } : {}) };
@@ -456,8 +497,8 @@ async function runSampling(): Promise<void> {
   let labels: number[] | null = null;
   if (c.classes.length) {
     const names = el.smLabels.value.split(',').map((s) => s.trim()).filter(Boolean);
-    if (!names.length) throw new Error(`labels: give class names or indices (${c.classes.join(', ')}) or 'all'`);
-    const picked = names.includes('all') ? c.classes.map((_, i) => i) : names.map((l) => parseLabel(l, c.classes));
+    if (!names.length) throw new FieldError(el.smLabels, `labels: give class names or indices (${c.classes.join(', ')}) or 'all'`);
+    const picked = names.includes('all') ? c.classes.map((_, i) => i) : names.map((l) => field(el.smLabels, () => parseLabel(l, c.classes)));
     labels = picked.flatMap((l) => Array<number>(count).fill(l));
   }
   const n = labels ? labels.length : count;
@@ -489,22 +530,29 @@ async function runSampling(): Promise<void> {
     lastGridName = `samples-${sampler}-${steps}steps-seed${seed}.png`;
     el.smProgress.value = 1;
     setStatus(el.smStatus, `done: ${n} images, ${sampler}, ${r.steps} steps, guidance ${guidance}, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`, 'done');
-  } catch (e) {
-    setStatus(el.smStatus, `failed: ${message(e)}`, 'error');
-    throw e;
   } finally {
     sampling = false;
     refresh();
   }
 }
 
+/** A check of one field's text that throws its own error: a FieldError of that field. */
+function field<T>(input: HTMLElement, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new FieldError(input, message(e));
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 
-/** Runs a button's action, showing any error in the banner. */
-function action(f: () => Promise<void>): () => void {
+/** Runs a control's action; an error shows in that control's section (see sectionError). */
+function action(section: Section, f: () => Promise<void>): () => void {
   return () => {
+    clearSection(section);
     f().catch((e) => {
-      showError(message(e));
+      sectionError(section, e);
       refresh();
     });
   };
@@ -526,7 +574,7 @@ function wire(): void {
     refresh();
   };
   el.smSampler.onchange = refresh;
-  el.ckLoad.onclick = action(async () => {
+  el.ckLoad.onclick = action('ck', async () => {
     const c = shipped[Number(el.ckSelect.value)];
     if (!c) return;
     await withLoading(c.name, async () => {
@@ -535,13 +583,13 @@ function wire(): void {
       await loadBytes(new Uint8Array(await r.arrayBuffer()), c.name);
     });
   });
-  el.ckFile.onchange = action(async () => {
+  el.ckFile.onchange = action('ck', async () => {
     const f = el.ckFile.files?.[0];
     if (!f) return;
     await withLoading(f.name, async () => loadBytes(new Uint8Array(await f.arrayBuffer()), f.name));
     el.ckFile.value = ''; // choosing the same file again loads it again
   });
-  el.ckDownload.onclick = action(async () => {
+  el.ckDownload.onclick = action('ck', async () => {
     if (!current) return;
     if (current.source === 'training' && run) {
       const bytes = await run.trainer.encode({ data: { ...run.spec } });
@@ -550,14 +598,11 @@ function wire(): void {
       download(current.bytes, current.name.replace(/^.*\//, '').replace(/(\.safetensors)?$/, '.safetensors'), 'application/octet-stream');
     }
   });
-  el.trStart.onclick = action(async () => {
+  el.trStart.onclick = action('tr', async () => {
     if (run && !run.running && run.trainer.step < run.total && !confirmNewRun()) return;
-    await startTraining().catch((e) => {
-      setStatus(el.trStatus, `could not start: ${message(e)}`, 'error');
-      throw e;
-    });
+    await startTraining();
   });
-  el.trPause.onclick = action(async () => {
+  el.trPause.onclick = action('tr', async () => {
     if (!run) return;
     if (run.running) {
       run.pauseRequested = true;
@@ -567,7 +612,7 @@ function wire(): void {
       await trainLoop(run);
     }
   });
-  el.smRun.onclick = action(runSampling);
+  el.smRun.onclick = action('sm', runSampling);
   el.smDownload.onclick = () => {
     if (lastGrid) download(encodePng(lastGrid.pixels, lastGrid.width, lastGrid.height, lastGrid.channels), lastGridName, 'image/png');
   };

@@ -3,10 +3,12 @@
 // a page from localhost is). `npm run lab` runs it through serve.ts; the headless tests start it here.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { parseSafetensorsHeader, safetensorsHeaderLength } from '../../src/io/safetensors.js';
+import { parseConfig } from '../../src/io/checkpoint.js';
 
 /** A checkpoint offered in the page's list. */
 export interface ShippedCheckpoint {
@@ -35,7 +37,32 @@ export function projectRoot(from = dirname(fileURLToPath(import.meta.url))): str
   }
 }
 
-/** Every examples/checkpoints/<folder>/<file>.safetensors, named folder/file. */
+/**
+ * Why the page cannot sample a checkpoint, or null when it can: it samples pixel-space diffusion
+ * models. VQ-GANs and classifiers are no diffusion models, and a latent model's samples need its VQ-GAN
+ * to decode them, which the page does not do. Only the header is read.
+ */
+export function cannotSample(path: string): string | null {
+  const fd = openSync(path, 'r');
+  try {
+    const size = statSync(path).size;
+    const first = Buffer.alloc(Math.min(8, size));
+    readSync(fd, first, 0, first.length, 0);
+    const n = safetensorsHeaderLength(first, size);
+    const head = Buffer.alloc(8 + n);
+    readSync(fd, head, 0, head.length, 0);
+    const config = parseConfig(parseSafetensorsHeader(head, size).metadata, path) as { kind?: unknown; latent?: unknown };
+    if (config.kind !== 'diffusion') return `it is ${config.kind ? `a ${String(config.kind)} checkpoint` : 'no checkpoint of wgd'}, not a diffusion model`;
+    if (config.latent) return 'it is a latent diffusion model, whose samples need its VQ-GAN to decode (use wgd sample)';
+    return null;
+  } catch (e) {
+    return `it cannot be read (${(e as Error).message.slice(0, 200)})`;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Every examples/checkpoints/<folder>/<file>.safetensors that the page can sample, named folder/file. */
 export function shippedCheckpoints(root = projectRoot()): ShippedCheckpoint[] {
   const dir = join(root, 'examples', 'checkpoints');
   if (!existsSync(dir)) return [];
@@ -43,7 +70,9 @@ export function shippedCheckpoints(root = projectRoot()): ShippedCheckpoint[] {
   for (const sub of readdirSync(dir).sort()) {
     const p = join(dir, sub);
     if (!statSync(p).isDirectory()) continue;
-    for (const f of readdirSync(p).sort()) if (f.endsWith('.safetensors')) out.push({ name: `${sub}/${basename(f, '.safetensors')}`, path: join(p, f) });
+    for (const f of readdirSync(p).sort()) {
+      if (f.endsWith('.safetensors') && !cannotSample(join(p, f))) out.push({ name: `${sub}/${basename(f, '.safetensors')}`, path: join(p, f) });
+    }
   }
   return out;
 }
@@ -81,7 +110,11 @@ export async function startLabServer(opts: LabServerOptions = {}): Promise<LabSe
   const root = projectRoot();
   const built = await buildLabPage(root);
   const checkpoints = opts.checkpoints ?? shippedCheckpoints(root);
-  for (const c of checkpoints) if (!existsSync(c.path)) throw new Error(`lab: checkpoint '${c.name}' not found at ${c.path}`);
+  for (const c of checkpoints) {
+    if (!existsSync(c.path)) throw new Error(`lab: checkpoint '${c.name}' not found at ${c.path}`);
+    const why = cannotSample(c.path);
+    if (why) throw new Error(`lab: checkpoint '${c.name}' (${c.path}) cannot be sampled in the page: ${why}`);
+  }
   const lab = join(root, 'examples', 'lab');
   const files: Record<string, string> = {
     '/': join(lab, 'index.html'),

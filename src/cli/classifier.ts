@@ -1,12 +1,12 @@
 // `wgd train-classifier` and `wgd eval-samples`: a letter (or colour) classifier trained by the engine,
 // evaluated on data it has not seen (held-out fonts), then used to label generated samples.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
-import { Init } from '../nn/module.js';
+import { Init, parameterShapes } from '../nn/module.js';
 import { ParameterSet } from '../nn/params.js';
 import { Classifier, ClassifierConfig, classify, trainClassifier } from '../models/classifier.js';
-import { encodeCheckpoint } from '../io/checkpoint.js';
+import { checkCheckpointTensors, encodeCheckpoint } from '../io/checkpoint.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
@@ -15,6 +15,7 @@ import { GuidanceVariants, guidanceRecord } from '../diffusion/denoiser.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { Progress } from './progress.js';
+import { checkFolder, checkOutputs } from './outputs.js';
 
 export interface ClassifierCommand {
   data: DatasetSpec;
@@ -23,10 +24,20 @@ export interface ClassifierCommand {
   lr: number;
   seed: number;
   out: string;
+  /** Replace classifier.safetensors and eval.json in `out` if they exist. */
+  force?: boolean;
+}
+
+/** The outputs, checked before any work (main calls this before making the device). */
+export function checkClassifierOutputs(cmd: ClassifierCommand): void {
+  checkFolder('--out', cmd.out);
+  checkOutputs({ files: [join(cmd.out, 'classifier.safetensors'), join(cmd.out, 'eval.json')], force: Boolean(cmd.force) });
 }
 
 /** Trains, evaluates on the held-out split, writes classifier.safetensors and eval.json into `out`. */
 export async function trainClassifierCommand(dev: Device, cmd: ClassifierCommand): Promise<{ accuracy: number; path: string }> {
+  checkClassifierOutputs(cmd);
+  const path = join(cmd.out, 'classifier.safetensors');
   const train = loadDataset({ ...cmd.data, split: 'train' });
   if (!train.labels) throw new Error(`train-classifier: dataset '${cmd.data.name}' has no labels`);
   // Letters: fonts the classifier never saw; colors: images from another seed.
@@ -46,10 +57,9 @@ export async function trainClassifierCommand(dev: Device, cmd: ClassifierCommand
   const accuracy = perClass.reduce((s, c) => s + c.correct, 0) / test.labels!.length;
   mkdirSync(cmd.out, { recursive: true });
   const params = new ParameterSet(net.namedParameters());
-  const path = join(cmd.out, 'classifier.safetensors');
   const evaluation = { split: cmd.data.name === 'letters' ? 'held-out fonts' : 'another seed', images: test.labels!.length, accuracy, perClass: Object.fromEntries(train.classes.map((c, k) => [c, perClass[k]!.n ? perClass[k]!.correct / perClass[k]!.n : null])) };
   await writeFileAtomic(path, await encodeCheckpoint({ params, config: { kind: 'classifier', model: net.config, classes: train.classes, data: cmd.data, train: { steps: cmd.steps, batch: cmd.batch, lr: cmd.lr, seed: cmd.seed }, evaluation } }));
-  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify(evaluation, null, 2));
+  await writeFileAtomic(join(cmd.out, 'eval.json'), JSON.stringify(evaluation, null, 2));
   return { accuracy, path };
 }
 
@@ -57,6 +67,7 @@ export async function loadClassifier(dev: Device, path: string): Promise<{ net: 
   const ck = await readCheckpointFile(path);
   const c = ck.config as { kind?: string; model?: ClassifierConfig; classes?: string[] };
   if (c.kind !== 'classifier' || !c.model) throw new Error(`${path} is not a classifier checkpoint (written by wgd train-classifier)`);
+  checkCheckpointTensors(ck, parameterShapes(dev, (init) => new Classifier(init, c.model!)), `classifier ${path}`);
   const net = new Classifier(new Init(dev, 0), c.model).eval();
   const params = new ParameterSet(net.namedParameters());
   const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
@@ -77,6 +88,8 @@ export interface EvalSamplesCommand {
   count: number;
   seed: number;
   out: string;
+  /** Replace existing grids and eval.json in `out`. */
+  force?: boolean;
 }
 
 export interface EvalRow {
@@ -87,8 +100,17 @@ export interface EvalRow {
   seconds: number;
 }
 
+/** The outputs, checked before any work (main calls this before making the device). */
+export function checkEvalSamplesOutputs(cmd: EvalSamplesCommand): void {
+  checkFolder('--out', cmd.out);
+  const files = [...cmd.samplers.flatMap((sm) => cmd.guidance.map((g) => join(cmd.out, `samples-${sm}-s${g}.png`))), join(cmd.out, 'eval.json')];
+  checkOutputs({ files, inputs: [cmd.checkpoint, cmd.classifier], force: Boolean(cmd.force) });
+}
+
 /** Samples every class under each sampler and guidance scale and reports how many the classifier labels as asked. */
 export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): Promise<EvalRow[]> {
+  checkEvalSamplesOutputs(cmd);
+  const grid = (sampler: string, g: number) => join(cmd.out, `samples-${sampler}-s${g}.png`);
   const ck = await readCheckpointFile(cmd.checkpoint);
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   const clf = await loadClassifier(dev, cmd.classifier);
@@ -107,10 +129,10 @@ export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): 
       pred.labels.forEach((l, i) => l === labels[i] && hits[labels[i]!]!++);
       const accuracy = hits.reduce((a, b) => a + b, 0) / labels.length;
       rows.push({ sampler, guidance: g, accuracy, perClass: Object.fromEntries(classes.map((c, k) => [c, hits[k]! / cmd.count])), seconds });
-      writeFileSync(join(cmd.out, `samples-${sampler}-s${g}.png`), gridPng(r.images, r.shape, { cols: cmd.count, scale: viewScale(r.shape[2]) }));
+      await writeFileAtomic(grid(sampler, g), gridPng(r.images, r.shape, { cols: cmd.count, scale: viewScale(r.shape[2]) }));
       console.log(`${sampler.padEnd(15)} guidance ${String(g).padEnd(4)} accuracy ${(100 * accuracy).toFixed(1)}% (${labels.length} samples, ${seconds.toFixed(0)} s)`);
     }
   }
-  writeFileSync(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), count: cmd.count, seed: cmd.seed, rows }, null, 2));
+  await writeFileAtomic(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), count: cmd.count, seed: cmd.seed, rows }, null, 2));
   return rows;
 }

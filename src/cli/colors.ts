@@ -2,7 +2,7 @@
 // per-pixel distance to the asked colour (sRGB and CIE-LAB) and colour accuracy, per label and overall,
 // for a sweep of guidance scales; plus Fréchet distance to the training images and nearest-neighbour
 // retrieval of training images for a look at memorisation.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
@@ -21,6 +21,8 @@ import { loadDataset } from './datasets.js';
 import { loadClassifier } from './classifier.js';
 import { firstStageFor } from './vqgan.js';
 import { Progress } from './progress.js';
+import { writeFileAtomic } from '../io/file.js';
+import { checkFolder, checkOutputs } from './outputs.js';
 
 export interface EvalColorsCommand {
   checkpoint: string;
@@ -42,6 +44,8 @@ export interface EvalColorsCommand {
   vqgan?: string;
   /** Over the model's defaults (samplerDefaults). */
   samplerOptions?: SamplerOptions;
+  /** Replace the outputs in `out` if they exist. */
+  force?: boolean;
 }
 
 export interface EvalColorsResult {
@@ -51,7 +55,16 @@ export interface EvalColorsResult {
   seconds: number;
 }
 
+/** The outputs, checked before any work (main calls this before making the device). */
+export function checkEvalColorsOutputs(cmd: EvalColorsCommand): void {
+  checkFolder('--out', cmd.out);
+  const files = [...cmd.guidance.map((g) => join(cmd.out, `samples-s${g}.png`)), ...['sweep.png', 'nearest.png', 'metrics.json', 'table.md'].map((f) => join(cmd.out, f))];
+  checkOutputs({ files, inputs: [cmd.checkpoint, cmd.vqgan, cmd.classifier === 'none' ? undefined : cmd.classifier], force: Boolean(cmd.force) });
+}
+
 export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Promise<EvalColorsResult[]> {
+  checkEvalColorsOutputs(cmd);
+  const grid = (g: number) => join(cmd.out, `samples-s${g}.png`);
   const ck = await readCheckpointFile(cmd.checkpoint);
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   if (config.classes.join() !== COLOR_CLASSES.join()) {
@@ -120,7 +133,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     const feats = await featuresOf(clipped);
     const frechet = frechetDistance(feats, trainFeatures, dim);
     results.push({ guidance: g, report: withoutPredicted(report), frechet, seconds: (performance.now() - t0) / 1000 });
-    writeFileSync(join(cmd.out, `samples-s${g}.png`), gridPng(clipped, shape, { cols: cmd.count, scale: viewScale(shape[2]) }));
+    await writeFileAtomic(grid(g), gridPng(clipped, shape, { cols: cmd.count, scale: viewScale(shape[2]) }));
     console.log(`\nguidance ${g}: Fréchet distance to the training images ${frechet.toFixed(3)} (${clf ? 'classifier features' : '4x4 colour layout'})\n${formatColorTable(report)}`);
   }
   // The sweep: one row per colour, the scales side by side (count columns each, in the order given).
@@ -133,7 +146,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
       for (let j = 0; j < cmd.count; j++) sweep.set(blocks[s]!.subarray((k * cmd.count + j) * per, (k * cmd.count + j + 1) * per), ((k * S + s) * cmd.count + j) * per);
     }
   }
-  writeFileSync(join(cmd.out, 'sweep.png'), gridPng(sweep, [K * S * cmd.count, c, h, w], { cols: S * cmd.count, scale: viewScale(h) }));
+  await writeFileAtomic(join(cmd.out, 'sweep.png'), gridPng(sweep, [K * S * cmd.count, c, h, w], { cols: S * cmd.count, scale: viewScale(h) }));
   // Retrieval: for the first sample of each colour at the last scale, the 5 nearest training images.
   const last = blocks[S - 1]!;
   const queries = Array.from({ length: K }, (_, k) => k * cmd.count);
@@ -149,7 +162,7 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
       tiles.set(train.images.subarray(t * per, (t + 1) * per), (i * 6 + 1 + j) * per);
     }
   });
-  writeFileSync(join(cmd.out, 'nearest.png'), gridPng(tiles, [K * 6, c, h, w], { cols: 6, scale: viewScale(h) }));
+  await writeFileAtomic(join(cmd.out, 'nearest.png'), gridPng(tiles, [K * 6, c, h, w], { cols: 6, scale: viewScale(h) }));
   // Every scale starts from the same noise (same seed and labels), so the change of ΔE76 from one
   // scale to the next is measured image by image: the mean paired difference and its standard error.
   const trend = results.slice(1).map((r, i) => ({ from: results[i]!.guidance, to: r.guidance, ...pairedDifference(perImage[i]!, perImage[i + 1]!) }));
@@ -160,8 +173,8 @@ export async function evalColorsCommand(dev: Device, cmd: EvalColorsCommand): Pr
     ...references.map((r) => tableRow(`(${r.name})`, r.report, r.frechet)),
     ...(trend.length ? ['', '| ΔE76 change, image by image | mean ± s.e. |', '|---|---|', ...trend.map((t) => `| s = ${t.from} → ${t.to} | ${signed(t.mean)} ± ${t.se.toFixed(2)} |`)] : []),
   ].join('\n');
-  writeFileSync(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, vqgan: firstStage?.path ?? null, sampler: cmd.sampler, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
-  writeFileSync(join(cmd.out, 'table.md'), table + '\n');
+  await writeFileAtomic(join(cmd.out, 'metrics.json'), JSON.stringify({ checkpoint: cmd.checkpoint, vqgan: firstStage?.path ?? null, sampler: cmd.sampler, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), samplerOptions, count: cmd.count, seed: cmd.seed, features: clfPath ?? '4x4 block means of the pixels', results, references, labTrend: trend }, null, 2));
+  await writeFileAtomic(join(cmd.out, 'table.md'), table + '\n');
   console.log(`\n${table}\n\nwrote ${join(cmd.out, 'sweep.png')} (rows: ${COLOR_CLASSES.join(', ')}; columns: guidance ${cmd.guidance.join(', ')}, ${cmd.count} each), nearest.png, metrics.json, table.md`);
   return results;
 }

@@ -4,8 +4,11 @@
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { serializeSafetensors, SafeTensorInput } from '../io/safetensors.js';
+import { checkExtension, checkOutputs } from './outputs.js';
 
-export async function exportCommand(input: string, output: string): Promise<{ tensors: number; bytes: number; kind: string }> {
+export async function exportCommand(input: string, output: string, force = false): Promise<{ tensors: number; bytes: number; kind: string }> {
+  checkExtension('--out', output, '.safetensors');
+  checkOutputs({ files: [output], inputs: [input], force });
   const ck = await readCheckpointFile(input);
   const kind = String((ck.config as { kind?: unknown }).kind ?? '');
   if (kind !== 'diffusion' && kind !== 'vqgan' && kind !== 'classifier') throw new Error(`export: ${input} has kind '${kind}'; allowed kinds: diffusion, vqgan, classifier`);

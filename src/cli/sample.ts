@@ -1,6 +1,6 @@
 // `wgd sample`: images from a checkpoint as a PNG grid (a row per label), optionally with a strip of
 // the intermediate x̂0 of the first sample of each row.
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
@@ -11,6 +11,8 @@ import { SamplerOptions } from '../diffusion/samplers/index.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { Progress } from './progress.js';
 import { decoderFor } from './vqgan.js';
+import { writeFileAtomic } from '../io/file.js';
+import { checkExtension, checkOutputs } from './outputs.js';
 
 export interface SampleCommand {
   checkpoint: string;
@@ -30,9 +32,21 @@ export interface SampleCommand {
   samplerOptions?: SamplerOptions;
   /** Latent models: the VQ-GAN to decode with, when not where the checkpoint says. */
   vqgan?: string;
+  /** Replace `out` (and the strip) if they exist. */
+  force?: boolean;
+}
+
+/** The strip's file beside the grid: OUT-strip.png. */
+const stripPath = (out: string) => out.replace(/\.png$/i, '') + '-strip.png';
+
+/** The outputs, checked before anything is loaded or sampled (main calls this before making the device). */
+export function checkSampleOutputs(cmd: SampleCommand): void {
+  checkExtension('--out', cmd.out, '.png');
+  checkOutputs({ files: [cmd.out, ...(cmd.strip ? [stripPath(cmd.out)] : [])], inputs: [cmd.checkpoint, cmd.vqgan], force: Boolean(cmd.force) });
 }
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
+  checkSampleOutputs(cmd);
   const ck = await readCheckpointFile(cmd.checkpoint);
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   const classes = config.classes ?? [];
@@ -55,7 +69,7 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const seconds = (performance.now() - t0) / 1000;
   const { images, shape } = decode ? await decode(r.images, r.shape) : r;
   mkdirSync(dirname(cmd.out) || '.', { recursive: true });
-  writeFileSync(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])), scale: viewScale(shape[2]) }));
+  await writeFileAtomic(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])), scale: viewScale(shape[2]) }));
   let strip: string | undefined;
   if (cmd.strip && r.snapshots.length) {
     // Rows: the first sample of each label (or the first 8), columns: snapshots in time order.
@@ -70,8 +84,8 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
     firsts.forEach((b, row) => {
       for (let k = 0; k < S; k++) tiles.set(snaps.subarray((k * B + b) * per, (k * B + b + 1) * per), (row * S + k) * per);
     });
-    strip = cmd.out.replace(/\.png$/i, '') + '-strip.png';
-    writeFileSync(strip, gridPng(tiles, [firsts.length * S, sshape[1], sshape[2], sshape[3]], { cols: S, scale: viewScale(sshape[2]) }));
+    strip = stripPath(cmd.out);
+    await writeFileAtomic(strip, gridPng(tiles, [firsts.length * S, sshape[1], sshape[2], sshape[3]], { cols: S, scale: viewScale(sshape[2]) }));
   }
   return { out: cmd.out, strip, images, shape, labels, seconds };
 }

@@ -1,17 +1,19 @@
 // `wgd train`: trains a diffusion model into a run folder (config.json, log.jsonl, checkpoint,
-// sample grids, loss plot), with a progress bar; resumes exactly from the folder's checkpoint.
-import { existsSync, mkdirSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
+// sample grids, loss plot), with a progress bar; resumes exactly from the folder's checkpoint, and
+// stops cleanly (a checkpoint, then how to resume) when asked by a signal.
+import { existsSync, mkdirSync, appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { Tensor, noGrad } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
-import { Init } from '../nn/module.js';
+import { Init, parameterShapes } from '../nn/module.js';
 import { UNet, UNetConfig, resolveUNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
 import { makeProcess, ProcessConfig, ProcessKind } from '../diffusion/process.js';
 import { DiffusionTrainer, LatentInfo, TrainOptions, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
 import { samplersFor } from '../diffusion/samplers/index.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
+import { checkCheckpointTensors } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/file.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { linePlotPng } from '../data/plot.js';
@@ -19,6 +21,9 @@ import { loadDataset, DatasetSpec } from './datasets.js';
 import { presetConfig } from './models.js';
 import { Progress, StepWindow } from './progress.js';
 import { latentDataset } from './vqgan.js';
+import { checkFolder, checkOutputs, filesMatching, removeFiles } from './outputs.js';
+import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
+import type { StopRequest } from './stop.js';
 
 export interface TrainCommand {
   data: DatasetSpec;
@@ -39,6 +44,19 @@ export interface TrainCommand {
   extraConfig?: Record<string, unknown>;
   /** Train on the latents of this VQ-GAN checkpoint (latent diffusion); samples are decoded with it. */
   latent?: string;
+  /** Replace an earlier run's files in `out` (without it, an existing run is refused). */
+  force?: boolean;
+  /** The command's options as given, recorded in config.json so that --resume can use them. */
+  options?: OptionValues;
+  /** A resume: recorded as an entry of config.json's `resumes` (its `from` step filled in here). */
+  resumed?: ResumeRecord;
+  /** Set by a signal: the loop stops after its current step, with a checkpoint. */
+  stop?: StopRequest;
+}
+
+/** The files of a run folder that a new run writes. */
+function runFiles(out: string): string[] {
+  return ['config.json', 'log.jsonl', 'checkpoint.safetensors', 'loss.png'].map((f) => join(out, f)).concat(filesMatching(join(out, 'samples'), /^step-\d+\.png$/));
 }
 
 /** Up to 8 classes spread over the label range, a row of 4 samples each; or 16 unlabelled samples. */
@@ -49,10 +67,24 @@ function gridLabels(classes: readonly string[]): number[] | null {
   return picks.flatMap((c) => [c, c, c, c]);
 }
 
-export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ finalLoss: number; out: string }> {
+/**
+ * Where the run goes, checked before any work (main calls this before making the device); returns the
+ * run's files. (latents.safetensors, a latent run's cache, is not among them: it is reused when it fits.)
+ */
+export function checkTrainOutputs(cmd: TrainCommand): string[] {
   const ckPath = join(cmd.out, 'checkpoint.safetensors');
-  mkdirSync(join(cmd.out, 'samples'), { recursive: true });
-  if (existsSync(ckPath) && !cmd.resume) throw new Error(`${ckPath} exists: pass --resume to continue that run, or choose another --out`);
+  checkFolder('--out', cmd.out);
+  if (existsSync(ckPath) && !cmd.resume && !cmd.force) throw new Error(`${ckPath} exists: pass --resume to continue that run, --force to replace it, or choose another --out`);
+  if (cmd.resume && !existsSync(ckPath)) throw new Error(`--resume: ${cmd.out} has no checkpoint.safetensors to continue from; drop --resume to start a new run there`);
+  const dataFolder = existsSync(cmd.data.name) && !['letters', 'colors'].includes(cmd.data.name) ? cmd.data.name : undefined;
+  const files = runFiles(cmd.out);
+  checkOutputs({ files, inputs: [dataFolder, cmd.latent], force: Boolean(cmd.force), own: cmd.resume });
+  return files;
+}
+
+export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ finalLoss: number; out: string; stopped?: string }> {
+  const ckPath = join(cmd.out, 'checkpoint.safetensors');
+  const files = checkTrainOutputs(cmd);
   const images = loadDataset(cmd.data);
   // Latent diffusion: the same loop on the VQ-GAN's latents (encoded once, cached in the run folder).
   const latent = cmd.latent ? await latentDataset(dev, cmd.latent, images, cmd.out) : null;
@@ -61,12 +93,14 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
 
   let modelCfg: UNetConfig;
   let processCfg: ProcessConfig;
-  const ck = cmd.resume && existsSync(ckPath) ? await readCheckpointFile(ckPath) : null;
+  const ck = cmd.resume ? await readCheckpointFile(ckPath) : null;
   if (ck) {
     const c = ck.config as { model?: UNetConfig; process?: ProcessConfig; kind?: string };
     if (c.kind !== 'diffusion' || !c.model || !c.process) throw new Error(`${ckPath} is not a diffusion checkpoint`);
     modelCfg = unetConfigFromCheckpoint(c.model);
     processCfg = c.process;
+    // The file is checked against its model before the model is built (see parameterShapes).
+    checkCheckpointTensors(ck, parameterShapes(dev, (init) => new UNet(init, modelCfg)), ckPath);
   } else {
     // Class labels join through cross-attention in latent models (as LDM's class-conditional ones), else the time embedding.
     const conditioning = cmd.conditioning ?? (ds.labels ? (latent ? 'cross' : 'class') : 'none');
@@ -78,10 +112,15 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   const trainer = new DiffusionTrainer(dev, net, noise, ds, cmd.train);
   if (ck) trainer.resume(ck);
   const extra = { data: { ...cmd.data }, ...(latent ? { latent: latent.info } : {}), ...(cmd.extraConfig ?? {}) };
-  writeFileSync(join(cmd.out, 'config.json'), JSON.stringify({ ...trainer.checkpointConfig(extra), step: undefined, parameters: net.parameterCount, command: process0() }, null, 2));
+  // The old run's files go only now that the new run is known to start (--force).
+  if (!cmd.resume) removeFiles(files);
+  mkdirSync(cmd.out, { recursive: true });
+  await writeRunConfig(join(cmd.out, 'config.json'), { ...trainer.checkpointConfig(extra), step: undefined, parameters: net.parameterCount }, cmd, trainer.step);
 
   const logPath = join(cmd.out, 'log.jsonl');
   const history = readLoss(logPath, trainer.step);
+  // A resumed run redoes the steps after its checkpoint: their old log lines go.
+  if (cmd.resume) await writeFileAtomic(logPath, keepLog(logPath, trainer.step));
   const total = trainer.opts.steps;
   const bar = new Progress(total, 'train', process.stderr, trainer.step);
   let acc: Tensor | null = null;
@@ -93,7 +132,8 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   const logEvery = Math.max(1, Math.min(50, cmd.checkpointEvery));
   const window = new StepWindow(dev);
   let lr = NaN;
-  while (trainer.step < total) {
+  let saved = trainer.step;
+  while (trainer.step < total && !cmd.stop?.signal) {
     const loss = await trainer.runStep();
     // Losses are summed on the device; the host reads the sum once per log interval.
     acc = noGrad(() => (acc ? ops.add(acc, loss) : ops.affine(loss, 1, 0)));
@@ -112,22 +152,25 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
     }
     if (s % cmd.checkpointEvery === 0 || s === total) {
       await writeFileAtomic(ckPath, await trainer.encode(extra));
+      saved = s;
       await writeFileAtomic(join(cmd.out, 'loss.png'), linePlotPng(history.map((h) => h[1]), { x: history.map((h) => h[0]), logY: true, smooth: 10 }));
     }
     if (s % cmd.sampleEvery === 0 || s === total) await sampleGrid(dev, trainer, cmd, s, latent ?? undefined);
   }
   bar.finish(trainer.step, { loss: lastLoss });
+  if (cmd.stop?.signal) {
+    // Stopped by a signal: the steps since the last checkpoint are kept in a new one (stopped before the
+    // first step, the run's initial state is, so that --resume works all the same).
+    if (saved !== trainer.step || !existsSync(ckPath)) await writeFileAtomic(ckPath, await trainer.encode(extra));
+    console.error(`wgd: stopped by ${cmd.stop.signal} after step ${trainer.step} of ${total}; checkpoint ${ckPath}. Continue with: wgd train --out ${cmd.out} --resume`);
+    return { finalLoss: lastLoss, out: cmd.out, stopped: cmd.stop.signal };
+  }
   return { finalLoss: lastLoss, out: cmd.out };
-}
-
-/** The command line that started this run, for the run's config.json. */
-function process0(): string {
-  return (globalThis as { process?: { argv: string[] } }).process?.argv.slice(2).join(' ') ?? '';
 }
 
 function readLoss(path: string, upTo: number): [number, number][] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
+  return keepLog(path, upTo)
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { step: number; loss: number })
@@ -144,5 +187,6 @@ async function sampleGrid(dev: Device, trainer: DiffusionTrainer, cmd: TrainComm
   const sampler = samplersFor(trainer.process).includes('ddim') ? 'ddim' : samplersFor(trainer.process)[0]!;
   const r = await generate(dev, net, trainer.process, { sampler, steps: cmd.sampleSteps, labels, count: 16, guidance: labels ? 2 : 1, seed: 1, samplerOptions: samplerDefaults({ latent: latent?.info }) });
   const { images, shape } = decode ? await decode(r.images, r.shape) : r;
+  mkdirSync(join(cmd.out, 'samples'), { recursive: true }); // made when first needed: a failed run leaves no empty folder
   await writeFileAtomic(join(cmd.out, 'samples', `step-${String(step).padStart(6, '0')}.png`), gridPng(images, shape, { cols: 4, scale: viewScale(shape[2]) }));
 }

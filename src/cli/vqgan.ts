@@ -1,6 +1,6 @@
 // `wgd train-vqgan`: trains the first stage of latent diffusion into a run folder (vqgan.safetensors,
 // log.jsonl, reconstructions), and the latent helpers the diffusion commands use.
-import { existsSync, mkdirSync, appendFileSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, appendFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { Init } from '../nn/module.js';
@@ -17,6 +17,9 @@ import { mixSeed, mulberry32 } from '../data/rng.js';
 import type { ImageDataset, LatentInfo } from '../diffusion/train.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
 import { Progress, StepWindow } from './progress.js';
+import { checkFolder, checkOutputs, removeFiles } from './outputs.js';
+import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
+import type { StopRequest } from './stop.js';
 
 export interface VQGANCommand {
   data: DatasetSpec;
@@ -38,16 +41,34 @@ export interface VQGANCommand {
    * architecture replace `model`; the encoder and codebook stay frozen, so latents made with it stay valid.
    */
   finetuneDecoder?: string;
+  /** Replace an earlier run's files in `out` (without it, an existing run is refused). */
+  force?: boolean;
+  /** The options as given, recorded in config.json for --resume; a resume's entry for its `resumes`. */
+  options?: OptionValues;
+  resumed?: ResumeRecord;
+  /** Set by a signal: the loop stops after its current step, with a checkpoint. */
+  stop?: StopRequest;
 }
 
 type Shape4 = [number, number, number, number];
 
-export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise<{ psnr: number; path: string }> {
+/** Where the run goes, checked before any work (main calls this before making the device); returns the run's files. */
+export function checkVQGANOutputs(cmd: VQGANCommand): string[] {
+  const path = join(cmd.out, 'vqgan.safetensors');
+  checkFolder('--out', cmd.out);
+  if (existsSync(path) && !cmd.resume && !cmd.force) throw new Error(`${path} exists: pass --resume to continue that run, --force to replace it, or choose another --out`);
+  if (cmd.resume && !existsSync(path)) throw new Error(`--resume: ${cmd.out} has no vqgan.safetensors to continue from; drop --resume to start a new run there`);
+  const files = ['vqgan.safetensors', 'config.json', 'log.jsonl', 'l1.png', 'reconstructions.png'].map((f) => join(cmd.out, f));
+  const dataFolder = existsSync(cmd.data.name) && !['letters', 'colors'].includes(cmd.data.name) ? cmd.data.name : undefined;
+  checkOutputs({ files, inputs: [dataFolder, cmd.finetuneDecoder, ...(cmd.lpips ?? [])], force: Boolean(cmd.force), own: cmd.resume });
+  return files;
+}
+
+export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise<{ psnr: number; path: string; stopped?: string }> {
+  const path = join(cmd.out, 'vqgan.safetensors');
+  const files = checkVQGANOutputs(cmd);
   const ds = loadDataset(cmd.data);
   const [n, c, h, w] = ds.shape;
-  mkdirSync(cmd.out, { recursive: true });
-  const path = join(cmd.out, 'vqgan.safetensors');
-  if (existsSync(path) && !cmd.resume) throw new Error(`${path} exists: pass --resume to continue that run, or choose another --out`);
   const lpips = cmd.lpips?.length ? createLPIPS(dev, await Promise.all(cmd.lpips.map(async (f) => (await readSafetensorsFile(f)).tensors))) : null;
   const fresh = async () => {
     const vqgan = cmd.finetuneDecoder
@@ -62,7 +83,9 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
   };
   const trainer = cmd.resume && existsSync(path) ? await VQGANTrainer.fromCheckpoint(dev, await readCheckpointFile(path), { lpips }) : await fresh();
   const vq = trainer.vqgan;
-  writeFileSync(join(cmd.out, 'config.json'), JSON.stringify({ kind: 'vqgan', vqgan: vq.config, trainer: trainer.options, data: cmd.data, factor: vq.factor, parameters: vq.parameterCount, lpips: Boolean(lpips), finetunedFrom: cmd.finetuneDecoder ?? null, command: process.argv.slice(2).join(' ') }, null, 2));
+  if (!cmd.resume) removeFiles(files); // --force: the old run's files go once the new one is known to start
+  mkdirSync(cmd.out, { recursive: true });
+  await writeRunConfig(join(cmd.out, 'config.json'), { kind: 'vqgan', vqgan: vq.config, trainer: trainer.options, data: cmd.data, factor: vq.factor, parameters: vq.parameterCount, lpips: Boolean(lpips), finetunedFrom: cmd.finetuneDecoder ?? null }, cmd, trainer.steps);
   const per = c * h * w;
   const batchAt = (s: number) => {
     // Images from a seeded shuffle per epoch, as the diffusion trainer draws them: resumes exactly.
@@ -80,12 +103,15 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
     return x;
   };
   const logPath = join(cmd.out, 'log.jsonl');
+  // A resumed run redoes the steps after its checkpoint: their old log lines go.
+  if (cmd.resume) await writeFileAtomic(logPath, keepLog(logPath, trainer.steps));
   const bar = new Progress(cmd.steps, 'train-vqgan', process.stderr, trainer.steps);
   const history: [number, number][] = [];
   let psnr = NaN;
   let last = {};
   const window = new StepWindow(dev);
-  while (trainer.steps < cmd.steps) {
+  let saved = trainer.steps;
+  while (trainer.steps < cmd.steps && !cmd.stop?.signal) {
     trainer.step(batchAt(trainer.steps));
     const s = trainer.steps;
     bar.update(await window.submitted(s), last);
@@ -99,11 +125,17 @@ export async function trainVQGANCommand(dev: Device, cmd: VQGANCommand): Promise
     }
     if (s % cmd.checkpointEvery === 0 || s === cmd.steps) {
       await writeFileAtomic(path, await trainer.checkpoint());
+      saved = s;
       await writeFileAtomic(join(cmd.out, 'l1.png'), linePlotPng(history.map((x) => x[1]), { x: history.map((x) => x[0]), logY: true, smooth: 5 }));
       await writeReconstructions(trainer, ds, join(cmd.out, 'reconstructions.png'));
     }
   }
   bar.finish(trainer.steps, { PSNR: psnr });
+  if (cmd.stop?.signal) {
+    if (saved !== trainer.steps || !existsSync(path)) await writeFileAtomic(path, await trainer.checkpoint());
+    console.error(`wgd: stopped by ${cmd.stop.signal} after step ${trainer.steps} of ${cmd.steps}; checkpoint ${path}. Continue with: wgd train-vqgan --out ${cmd.out} --resume`);
+    return { psnr, path, stopped: cmd.stop.signal };
+  }
   return { psnr, path };
 }
 
@@ -155,6 +187,7 @@ export async function latentDataset(dev: Device, vqganPath: string, ds: ImageDat
     shape = [...t.shape];
   } else {
     ({ latents, shape } = await encodeDataset(vq, ds.images, ds.shape, 32));
+    mkdirSync(out, { recursive: true });
     await writeFileAtomic(cache, serializeSafetensors(new Map([['latents', { shape, data: latents }]]), { stamp }));
   }
   let m = 0, m2 = 0;

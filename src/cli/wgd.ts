@@ -1,10 +1,11 @@
-// Entry point of the `wgd` command: runs a subcommand and turns errors into one clear line. It is
+// Entry point of the `wgd` command: runs a subcommand and turns errors into one clear line (the stack
+// with WGD_DEBUG=1). main() has destroyed the device by the time it settles, so exiting is safe. It is
 // also the launcher that sets up the software adapter: when Dawn finds no adapter and SwiftShader is
 // installed, the command is run again in a child process whose environment points the Vulkan loader
 // at SwiftShader (the loader reads that only as a process starts; the library never sets it).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { main, takeAdapterOption } from './main.js';
+import { main, takeAdapterOption, UsageError } from './main.js';
 import { NoAdapterError } from '../runtime/device.js';
 import { findSwiftShaderIcd, swiftshaderEnv } from './webgpu-env.js';
 
@@ -36,8 +37,9 @@ async function run(): Promise<number> {
 run().then(
   (code) => process.exit(code),
   (e: Error) => {
-    console.error(`wgd: ${e.message}`);
-    if (process.env.WGD_DEBUG) console.error(e.stack);
-    process.exit(1);
+    const [first, ...more] = String(e?.message ?? e).split('\n');
+    console.error(`wgd: ${first}${more.length && !process.env.WGD_DEBUG ? ' (WGD_DEBUG=1 shows the details)' : ''}`);
+    if (process.env.WGD_DEBUG) console.error(e?.stack ?? e);
+    process.exit(e instanceof UsageError ? 2 : 1);
   },
 );

@@ -1,7 +1,7 @@
 // Node only: a dataset from a folder of the user's own PNG images. Each image is composited over a
 // background where it has alpha, centre-cropped to a square, area-averaged to size x size (box
 // filter: anti-aliased when shrinking, blocky when enlarging) and mapped to [-1, 1].
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { decodePng, resampleArea } from './png.js';
 
@@ -28,13 +28,29 @@ export interface FolderData {
   skipped: string[];
 }
 
-/** All files under dir, recursively, as sorted absolute paths. */
-function walk(dir: string): string[] {
+/**
+ * All files under dir, recursively, as sorted absolute paths. Links are followed, but a link back to a
+ * folder being read (a loop) and a link to nothing are errors that name them, not endless recursion.
+ */
+function walk(dir: string, open: Set<string> = new Set([realpathSync(dir)])): string[] {
   const out: string[] = [];
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...walk(p));
-    else out.push(p);
+    let st;
+    try {
+      st = statSync(p);
+    } catch (e) {
+      throw new Error(`folder: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}${lstatSync(p, { throwIfNoEntry: false })?.isSymbolicLink() ? ': a link to nothing, or a loop of links' : ''})`);
+    }
+    if (!st.isDirectory()) {
+      out.push(p);
+      continue;
+    }
+    const real = realpathSync(p);
+    if (open.has(real)) throw new Error(`folder: ${p} links back to ${real}, a folder already being read (a loop of links)`);
+    open.add(real);
+    out.push(...walk(p, open));
+    open.delete(real);
   }
   return out;
 }

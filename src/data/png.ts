@@ -27,7 +27,16 @@ const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
  * unpacked and scaled, palettes become RGB(A), and a tRNS colour key becomes an alpha channel. */
 export function decodePng(bytes: Uint8Array): Image8 {
   if (bytes.length < 33 || PNG_SIGNATURE.some((b, i) => bytes[i] !== b)) throw new Error('decodePng: not a PNG (bad signature)');
-  const png = decode(bytes);
+  checkHeader(bytes);
+  let png: DecodedPng;
+  try {
+    // CRCs checked: a damaged file is named as such rather than decoded into other pixels.
+    png = decode(bytes, { checkCrc: true });
+  } catch (e) {
+    // fast-png reports a read past the end as a RangeError from DataView, and some checks as RangeError too.
+    const m = (e as Error).message;
+    throw new Error(`decodePng: corrupt PNG (${/outside the bounds/.test(m) ? 'the file ends inside a chunk' : m.slice(0, 200)})`);
+  }
   const { width, height, depth } = png;
   // fast-png unpacks Adam7 passes assuming whole bytes per pixel, which is wrong below 8 bits.
   if (depth < 8 && bytes[28] === 1) {
@@ -65,6 +74,29 @@ export function decodePng(bytes: Uint8Array): Image8 {
     if (addAlpha) data[i * outC + c] = keyed ? 0 : 255;
   }
   return { width, height, channels: outC, data };
+}
+
+/**
+ * The IHDR checked before anything is sized from it: fast-png allocates width·height·channels as the
+ * header claims. Deflate expands at most 1032:1, so a header claiming more pixel bytes than that over
+ * the file's size is lying (or the file is cut short), and is refused without the allocation.
+ */
+function checkHeader(bytes: Uint8Array): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const type = String.fromCharCode(...bytes.subarray(12, 16));
+  if (v.getUint32(8) !== 13 || type !== 'IHDR') throw new Error(`decodePng: corrupt PNG (the first chunk is '${type.replace(/[^ -~]/g, '?')}' of ${v.getUint32(8)} bytes, expected IHDR of 13)`);
+  const width = v.getUint32(16);
+  const height = v.getUint32(20);
+  const depth = bytes[24]!;
+  const colour = bytes[25]!;
+  const channels = ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 } as Record<number, number>)[colour];
+  if (!channels) throw new Error(`decodePng: corrupt PNG (colour type ${colour}; allowed values: 0, 2, 3, 4, 6)`);
+  if (![1, 2, 4, 8, 16].includes(depth)) throw new Error(`decodePng: corrupt PNG (bit depth ${depth}; allowed values: 1, 2, 4, 8, 16)`);
+  if (width < 1 || height < 1 || width > 2 ** 24 || height > 2 ** 24) throw new Error(`decodePng: corrupt PNG (size ${width}x${height})`);
+  const raw = height * (1 + Math.ceil((width * channels * depth) / 8));
+  if (raw > 1032 * bytes.length) {
+    throw new Error(`decodePng: ${width}x${height} pixels need ${raw} bytes of image data, more than a ${bytes.length}-byte PNG can hold (the file is cut short or its header is corrupt)`);
+  }
 }
 
 /** One number per sample, in the PNG's own bit depth (fast-png leaves sub-byte rows packed). */

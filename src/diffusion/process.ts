@@ -219,6 +219,8 @@ const DEFAULTS: Record<ProcessKind, Required<ProcessConfig>> = {
 export function makeProcess(config: ProcessConfig | ProcessKind): NoiseProcess {
   const c0 = typeof config === 'string' ? { kind: config } : config;
   if (!PROCESS_KINDS.includes(c0.kind)) throw new ConfigError('process', `kind '${c0.kind}' is unknown; allowed values: ${PROCESS_KINDS.join(', ')}`);
+  const unknown = Object.keys(c0).filter((k) => !(k in DEFAULTS.ddpm));
+  if (unknown.length) throw new ConfigError('process', `config has unknown keys ${unknown.slice(0, 5).map((k) => `'${k.slice(0, 60)}'`).join(', ')}; known keys: ${Object.keys(DEFAULTS.ddpm).join(', ')}`);
   const c = { ...DEFAULTS[c0.kind], ...c0 } as Required<ProcessConfig>;
   const bad = (k: keyof ProcessConfig, why: string) => new ConfigError('process', `${k} = ${JSON.stringify(c[k])}: ${why}`);
   if (!PREDICTION_TYPES.includes(c.predictionType)) throw bad('predictionType', `allowed values: ${PREDICTION_TYPES.join(', ')}`);

@@ -11,8 +11,8 @@ import { ParameterSet } from '../nn/params.js';
 import { AdamW } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
 import { UNet, UNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
-import { Init } from '../nn/module.js';
-import { encodeCheckpoint, loadCheckpoint, CheckpointData } from '../io/checkpoint.js';
+import { Init, parameterShapes } from '../nn/module.js';
+import { encodeCheckpoint, loadCheckpoint, checkCheckpointTensors, CheckpointData } from '../io/checkpoint.js';
 import { NoiseProcess, ProcessConfig, makeProcess } from './process.js';
 import { networkEps, networkOutput, perSample } from './denoiser.js';
 import type { SamplerOptions } from './samplers/index.js';
@@ -242,15 +242,23 @@ export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema
   if (config.kind !== 'diffusion' || !config.model || !config.process) {
     throw new ShapeError('load', `this checkpoint is not a diffusion model (its config has kind '${String((ck.config as { kind?: unknown }).kind)}'); expected kind 'diffusion' with model and process`);
   }
-  const net = new UNet(new Init(dev, 0), unetConfigFromCheckpoint(config.model)).eval();
-  const params = new ParameterSet(net.namedParameters());
-  const useEma = (opts.ema ?? true) && ck.tensors.has(`ema.${params.names[0]}`);
-  const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  // The file is checked against the model its config describes before that model is built: a file
+  // without the weights must not cost the device a model's worth of memory and initialisation first.
+  // A config without geluApproximate was written with the tanh GELU (unetConfigFromCheckpoint).
+  const modelConfig = unetConfigFromCheckpoint(config.model);
+  const shapes = parameterShapes(dev, (init) => new UNet(init, modelConfig));
+  const first = shapes.keys().next().value as string;
+  const useEma = (opts.ema ?? true) && ck.tensors.has(`ema.${first}`);
   const prefix = useEma ? 'ema.' : '';
+  checkCheckpointTensors(ck, shapes, useEma ? 'checkpoint (EMA weights)' : 'checkpoint', (n) => ck.tensors.get(prefix + n));
+  const process = makeProcess(config.process);
+  const net = new UNet(new Init(dev, 0), modelConfig).eval();
+  const params = new ParameterSet(net.namedParameters());
+  const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const n of params.names) {
     const t = ck.tensors.get(prefix + n);
     if (t && t.data instanceof Float32Array) values.set(n, { shape: t.shape, data: t.data });
   }
   params.write(values, params.flat, useEma ? 'checkpoint (EMA weights)' : 'checkpoint');
-  return { net, process: makeProcess(config.process), config };
+  return { net, process, config };
 }

@@ -2,7 +2,7 @@ import { Tensor } from '../graph/tensor.js';
 import { ParameterSet } from '../nn/params.js';
 import { Adam } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
-import { parseSafetensors, serializeSafetensors, SafeTensor } from './safetensors.js';
+import { checkJsonText, parseSafetensors, serializeSafetensors, SafeTensor } from './safetensors.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
 
 /** Everything a training run needs to continue exactly where it stopped. */
@@ -60,50 +60,84 @@ export function decodeCheckpoint(bytes: Uint8Array, where = 'checkpoint'): Check
 /** The JSON config from a safetensors header's metadata ({} when there is none). */
 export function parseConfig(metadata: Record<string, string>, where: string): Record<string, unknown> {
   if (!metadata.config) return {};
+  let c: unknown;
   try {
-    const c = JSON.parse(metadata.config) as unknown;
+    c = JSON.parse(metadata.config) as unknown;
     if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not an object');
-    return c as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${where}: the config in the header is not a JSON object (${(e as Error).message})`);
+    throw new Error(`${where}: the config in the header is not a JSON object (${(e as Error).message.slice(0, 200)})`);
   }
+  // A repeated field would silently take its last value; nesting past any real config is corruption.
+  checkJsonText(metadata.config, `${where}: the config in the header`, (m) => new Error(m));
+  return c as Record<string, unknown>;
 }
 
 /**
  * Load a decoded checkpoint into a training state. Weights are required; EMA, optimizer and key are
  * loaded when both the state and the file have them. Shape mismatches name the parameter and both shapes.
+ * All or nothing: every part is checked before any is written, so a failed load leaves the state as it was.
  */
 export function loadCheckpoint(ck: CheckpointData, s: TrainingState): void {
+  stageCheckpoint(ck, s)();
+}
+
+/** loadCheckpoint's checks, done now; the writes are returned, to run once every other part is checked too. */
+export function stageCheckpoint(ck: CheckpointData, s: TrainingState): () => void {
   const sub = (prefix: string) => {
     const m = new Map<string, { shape: readonly number[]; data: Float32Array }>();
     for (const [n, t] of ck.tensors) {
       if (n.startsWith(prefix) && (prefix !== '' || !/^(ema|ema_state|optimizer|rng)\./.test(n))) {
-        if (!(t.data instanceof Float32Array)) throw new ShapeError('load', `tensor '${n}' is ${t.dtype}, expected a float type`);
+        if (!(t.data instanceof Float32Array)) throw new ShapeError('load', `tensor '${n.slice(0, 100)}' is ${t.dtype}, expected a float type`);
         m.set(n.slice(prefix.length), { shape: t.shape, data: t.data });
       }
     }
     return m;
   };
-  s.params.write(sub(''), s.params.flat);
+  const writes: (() => void)[] = [s.params.stage(sub(''), s.params.flat)];
   if (s.ema) {
-    s.params.write(ck.tensors.has(`ema.${s.params.names[0]}`) ? sub('ema.') : sub(''), s.ema.flat, 'checkpoint (EMA)');
+    const ema = s.ema;
+    writes.push(s.params.stage(ck.tensors.has(`ema.${s.params.names[0]}`) ? sub('ema.') : sub(''), ema.flat, 'checkpoint (EMA)'));
     // The update count drives the EMA's warm-up; a checkpoint without one restarts it.
     const c = ck.tensors.get('ema_state.count');
-    writeArray(s.ema.count.rt, s.ema.count, c && c.data instanceof Float32Array && c.data.length === 1 ? c.data : Float32Array.of(0));
+    const count = c && c.data instanceof Float32Array && c.data.length === 1 ? c.data : Float32Array.of(0);
+    writes.push(() => writeArray(ema.count.rt, ema.count, count));
   }
   if (s.optimizer && ck.tensors.has('optimizer.state')) {
-    s.params.write(sub('optimizer.m.'), s.optimizer.m, 'checkpoint (Adam m)');
-    s.params.write(sub('optimizer.v.'), s.optimizer.v, 'checkpoint (Adam v)');
+    const opt = s.optimizer;
+    writes.push(s.params.stage(sub('optimizer.m.'), opt.m, 'checkpoint (Adam m)'));
+    writes.push(s.params.stage(sub('optimizer.v.'), opt.v, 'checkpoint (Adam v)'));
     const st = ck.tensors.get('optimizer.state')!;
-    if (st.data.length !== s.optimizer.state.size) {
-      throw new ShapeError('load', `optimizer.state has shape ${fmtShape(st.shape)}, expected ${fmtShape(s.optimizer.state.shape)}`);
+    if (!(st.data instanceof Float32Array) || st.data.length !== opt.state.size) {
+      throw new ShapeError('load', `optimizer.state has shape ${fmtShape(st.shape)} (${st.dtype}), expected F32 ${fmtShape(opt.state.shape)}`);
     }
-    writeArray(s.optimizer.state.rt, s.optimizer.state, st.data);
+    writes.push(() => writeArray(opt.state.rt, opt.state, st.data));
   }
   if (s.key && ck.tensors.has('rng.key')) {
+    const key = s.key;
     const k = ck.tensors.get('rng.key')!;
     if (!(k.data instanceof Int32Array) || k.data.length !== 2) throw new ShapeError('load', `rng.key has shape ${fmtShape(k.shape)} (${k.dtype}), expected I32 [2]`);
-    writeArray(s.key.rt, s.key.data, k.data);
+    writes.push(() => writeArray(key.rt, key.data, k.data));
+  }
+  return () => {
+    for (const w of writes) w();
+  };
+}
+
+/**
+ * Checks, before a model is built, that a checkpoint holds a float tensor of the right shape for each
+ * of the model's parameters (names and shapes from parameterShapes); `pick` chooses the tensor for a
+ * name (the EMA copy, say). The error names the first tensor missing or misshapen.
+ */
+export function checkCheckpointTensors(
+  ck: CheckpointData, shapes: ReadonlyMap<string, readonly number[]>, what: string, pick: (name: string) => SafeTensor | undefined = (n) => ck.tensors.get(n),
+): void {
+  for (const [n, shape] of shapes) {
+    const t = pick(n);
+    if (!t) throw new ShapeError('load', `${what} has no tensor '${n}' (expected ${fmtShape(shape)})`);
+    if (!(t.data instanceof Float32Array)) throw new ShapeError('load', `${what}: tensor '${n}' is ${t.dtype}, expected a float type`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new ShapeError('load', `parameter '${n}' has shape ${fmtShape(shape)} in the model but ${fmtShape(t.shape)} in the ${what}`);
+    }
   }
 }
 

@@ -53,6 +53,69 @@ const METADATA_KEY = '__metadata__';
 
 const fmt = (s: readonly unknown[]): string => `[${s.join(', ')}]`;
 
+/** Longest piece of an untrusted value quoted in an error: a hostile file must not make a huge message. */
+const QUOTE_CHARS = 200;
+
+/**
+ * An untrusted JSON value for an error message, cut to `max` characters. JSON.stringify recurses, so a
+ * deeply nested value throws RangeError: that is caught and described instead.
+ */
+export function quote(v: unknown, max = QUOTE_CHARS): string {
+  let s: string;
+  try {
+    s = typeof v === 'string' && v.length > max ? JSON.stringify(v.slice(0, max)) : (JSON.stringify(v) ?? String(v));
+  } catch {
+    s = Array.isArray(v) ? '[deeply nested array]' : '{deeply nested object}';
+  }
+  const long = typeof v === 'string' ? v.length > max : s.length > max;
+  return long ? `${s.slice(0, max)}… (cut)` : s;
+}
+
+/** Text cut to QUOTE_CHARS characters. */
+const cut = (s: string): string => (s.length > QUOTE_CHARS ? `${s.slice(0, QUOTE_CHARS)}… (cut)` : s);
+
+/** A tensor or metadata name for a message, in quotes, cut to QUOTE_CHARS / 2 characters. */
+const nm = (name: string): string => `'${name.length > QUOTE_CHARS / 2 ? `${name.slice(0, QUOTE_CHARS / 2)}…` : name}'`;
+
+/**
+ * Nesting deeper than any safetensors header needs (entries are 3 deep) is refused before it reaches
+ * anything recursive; the reference reader (serde_json) stops at 128.
+ */
+const MAX_JSON_DEPTH = 64;
+
+/**
+ * Checks JSON text (already known to parse) for what JSON.parse accepts silently: a key repeated in
+ * one object (JSON.parse keeps the last; the reference reader refuses it) and nesting deeper than
+ * MAX_JSON_DEPTH. One linear scan; only keys are decoded.
+ */
+export function checkJsonText(text: string, where: string, makeError: (m: string) => Error = (m) => new SafetensorsError(m)): void {
+  const stack: (Set<string> | null)[] = []; // a Set of seen keys per open object, null per open array
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22 /* " */) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (top && expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string; // decodes escapes: "a" and "\u0061" are one key
+        if (top.has(key)) throw makeError(`${where}: key ${quote(key)} appears twice in one object, so which value is meant is ambiguous`);
+        top.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === 0x7b /* { */ || ch === 0x5b /* [ */) {
+      stack.push(ch === 0x7b ? new Set() : null);
+      expectKey = ch === 0x7b;
+      if (stack.length > MAX_JSON_DEPTH) throw makeError(`${where}: JSON nested more than ${MAX_JSON_DEPTH} levels deep`);
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      stack.pop();
+    } else if (ch === 0x2c /* , */) {
+      expectKey = stack[stack.length - 1] instanceof Set;
+    }
+  }
+}
+
 /** Element count; a zero dim wins over overflow, so [huge, huge, 0] is 0 and never NaN. */
 function numel(shape: readonly number[]): number {
   return shape.includes(0) ? 0 : shape.reduce((a, b) => a * b, 1);
@@ -81,9 +144,9 @@ export function safetensorsHeaderLength(first: Uint8Array, fileSize: number): nu
 }
 
 function parseEntry(name: string, raw: unknown, dataSize: number): SafeHeaderEntry {
-  const where = `tensor '${name}'`;
+  const where = `tensor ${nm(name)}`;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new SafetensorsError(`${where}: header entry is ${JSON.stringify(raw)}, expected an object with dtype, shape, data_offsets`);
+    throw new SafetensorsError(`${where}: header entry is ${quote(raw)}, expected an object with dtype, shape, data_offsets`);
   }
   const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
   if (dtype === undefined || shape === undefined || offsets === undefined) {
@@ -91,14 +154,14 @@ function parseEntry(name: string, raw: unknown, dataSize: number): SafeHeaderEnt
     throw new SafetensorsError(`${where}: header entry is missing ${missing.join(', ')}`);
   }
   if (typeof dtype !== 'string' || !(DTYPES as string[]).includes(dtype)) {
-    throw new SafetensorsError(`${where}: dtype ${JSON.stringify(dtype)} is not supported; expected one of ${DTYPES.join(', ')}`);
+    throw new SafetensorsError(`${where}: dtype ${quote(dtype)} is not supported; expected one of ${DTYPES.join(', ')}`);
   }
   const isCount = (d: unknown): d is number => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0;
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    throw new SafetensorsError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    throw new SafetensorsError(`${where}: shape ${quote(shape)} is not a list of non-negative integers`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
-    throw new SafetensorsError(`${where}: data_offsets ${JSON.stringify(offsets)} is not a pair [begin, end] of non-negative integers`);
+    throw new SafetensorsError(`${where}: data_offsets ${quote(offsets)} is not a pair [begin, end] of non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
   if (begin > end) throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] has begin > end`);
@@ -107,7 +170,7 @@ function parseEntry(name: string, raw: unknown, dataSize: number): SafeHeaderEnt
   }
   const want = numel(shape) * DTYPE_BYTES[dtype as SafeDType];
   if (end - begin !== want) {
-    throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but shape ${fmt(shape)} of ${dtype} needs ${want} bytes`);
+    throw new SafetensorsError(`${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but shape ${cut(fmt(shape))} of ${dtype} needs ${want} bytes`);
   }
   return { name, dtype: dtype as SafeDType, shape: [...shape], begin, end };
 }
@@ -121,16 +184,23 @@ export function parseSafetensorsHeader(first: Uint8Array, fileSize: number): Saf
   if (first.length < 8 + n) {
     throw new SafetensorsError(`need the first ${8 + n} bytes to read the header, got ${first.length}`);
   }
+  // The reference reader refuses a byte-order mark, and TextDecoder would silently drop it.
+  if (first[8] === 0xef && first[9] === 0xbb && first[10] === 0xbf) {
+    throw new SafetensorsError('header starts with a UTF-8 byte-order mark; a safetensors header is plain UTF-8 JSON without one');
+  }
   let json: unknown;
+  let text: string;
   try {
     // fatal: invalid UTF-8 is corruption, not something to paper over with U+FFFD.
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(first.subarray(8, 8 + n)));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(first.subarray(8, 8 + n));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new SafetensorsError(`header (${n} bytes) is not valid UTF-8 JSON: ${(e as Error).message}`);
+    throw new SafetensorsError(`header (${n} bytes) is not valid UTF-8 JSON: ${(e as Error).message.slice(0, QUOTE_CHARS)}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new SafetensorsError(`header is ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}, expected a JSON object`);
+    throw new SafetensorsError(`header is ${Array.isArray(json) ? 'an array' : quote(json)}, expected a JSON object`);
   }
+  checkJsonText(text, 'header');
   const dataSize = fileSize - 8 - n;
   const metadata: Record<string, string> = {};
   const entries: SafeHeaderEntry[] = [];
@@ -140,11 +210,11 @@ export function parseSafetensorsHeader(first: Uint8Array, fileSize: number): Saf
       continue;
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-      throw new SafetensorsError(`${METADATA_KEY} is ${JSON.stringify(raw)}, expected an object of strings`);
+      throw new SafetensorsError(`${METADATA_KEY} is ${quote(raw)}, expected an object of strings`);
     }
     for (const [k, v] of Object.entries(raw)) {
       if (typeof v !== 'string') {
-        throw new SafetensorsError(`${METADATA_KEY}['${k}'] is ${JSON.stringify(v)}, expected a string`);
+        throw new SafetensorsError(`${METADATA_KEY}[${nm(k)}] is ${quote(v)}, expected a string`);
       }
       // defineProperty: a key named "__proto__" stays a plain key.
       Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
@@ -156,10 +226,10 @@ export function parseSafetensorsHeader(first: Uint8Array, fileSize: number): Saf
   let prev = '';
   for (const e of entries) {
     if (e.begin < at) {
-      throw new SafetensorsError(`tensor '${e.name}' bytes [${e.begin}, ${e.end}) overlap tensor '${prev}' which ends at ${at}`);
+      throw new SafetensorsError(`tensor ${nm(e.name)} bytes [${e.begin}, ${e.end}) overlap tensor ${nm(prev)} which ends at ${at}`);
     }
     if (e.begin > at) {
-      throw new SafetensorsError(`tensor '${e.name}' starts at byte ${e.begin}, leaving a hole of ${e.begin - at} bytes after ${prev ? `tensor '${prev}'` : 'the start of the data section'} (ends at ${at}); the data section must be fully indexed`);
+      throw new SafetensorsError(`tensor ${nm(e.name)} starts at byte ${e.begin}, leaving a hole of ${e.begin - at} bytes after ${prev ? `tensor ${nm(prev)}` : 'the start of the data section'} (ends at ${at}); the data section must be fully indexed`);
     }
     at = e.end;
     prev = e.name;
@@ -226,7 +296,7 @@ function decode(e: SafeHeaderEntry, bytes: Uint8Array, start: number): Float32Ar
       for (let i = 0; i < count; i++) {
         const v = view.getBigInt64(8 * i, true);
         if (v < -0x80000000n || v > 0x7fffffffn) {
-          throw new SafetensorsError(`tensor '${e.name}': I64 element ${i} is ${v}, outside the int32 range it is read into`);
+          throw new SafetensorsError(`tensor ${nm(e.name)}: I64 element ${i} is ${v}, outside the int32 range it is read into`);
         }
         out[i] = Number(v);
       }

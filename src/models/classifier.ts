@@ -8,7 +8,7 @@ import { Init, Module } from '../nn/module.js';
 import { Conv2d, GroupNorm, Linear } from '../nn/layers.js';
 import { ParameterSet } from '../nn/params.js';
 import { AdamW } from '../optim/adam.js';
-import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 import { mixSeed, mulberry32, gaussian } from '../data/rng.js';
 
 export interface ClassifierConfig {
@@ -30,8 +30,12 @@ export class Classifier extends Module {
   readonly head: Linear;
   constructor(init: Init, readonly config: ClassifierConfig) {
     super();
+    assertKnownKeys('Classifier', config, ['inChannels', 'sampleSize', 'numClasses', 'channels']);
+    const isInt = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
+    if (!Array.isArray(config.channels) || config.channels.length !== 3 || !config.channels.every(isInt)) throw new ShapeError('Classifier', `channels = ${String(JSON.stringify(config.channels)).slice(0, 200)}: expected three integers >= 1`);
+    for (const f of ['inChannels', 'sampleSize'] as const) if (!isInt(config[f])) throw new ShapeError('Classifier', `${f} = ${String(JSON.stringify(config[f])).slice(0, 200)}: expected an integer >= 1`);
     const [c1, c2, c3] = config.channels;
-    if (!(config.numClasses >= 2)) throw new ShapeError('Classifier', `numClasses = ${config.numClasses}: needs at least 2`);
+    if (!(Number.isSafeInteger(config.numClasses) && config.numClasses >= 2)) throw new ShapeError('Classifier', `numClasses = ${config.numClasses}: needs at least 2`);
     this.conv1 = this.child('conv1', new Conv2d(init, config.inChannels, c1, 3, { padding: 1 }));
     this.norm1 = this.child('norm1', new GroupNorm(init, 8, c1));
     this.conv2 = this.child('conv2', new Conv2d(init, c1, c2, 3, { stride: 2, padding: 1 }));

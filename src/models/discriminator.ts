@@ -1,7 +1,7 @@
 import { Tensor, noGrad } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import { Init, Module, ModuleList } from '../nn/module.js';
-import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 
 /**
  * A PatchGAN discriminator (Isola et al., 2017) in the shape of taming-transformers'
@@ -26,6 +26,7 @@ export interface DiscriminatorConfig {
 export const DISCRIMINATOR_DEFAULTS: DiscriminatorConfig = { inChannels: 3, channels: 64, layers: 3, norm: 'group', normGroups: 32 };
 
 export function resolveDiscriminatorConfig(c: Partial<DiscriminatorConfig>): DiscriminatorConfig {
+  assertKnownKeys('PatchDiscriminator', c, Object.keys(DISCRIMINATOR_DEFAULTS));
   const cfg: DiscriminatorConfig = { ...DISCRIMINATOR_DEFAULTS, ...c };
   const bad = (field: string, why: string) => new ShapeError('PatchDiscriminator', `config.${field} = ${JSON.stringify((cfg as unknown as Record<string, unknown>)[field])}: ${why}`);
   for (const f of ['inChannels', 'channels', 'layers', 'normGroups'] as const) {

@@ -3,7 +3,7 @@ import * as ops from '../graph/ops/index.js';
 import { Init, Module, ModuleList } from '../nn/module.js';
 import { Conv2d, Embedding, GroupNorm } from '../nn/layers.js';
 import { Downsample, ResBlock, SpatialSelfAttention, SpatialTransformer, TimestepEmbedding, Timesteps, Upsample } from '../nn/blocks.js';
-import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 
 /**
  * A U-Net as in DDPM / improved DDPM / LDM, configured by a plain object. Parameter names follow
@@ -96,8 +96,25 @@ export function headsAt(cfg: UNetConfig, level: number, ch: number): number {
 
 /** Fill in defaults and check that the configuration can be built; the error names the field. */
 export function resolveUNetConfig(c: Partial<UNetConfig>): UNetConfig {
+  assertKnownKeys('UNet', c, Object.keys(UNET_DEFAULTS));
   const cfg = { ...UNET_DEFAULTS, ...c };
-  const bad = (field: string, why: string) => new ShapeError('UNet', `config.${field} = ${JSON.stringify((cfg as unknown as Record<string, unknown>)[field])}: ${why}`);
+  const bad = (field: string, why: string) => new ShapeError('UNet', `config.${field} = ${String(JSON.stringify((cfg as unknown as Record<string, unknown>)[field])).slice(0, 200)}: ${why}`);
+  // Configs come from files too: types are checked before anything is sized from them.
+  const isInt = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+  for (const f of ['sampleSize', 'inChannels', 'outChannels', 'layersPerBlock', 'normGroups', 'crossAttentionDim', 'contextTokens', 'transformerDepth'] as const) {
+    if (!isInt(cfg[f], 1)) throw bad(f, 'must be an integer >= 1');
+  }
+  const heads = cfg.attentionHeads;
+  if (!(isInt(heads, 1) || (Array.isArray(heads) && heads.every((h) => isInt(h, 1))))) throw bad('attentionHeads', 'must be an integer >= 1, or a list of them (one per level)');
+  if (cfg.attentionHeadDim !== null && !isInt(cfg.attentionHeadDim, 1)) throw bad('attentionHeadDim', 'must be an integer >= 1, or null');
+  if (!(typeof cfg.freqShift === 'number' && Number.isFinite(cfg.freqShift))) throw bad('freqShift', 'must be a number');
+  for (const f of ['midAttention', 'flipSinToCos', 'useLinearProjection', 'nullClass'] as const) {
+    if (typeof cfg[f] !== 'boolean') throw bad(f, 'allowed values: true, false');
+  }
+  if (!isInt(cfg.numClasses, 0)) throw bad('numClasses', 'must be an integer >= 0');
+  if (!(typeof cfg.dropout === 'number' && cfg.dropout >= 0 && cfg.dropout < 1)) throw bad('dropout', 'must be a number in [0, 1)');
+  if (!Array.isArray(cfg.blockOutChannels) || !cfg.blockOutChannels.every((v) => isInt(v, 1))) throw bad('blockOutChannels', 'must be a list of integers >= 1');
+  if (!Array.isArray(cfg.attentionResolutions) || !cfg.attentionResolutions.every((v) => isInt(v, 1))) throw bad('attentionResolutions', 'must be a list of integers >= 1');
   if (!cfg.blockOutChannels.length) throw bad('blockOutChannels', 'needs at least one level');
   const levels = cfg.blockOutChannels.length;
   if (Array.isArray(cfg.attentionHeads) && cfg.attentionHeads.length !== levels) throw bad('attentionHeads', `a list needs one entry per level (${levels})`);
@@ -110,10 +127,9 @@ export function resolveUNetConfig(c: Partial<UNetConfig>): UNetConfig {
   if (cfg.sampleSize % 2 ** (levels - 1) !== 0) throw bad('sampleSize', `must be divisible by 2^${levels - 1} for ${levels} levels`);
   if (!['none', 'class', 'cross', 'context'].includes(cfg.conditioning)) throw bad('conditioning', "allowed values: 'none', 'class', 'cross', 'context'");
   if ((cfg.conditioning === 'class' || cfg.conditioning === 'cross') && !(cfg.numClasses >= 1)) throw bad('numClasses', 'class conditioning needs at least one class');
-  if (!(cfg.normEps > 0)) throw bad('normEps', 'must be a number > 0');
+  if (!(typeof cfg.normEps === 'number' && cfg.normEps > 0)) throw bad('normEps', 'must be a number > 0');
   if (cfg.downsamplePadding !== 0 && cfg.downsamplePadding !== 1) throw bad('downsamplePadding', 'allowed values: 0, 1');
   if (cfg.geluApproximate !== 'none' && cfg.geluApproximate !== 'tanh') throw bad('geluApproximate', "allowed values: 'none', 'tanh'");
-  if (!(Number.isInteger(cfg.transformerDepth) && cfg.transformerDepth >= 1)) throw bad('transformerDepth', 'must be an integer >= 1');
   return cfg;
 }
 

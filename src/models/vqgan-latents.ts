@@ -3,9 +3,9 @@ import { ShapeError, fmtShape } from '../runtime/errors.js';
 import { compileStep } from '../graph/compile.js';
 import { VQGAN, VQGANConfig } from './vqgan.js';
 import type { Device } from '../graph/device.js';
-import { Init } from '../nn/module.js';
+import { Init, parameterShapes } from '../nn/module.js';
 import { ParameterSet } from '../nn/params.js';
-import type { CheckpointData } from '../io/checkpoint.js';
+import { checkCheckpointTensors, type CheckpointData } from '../io/checkpoint.js';
 
 /** Runs a compiled map over a dataset in batches; the last partial batch is padded with copies of its last item. */
 async function mapBatches(
@@ -70,10 +70,13 @@ export async function decodeLatents(
 export function loadVQGAN(dev: Device, ck: CheckpointData, opts: { ema?: boolean } = {}): VQGAN {
   const c = ck.config as { kind?: string; vqgan?: Partial<VQGANConfig> };
   if (!c.vqgan) throw new ShapeError('load', `this checkpoint is not a VQ-GAN (its config has ${c.kind ? `kind '${c.kind}'` : 'no vqgan section'}); write one with wgd train-vqgan`);
+  const useEma = opts.ema !== false;
+  const pick = (n: string) => (useEma ? ck.tensors.get(`ema.${n}`) : undefined) ?? ck.tensors.get(n);
+  // Checked against the config's model before that model is built (see parameterShapes).
+  checkCheckpointTensors(ck, parameterShapes(dev, (init) => new VQGAN(init, c.vqgan!)), 'VQ-GAN checkpoint', pick);
   const vqgan = new VQGAN(new Init(dev, 0), c.vqgan);
   vqgan.eval();
   const params = new ParameterSet(vqgan.namedParameters());
-  const useEma = opts.ema !== false;
   const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const n of params.names) {
     const t = (useEma ? ck.tensors.get(`ema.${n}`) : undefined) ?? ck.tensors.get(n);

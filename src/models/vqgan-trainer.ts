@@ -2,13 +2,13 @@ import { Tensor, grad, noGrad } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import type { Device } from '../graph/device.js';
 import { CompiledStep } from '../graph/compile.js';
-import { Init } from '../nn/module.js';
+import { Init, parameterShapes } from '../nn/module.js';
 import { ParameterSet } from '../nn/params.js';
 import { Adam } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
-import { CheckpointData, checkpointTensors, decodeCheckpoint, loadCheckpoint, writeArray } from '../io/checkpoint.js';
+import { CheckpointData, checkCheckpointTensors, checkpointTensors, decodeCheckpoint, stageCheckpoint, writeArray } from '../io/checkpoint.js';
 import { serializeSafetensors } from '../io/safetensors.js';
-import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 import { VQGAN, VQGANConfig } from './vqgan.js';
 import { DiscriminatorConfig, PatchDiscriminator, generatorLoss, hingeDiscriminatorLoss } from './discriminator.js';
 import type { LPIPS } from './lpips.js';
@@ -133,6 +133,7 @@ export class VQGANTrainer {
     options: Partial<VQGANTrainerOptions> & Pick<VQGANTrainerOptions, 'batchSize' | 'height' | 'width'>,
     readonly lpips: LPIPS | null,
   ) {
+    assertKnownKeys('VQGANTrainer', options, [...Object.keys(VQGAN_TRAINER_DEFAULTS), 'batchSize', 'height', 'width']);
     const o = (this.options = { ...VQGAN_TRAINER_DEFAULTS, ...options });
     const bad = (field: string, why: string) => new ShapeError('VQGANTrainer', `options.${field} = ${JSON.stringify((o as unknown as Record<string, unknown>)[field])}: ${why}`);
     for (const f of ['batchSize', 'height', 'width'] as const) if (!Number.isInteger(o[f]) || o[f] < 1) throw bad(f, 'must be an integer >= 1');
@@ -179,6 +180,8 @@ export class VQGANTrainer {
     const ck = data instanceof Uint8Array ? decodeCheckpoint(data) : data;
     const c = ck.config as { vqgan?: Partial<VQGANConfig>; trainer?: VQGANTrainerOptions };
     if (!c.vqgan || !c.trainer) throw new Error('VQGANTrainer.fromCheckpoint: the checkpoint has no vqgan/trainer config in its header (was it written by VQGANTrainer.checkpoint()?)');
+    // The autoencoder's weights are checked against the config before anything is built or compiled.
+    checkCheckpointTensors(ck, parameterShapes(dev, (init) => new VQGAN(init, c.vqgan!)), 'VQ-GAN checkpoint');
     const vqgan = new VQGAN(new Init(dev, 0), c.vqgan);
     const t = await VQGANTrainer.create(dev, vqgan, c.trainer, extras);
     t.load(ck);
@@ -315,17 +318,20 @@ export class VQGANTrainer {
   /** Load a checkpoint written by `checkpoint()` (same configs); training continues bit for bit. */
   load(data: Uint8Array | CheckpointData): void {
     const ck = data instanceof Uint8Array ? decodeCheckpoint(data) : data;
-    loadCheckpoint(ck, { params: this.params, ema: this.ema, optimizer: this.optimizer, key: this.key });
+    // Every part is checked before any is written: a failed load leaves the trainer as it was.
+    const writes = [stageCheckpoint(ck, { params: this.params, ema: this.ema, optimizer: this.optimizer, key: this.key })];
     const prefix = 'loss.discriminator.';
     const disc = new Map([...ck.tensors].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t]));
-    loadCheckpoint({ tensors: disc, config: {} }, { params: this.discParams, optimizer: this.discOptimizer });
+    writes.push(stageCheckpoint({ tensors: disc, config: {} }, { params: this.discParams, optimizer: this.discOptimizer }));
     for (const [n, t] of this.extraState()) {
       const v = ck.tensors.get(n);
       if (!v || v.data.length !== t.size || !(v.data instanceof Float32Array)) {
         throw new ShapeError('load', `checkpoint ${v ? `has '${n}' of shape ${fmtShape(v.shape)} (${v.dtype})` : `has no tensor '${n}'`}, expected F32 ${fmtShape(t.shape)}`);
       }
-      writeArray(t.rt, t.data, v.data);
+      const data = v.data;
+      writes.push(() => writeArray(t.rt, t.data, data));
     }
+    for (const w of writes) w();
     const step = ck.config.step;
     this.steps = typeof step === 'number' ? step : 0;
   }

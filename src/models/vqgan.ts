@@ -3,7 +3,7 @@ import * as ops from '../graph/ops/index.js';
 import { Init, Module, ModuleList } from '../nn/module.js';
 import { Conv2d, GroupNorm } from '../nn/layers.js';
 import { Downsample, ResBlock, SpatialSelfAttention, Upsample } from '../nn/blocks.js';
-import { ShapeError, fmtShape } from '../runtime/errors.js';
+import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 import { MAX_CODE_DIM } from '../../kernels/codebook.js';
 import { QuantizeResult, VectorQuantizer } from './quantizer.js';
 
@@ -52,6 +52,7 @@ const FACTORS = [1, 2, 4, 8, 16];
 
 /** Fill in defaults and check that the configuration can be built; errors name the field and what it allows. */
 export function resolveVQGANConfig(c: Partial<VQGANConfig>): VQGANConfig {
+  assertKnownKeys('VQGAN', c, [...Object.keys(VQGAN_DEFAULTS), 'downsampleFactor']);
   const cfg: VQGANConfig = { ...VQGAN_DEFAULTS, ...c };
   if (c.embedDim === undefined && c.latentChannels !== undefined) cfg.embedDim = c.latentChannels;
   const bad = (field: string, why: string) => new ShapeError('VQGAN', `config.${field} = ${JSON.stringify((cfg as unknown as Record<string, unknown>)[field])}: ${why}`);

@@ -3,6 +3,7 @@ import { Tensor } from '../graph/tensor.js';
 import { rand, randn } from '../graph/ops/random.js';
 import { affine } from '../graph/ops/elementwise.js';
 import { noGrad } from '../graph/tensor.js';
+import { Capture } from '../runtime/capture.js';
 
 /**
  * Where new parameters come from: the device and a seeded key. Every parameter draws from its own
@@ -101,5 +102,24 @@ export class ModuleList<M extends Module> extends Module {
     this.child(String(this.items.length), m);
     this.items.push(m);
     return m;
+  }
+}
+
+/**
+ * The names and shapes of the parameters `build` makes, found without device memory: the module is
+ * built while the runtime records instead of running (as when a step is traced), so a loader can check
+ * a file against a model before it builds the model for real.
+ */
+export function parameterShapes(dev: Device, build: (init: Init) => Module): Map<string, readonly number[]> {
+  const rt = dev.rt;
+  if (rt.capture) throw new Error('parameterShapes: not allowed while a step is being traced');
+  const capture = new Capture();
+  rt.capture = capture;
+  try {
+    return new Map(build(new Init(dev, 0)).namedParameters().map(([n, t]) => [n, t.shape]));
+  } finally {
+    rt.capture = null;
+    // Small host constants (the random key, frequency tables) got buffers of their own.
+    for (const s of capture.constants) s.buffer?.destroy();
   }
 }

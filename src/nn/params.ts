@@ -99,6 +99,14 @@ export class ParameterSet {
    * both shapes.
    */
   write(values: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, flat: DeviceArray = this.flat, what = 'checkpoint'): void {
+    this.stage(values, flat, what)();
+  }
+
+  /**
+   * write() in two halves: checks every value now and returns the function that writes them, so a
+   * loader can check all the parts of a checkpoint before it changes any of them.
+   */
+  stage(values: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, flat: DeviceArray = this.flat, what = 'checkpoint'): () => void {
     const host = new Float32Array(this.length);
     this.names.forEach((n, i) => {
       const v = values.get(n);
@@ -108,9 +116,11 @@ export class ParameterSet {
       if (!same) throw new ShapeError('load', `parameter '${n}' has shape ${fmtShape(t.shape)} in the model but ${fmtShape(v.shape)} in the ${what}`);
       host.set(v.data, this.offsets[i]!);
     });
-    const staged = this.rt.upload(host, [this.length], 'load');
-    copy(staged, flat);
-    this.rt.dispose(staged);
+    return () => {
+      const staged = this.rt.upload(host, [this.length], 'load');
+      copy(staged, flat);
+      this.rt.dispose(staged);
+    };
   }
 }
 

@@ -1,6 +1,7 @@
 /** Errors that say what and where: the op, the shapes it got, what it wanted, the limit it hit. */
 
-export const fmtShape = (s: readonly number[]): string => `[${s.join(', ')}]`;
+/** A shape for a message; one read from a file can have any number of dims, so long ones are cut. */
+export const fmtShape = (s: readonly number[]): string => (s.length > 16 ? `[${s.slice(0, 16).join(', ')}, … (${s.length} dims)]` : `[${s.join(', ')}]`);
 
 /** An op got inputs whose shapes (or attributes) do not fit together. */
 export class ShapeError extends Error {
@@ -36,4 +37,15 @@ export function assertRank(op: string, what: string, got: readonly number[], ran
   if (got.length !== rank) {
     throw new ShapeError(op, `${what} has shape ${fmtShape(got)}, expected rank ${rank} (${layout})`);
   }
+}
+
+/**
+ * A config object read from a file may only hold the keys the code knows: a misspelt key would
+ * otherwise be ignored and its field silently take the default.
+ */
+export function assertKnownKeys(what: string, config: object, known: readonly string[]): void {
+  const unknown = Object.keys(config).filter((k) => !known.includes(k));
+  if (!unknown.length) return;
+  const names = unknown.slice(0, 5).map((k) => `'${k.length > 60 ? `${k.slice(0, 60)}…` : k}'`).join(', ');
+  throw new ShapeError(what, `config has unknown key${unknown.length > 1 ? 's' : ''} ${names}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''}; known keys: ${known.join(', ')}`);
 }
