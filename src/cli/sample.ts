@@ -13,6 +13,7 @@ import { Progress } from './progress.js';
 import { decoderFor } from './vqgan.js';
 import { writeFileAtomic } from '../io/file.js';
 import { checkExtension, checkOutputs } from './outputs.js';
+import { ProcessFlags, isFolder, loadFolderForSampling } from './diffusers.js';
 
 export interface SampleCommand {
   checkpoint: string;
@@ -34,6 +35,14 @@ export interface SampleCommand {
   vqgan?: string;
   /** Replace `out` (and the strip) if they exist. */
   force?: boolean;
+  /**
+   * A diffusers folder as --ckpt: its scheduler's sampler applies unless --sampler was given, and its
+   * process comes from the scheduler config (or these flags); a model without a null class samples
+   * at guidance 1 unless --guidance was given.
+   */
+  samplerGiven?: boolean;
+  guidanceGiven?: boolean;
+  processFlags?: ProcessFlags;
 }
 
 /** The strip's file beside the grid: OUT-strip.png. */
@@ -47,8 +56,26 @@ export function checkSampleOutputs(cmd: SampleCommand): void {
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
   checkSampleOutputs(cmd);
-  const ck = await readCheckpointFile(cmd.checkpoint);
-  const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
+  let sampler = cmd.sampler;
+  let guidance = cmd.guidance;
+  let schedulerOptions: SamplerOptions = {};
+  let loaded;
+  if (isFolder(cmd.checkpoint)) {
+    const f = await loadFolderForSampling(dev, cmd.checkpoint, cmd.processFlags);
+    if (f.scheduler) {
+      schedulerOptions = f.scheduler.samplerOptions;
+      if (!cmd.samplerGiven) sampler = f.scheduler.sampler;
+    }
+    if (!f.net.config.nullClass && f.net.config.conditioning !== 'none' && !cmd.guidanceGiven) guidance = 1;
+    console.log(`${cmd.checkpoint}: ${f.model.className}, process from ${f.from}; sampler ${sampler}`);
+    loaded = f;
+  } else {
+    loaded = modelFromCheckpoint(dev, await readCheckpointFile(cmd.checkpoint));
+    // A checkpoint imported from diffusers names its scheduler's sampler (its options are in samplerDefaults).
+    if (loaded.config.sampler && !cmd.samplerGiven) sampler = loaded.config.sampler.name;
+    if (!loaded.net.config.nullClass && loaded.net.config.conditioning !== 'none' && !cmd.guidanceGiven) guidance = 1;
+  }
+  const { net, process: noise, config } = loaded;
   const classes = config.classes ?? [];
   const decode = await decoderFor(dev, cmd.checkpoint, config, cmd.vqgan);
   let labels: number[] | null = null;
@@ -59,11 +86,11 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
     throw new Error(`--label: ${cmd.checkpoint} is an unconditional model and takes no labels`);
   }
   const t0 = performance.now();
-  const bar = new Progress(cmd.steps, `sample ${cmd.sampler}`);
+  const bar = new Progress(cmd.steps, `sample ${sampler}`);
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
   const r = await generate(dev, net, noise, {
-    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, ...cmd.guidanceVariants, seed: cmd.seed,
-    samplerOptions: { ...samplerDefaults(config), ...cmd.samplerOptions }, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
+    sampler, steps: cmd.steps, labels, count: cmd.count, guidance, ...cmd.guidanceVariants, seed: cmd.seed,
+    samplerOptions: { ...samplerDefaults(config), ...schedulerOptions, ...cmd.samplerOptions }, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);
   const seconds = (performance.now() - t0) / 1000;
