@@ -56,6 +56,10 @@ export type { DiffusersFiles, DiffusersUNetInputs, WeightInput } from './pipelin
 export { unet2DConfig, unet2DConditionConfig, vqModelConfig, exportUNetConfig, exportVQConfig, DiffusersConfigError, DIFFUSERS_CLASSES } from './pipelines/diffusers/config.js';
 export type { DiffusersClassName } from './pipelines/diffusers/config.js';
 export type { LoadProgress, LoadReport } from './pipelines/diffusers/weights.js';
+export { readSchedulerConfig, exportSchedulerConfig, parsePythonJson, SCHEDULER_CLASSES } from './pipelines/diffusers/scheduler.js';
+export type { SchedulerSetup, SchedulerClassName } from './pipelines/diffusers/scheduler.js';
+export { exportDiffusers, LABEL_CONTEXT_FILE } from './pipelines/diffusers/export.js';
+export type { DiffusersFolder, ExportOptions } from './pipelines/diffusers/export.js';
 export { bytesSource, blobSource, readSafetensorsHeader, streamSafetensors } from './io/safetensors-stream.js';
 export type { ByteSource } from './io/safetensors-stream.js';
 

@@ -5,6 +5,7 @@ import {
   createDevice, Device, noGrad, ops, Tensor,
   decodeCheckpoint, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, unetConfigFromCheckpoint, presetConfig, MODEL_PRESETS,
   makeProcess, samplersFor, generate, parseLabel, parseGuidanceInterval, encodePng, makeLetters, makeColorsDataset,
+  loadDiffusersFiles, readSchedulerConfig, parsePythonJson,
 } from '../../src/index.js';
 import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions } from '../../src/index.js';
 import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
@@ -85,6 +86,7 @@ const el = {
   error: $('error'), errorText: $('error-text'), errorClose: $<HTMLButtonElement>('error-close'),
   ckStatus: $('ck-status'), ckError: $('ck-error'), trError: $('tr-error'), smError: $('sm-error'),
   ckSelect: $<HTMLSelectElement>('ck-select'), ckLoad: $<HTMLButtonElement>('ck-load'), ckFile: $<HTMLInputElement>('ck-file'),
+  dfFiles: $<HTMLInputElement>('df-files'), dfFolder: $<HTMLInputElement>('df-folder'), dfProgress: $<HTMLProgressElement>('df-progress'),
   modelInfo: $('model-info'), ckDownload: $<HTMLButtonElement>('ck-download'),
   trFrom: $<HTMLSelectElement>('tr-from'), trModel: $<HTMLSelectElement>('tr-model'), trData: $<HTMLSelectElement>('tr-data'),
   trSize: $<HTMLSelectElement>('tr-size'), trCount: $<HTMLInputElement>('tr-count'), trSteps: $<HTMLInputElement>('tr-steps'),
@@ -177,15 +179,20 @@ function refresh(): void {
   el.ckLoad.disabled = !idle || !el.ckSelect.value;
   el.ckSelect.disabled = !idle;
   el.ckFile.disabled = !idle;
-  el.ckDownload.disabled = !idle || !current;
+  el.dfFiles.disabled = !idle;
+  el.dfFolder.disabled = !idle;
+  el.ckDownload.disabled = !idle || !current || (current.source === 'checkpoint' && !current.bytes);
   el.trStart.disabled = !idle;
   el.trPause.disabled = !ready || !run || sampling || loading || (!training && run.trainer.step >= run.total) || (training && run.pauseRequested);
   el.trPause.textContent = run && !training && run.trainer.step < run.total ? 'Resume' : 'Pause';
   const fromLoaded = el.trFrom.value === 'loaded';
   const fromOption = el.trFrom.options[1] as HTMLOptionElement;
-  fromOption.disabled = !loadedCk;
-  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name})` : 'the loaded checkpoint';
-  if (fromLoaded && !loadedCk) el.trFrom.value = 'new';
+  // Training continues an engine checkpoint (its optimizer state and run); a diffusers model is not one
+  // (wgd import makes it one).
+  const continuable = loadedCk?.ck !== undefined;
+  fromOption.disabled = !continuable;
+  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name})${continuable ? '' : ': a diffusers model, not an engine checkpoint'}` : 'the loaded checkpoint';
+  if (fromLoaded && !continuable) el.trFrom.value = 'new';
   el.trModel.disabled = el.trFrom.value === 'loaded';
   el.smRun.disabled = !idle || !current;
   el.smDownload.disabled = !lastGrid || sampling;
@@ -197,7 +204,7 @@ function refresh(): void {
   el.smInterval.disabled = !conditional;
   el.smCountLabel.firstChild!.textContent = conditional ? 'per label ' : 'images ';
   el.smEtaLabel.hidden = el.smSampler.value !== 'ddim';
-  el.smLimitLabel.hidden = !['ddpm', 'ddim', 'plms'].includes(el.smSampler.value);
+  el.smLimitLabel.hidden = !['ddpm', 'ddim', 'plms', 'euler', 'heun', 'dpm++2m'].includes(el.smSampler.value);
 }
 
 // ---------------------------------------------------------------- device
@@ -274,6 +281,55 @@ async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
   await dev.sync();
   loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], defaults: samplerDefaults(config), bytes, ck, step: config.step ?? 0 };
   setCurrent(loadedCk);
+}
+
+/**
+ * A diffusers model from the files of its folder (or of a pipeline folder: its unet/ is taken). The
+ * weights stay Files, read slice by slice as they are written to the GPU, so a file past the browser's
+ * 2 GB ArrayBuffer limit loads; the progress bar counts the bytes.
+ */
+async function loadDiffusersFolder(files: File[]): Promise<void> {
+  if (!dev) return;
+  const path = (f: File) => (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name;
+  const configs = files.filter((f) => f.name === 'config.json');
+  const config = configs.find((f) => /(^|\/)unet\/config\.json$/.test(path(f))) ?? configs[0];
+  if (!config) throw new Error(`no config.json among the ${files.length} file(s) chosen; choose a diffusers model folder's files (config.json and diffusion_pytorch_model.safetensors)`);
+  const dir = path(config).slice(0, -'config.json'.length);
+  const here = files.filter((f) => path(f).slice(0, path(f).length - f.name.length) === dir);
+  const weights = here.filter((f) => f.name.endsWith('.safetensors') && f.name !== 'label_context.safetensors');
+  const index = here.find((f) => f.name.endsWith('.safetensors.index.json'));
+  const labels = here.find((f) => f.name === 'label_context.safetensors');
+  const schedulerFile = files.find((f) => f.name === 'scheduler_config.json');
+  if (!weights.length) throw new Error(`no .safetensors weights beside ${path(config)}`);
+  el.dfProgress.hidden = false;
+  el.dfProgress.value = 0;
+  const model = await loadDiffusersFiles(dev, {
+    config: await config.text(),
+    weights: Object.fromEntries(weights.map((f) => [f.name, f])),
+    index: index ? await index.text() : undefined,
+    labelContext: labels ? new Uint8Array(await labels.arrayBuffer()) : undefined,
+    where: dir || config.name,
+    onProgress: (p) => {
+      el.dfProgress.value = p.done / p.total;
+      setStatus(el.ckStatus, `reading ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB…`, 'running');
+    },
+  });
+  if (!(model.module instanceof UNet)) throw new Error(`this is a ${model.className}; the page samples UNets`);
+  const net = model.module;
+  if (net.config.conditioning === 'context') throw new Error('this UNet2DConditionModel attends to encoder_hidden_states (a text encoder\'s output), which the page cannot make; sample it from the library with a context');
+  const scheduler = schedulerFile ? readSchedulerConfig(parsePythonJson(await schedulerFile.text(), schedulerFile.name), schedulerFile.name) : null;
+  const process = makeProcess(scheduler?.process ?? { kind: 'ddpm' });
+  const own = (model.config._webgpu_diffusion ?? {}) as { classes?: string[] };
+  const n = net.config.conditioning === 'none' ? 0 : net.config.numClasses;
+  const classes = Array.isArray(own.classes) && own.classes.length === n ? own.classes : Array.from({ length: n }, (_, i) => String(i));
+  await dev.sync();
+  const name = `${dir || 'diffusers model'} (${model.className}${scheduler ? `, ${scheduler.className}` : ''})`;
+  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes, defaults: { ...samplerDefaults({}), ...scheduler?.samplerOptions }, step: 0 };
+  setCurrent(loadedCk);
+  if (scheduler) el.smSampler.value = scheduler.sampler;
+  // A class-conditional model from diffusers has no null class for guidance.
+  if (!net.config.nullClass && n > 0) el.smGuidance.value = '1';
+  refresh();
 }
 
 async function withLoading(what: string, f: () => Promise<void>): Promise<void> {
@@ -583,6 +639,14 @@ function wire(): void {
       await loadBytes(new Uint8Array(await r.arrayBuffer()), c.name);
     });
   });
+  const diffusersInput = (input: HTMLInputElement) => action('ck', async () => {
+    const files = Array.from(input.files ?? []);
+    if (!files.length) return;
+    await withLoading('the diffusers model', async () => loadDiffusersFolder(files));
+    input.value = ''; // choosing the same files again loads them again
+  });
+  el.dfFiles.onchange = diffusersInput(el.dfFiles);
+  el.dfFolder.onchange = diffusersInput(el.dfFolder);
   el.ckFile.onchange = action('ck', async () => {
     const f = el.ckFile.files?.[0];
     if (!f) return;
