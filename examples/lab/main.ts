@@ -281,6 +281,10 @@ async function loadBytes(bytes: Uint8Array, name: string): Promise<void> {
   await dev.sync();
   loadedCk = { source: 'checkpoint', name, net: () => net, process, classes: config.classes ?? [], defaults: samplerDefaults(config), bytes, ck, step: config.step ?? 0 };
   setCurrent(loadedCk);
+  // A checkpoint imported from diffusers (wgd import) names its scheduler's sampler; its class model may lack a null class.
+  if (config.sampler && samplersFor(process).includes(config.sampler.name)) el.smSampler.value = config.sampler.name;
+  if (!net.config.nullClass && net.config.conditioning !== 'none') el.smGuidance.value = '1';
+  refresh();
 }
 
 /**

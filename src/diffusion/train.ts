@@ -56,6 +56,11 @@ export interface DiffusionCheckpointConfig {
   data?: Record<string, unknown>;
   /** A latent model: the VQ-GAN checkpoint whose latents it was trained on. */
   latent?: LatentInfo;
+  /**
+   * The sampler to use by default and its options, where the model brings them (a model imported
+   * from diffusers: its scheduler's class, grid and clipping).
+   */
+  sampler?: { name: string; options: SamplerOptions };
 }
 
 /** The latent description stored in a latent diffusion checkpoint's header. */
@@ -230,11 +235,13 @@ export class DiffusionTrainer {
  * divides a small error in ε̂ by a ≈ 0.006, and unclipped that error is carried to the end. Latent
  * models clip to the range of their training latents where the checkpoint records it: at large
  * guidance scales x̂0 otherwise leaves the latents' range and the VQ-GAN decodes it to other colours.
+ * A model that brings its own sampler options (one imported from diffusers) has them on top.
  */
-export function samplerDefaults(config: { latent?: LatentInfo }): SamplerOptions {
-  if (!config.latent) return { clipSample: true };
+export function samplerDefaults(config: { latent?: LatentInfo; sampler?: { options?: SamplerOptions } }): SamplerOptions {
+  const own = config.sampler?.options ?? {};
+  if (!config.latent) return { clipSample: true, ...own };
   const range = config.latent.range;
-  return range && range > 0 ? { clipSample: true, clipRange: range } : { clipSample: false };
+  return { ...(range && range > 0 ? { clipSample: true, clipRange: range } : { clipSample: false }), ...own };
 }
 
 export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema?: boolean } = {}): { net: UNet; process: NoiseProcess; config: DiffusionCheckpointConfig } {

@@ -10,6 +10,7 @@ import { generate } from '../diffusion/generate.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
 import { makeSampler } from '../diffusion/samplers/index.js';
 import { frechetDistance } from '../metrics/frechet.js';
+import type { GuidanceVariants } from '../diffusion/denoiser.js';
 
 export interface QualityCell {
   sampler: string;
@@ -21,8 +22,8 @@ export interface QualityCell {
   /** Share of samples the classifier labels as the class asked for, overall and per class index. */
   accuracy: number;
   perClass: number[];
-  /** Fréchet distance between the samples' classifier features and the real images'. */
-  frechet: number;
+  /** Fréchet distance between the samples' classifier features and the real images' (null without real images). */
+  frechet: number | null;
   seconds: number;
   /** The samples, [samples, C, H, W] (for grids). */
   images: Float32Array;
@@ -35,6 +36,7 @@ export interface QualityOptions {
   /** Steps that only these samplers run (e.g. 1000 for ddpm and ddim only); default: all. */
   onlyFor?: Record<number, string[]>;
   guidance: number;
+  guidanceVariants?: GuidanceVariants;
   /** Samples per class. */
   count: number;
   seed: number;
@@ -48,7 +50,7 @@ export function evaluationsOf(sampler: string, process: NoiseProcess, steps: num
 }
 
 /** Every (sampler, steps) cell; `real` are the classifier's features of real images. */
-export async function sampleQuality(dev: Device, net: UNet, process: NoiseProcess, clf: Classifier, real: Float32Array, opts: QualityOptions): Promise<QualityCell[]> {
+export async function sampleQuality(dev: Device, net: UNet, process: NoiseProcess, clf: Classifier, real: Float32Array | null, opts: QualityOptions): Promise<QualityCell[]> {
   const K = net.config.numClasses;
   const labels = Array.from({ length: K * opts.count }, (_, i) => Math.floor(i / opts.count));
   const dim = clf.config.channels[2];
@@ -57,14 +59,14 @@ export async function sampleQuality(dev: Device, net: UNet, process: NoiseProces
     for (const sampler of opts.samplers) {
       if (opts.onlyFor?.[steps] && !opts.onlyFor[steps]!.includes(sampler)) continue;
       const t0 = performance.now();
-      const r = await generate(dev, net, process, { sampler, steps, labels, guidance: opts.guidance, seed: opts.seed, samplerOptions: opts.samplerOptions });
+      const r = await generate(dev, net, process, { sampler, steps, labels, guidance: opts.guidance, ...opts.guidanceVariants, seed: opts.seed, samplerOptions: opts.samplerOptions });
       const seconds = (performance.now() - t0) / 1000;
       const pred = await classify(dev, clf, r.images);
       const perClass = Array.from({ length: K }, () => 0);
       labels.forEach((l, i) => pred.labels[i] === l && perClass[l]!++);
       const cell: QualityCell = {
         sampler, steps, evaluations: evaluationsOf(sampler, process, steps, opts.samplerOptions), guidance: opts.guidance, samples: labels.length,
-        accuracy: perClass.reduce((a, b) => a + b, 0) / labels.length, perClass: perClass.map((h) => h / opts.count), frechet: frechetDistance(pred.features, real, dim), seconds, images: r.images, shape: r.shape,
+        accuracy: perClass.reduce((a, b) => a + b, 0) / labels.length, perClass: perClass.map((h) => h / opts.count), frechet: real ? frechetDistance(pred.features, real, dim) : null, seconds, images: r.images, shape: r.shape,
       };
       cells.push(cell);
       await opts.onCell?.(cell);

@@ -87,7 +87,9 @@ export function readSchedulerConfig(cfg: Record<string, unknown>, where = 'sched
   if (!['leading', 'trailing', 'linspace'].includes(spacing as string)) fail('timestep_spacing', 'supported: "leading", "trailing", "linspace"');
   const offset = get('steps_offset', 0);
   if (!(Number.isInteger(offset) && (offset as number) >= 0)) fail('steps_offset', 'expected an integer >= 0');
-  const o: SamplerOptions = { timestepSpacing: spacing as SamplerOptions['timestepSpacing'], stepsOffset: offset as number };
+  // Schedulers without an x̂0 clip (PNDM, Euler, DPM-Solver unless thresholding) say so explicitly, so
+  // that the engine's own default (clip pixel models to [-1, 1]) does not add one.
+  const o: SamplerOptions = { timestepSpacing: spacing as SamplerOptions['timestepSpacing'], stepsOffset: offset as number, clipSample: false };
 
   // x̂0 limits: thresholding wins over clip_sample, as in diffusers.
   const limits = (clipDefault: boolean) => {
