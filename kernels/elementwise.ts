@@ -21,6 +21,8 @@ const UNARY_TABLE = {
   relu: { f: 'max(x, 0.0)', df: 'select(0.0, 1.0, x > 0.0)' },
   /** GELU, tanh approximation (PyTorch's approximate='tanh'). */
   gelu: { f: 'gelu_tanh(x)', df: 'gelu_tanh_df(x)' },
+  /** GELU in its exact form x·Φ(x) (PyTorch's default approximate='none'; diffusers' GEGLU). */
+  geluErf: { f: 'x * normal_cdf(x)', df: 'gelu_erf_df(x)' },
   tanh: { f: 'tanh_s(x)', df: '1.0 - tanh_s(x) * tanh_s(x)' },
   sigmoid: { f: 'sigmoid(x)', df: 'sigmoid(x) * (1.0 - sigmoid(x))' },
   square: { f: 'x * x', df: '2.0 * x' },

@@ -35,6 +35,20 @@ fn gelu_tanh_df(x: f32) -> f32 {
   let t = tanh_s(GELU_C * (x + 0.044715 * x * x * x));
   return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
 }
+// erfc(x) with a relative error below 1.2e-7 everywhere (Numerical Recipes' erfcc, a Chebyshev fit of
+// erfc(z)·exp(z²) in t = 1/(1 + z/2)): relative, so both tails of the normal CDF stay accurate.
+fn erfc_f(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807
+    + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  let r = t * exp(-z * z + p);
+  return select(2.0 - r, r, x >= 0.0);
+}
+
+// Φ(x), the standard normal CDF: exact (erf) GELU is x·Φ(x), PyTorch's approximate='none'.
+fn normal_cdf(x: f32) -> f32 { return 0.5 * erfc_f(-0.7071067811865476 * x); }
+fn gelu_erf_df(x: f32) -> f32 { return normal_cdf(x) + x * 0.3989422804014327 * exp(-0.5 * x * x); }
 fn silu_df(x: f32) -> f32 { let s = sigmoid(x); return s * (1.0 + x * (1.0 - s)); }
 
 // pow with a negative base and an integer exponent, as in PyTorch.

@@ -28,7 +28,7 @@ export { Adam, AdamW } from './optim/adam.js';
 export type { AdamOptions } from './optim/adam.js';
 export { EMA } from './optim/ema.js';
 export type { Trainer, TrainerProgress } from './optim/trainer.js';
-export { UNet, UNET_DEFAULTS, resolveUNetConfig } from './models/unet.js';
+export { UNet, UNET_DEFAULTS, resolveUNetConfig, unetConfigFromCheckpoint } from './models/unet.js';
 export type { UNetConfig } from './models/unet.js';
 export { VQGAN, resolveVQGANConfig } from './models/vqgan.js';
 export type { VQGANConfig } from './models/vqgan.js';
@@ -67,6 +67,19 @@ export { encodeCheckpoint, decodeCheckpoint, loadCheckpoint, checkpointTensors }
 export type { CheckpointData, TrainingState, EMAState, OptimizerState } from './io/checkpoint.js';
 export { parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
 export type { SafeTensor, SafeDType } from './io/safetensors.js';
+
+// diffusers model folders from bytes, Blobs or byte sources (Node's loadDiffusers opens a folder)
+export { loadDiffusersFiles, buildDiffusersModel, DiffusersModel } from './pipelines/diffusers/model.js';
+export type { DiffusersFiles, DiffusersUNetInputs, WeightInput } from './pipelines/diffusers/model.js';
+export { unet2DConfig, unet2DConditionConfig, vqModelConfig, exportUNetConfig, exportVQConfig, DiffusersConfigError, DIFFUSERS_CLASSES } from './pipelines/diffusers/config.js';
+export type { DiffusersClassName } from './pipelines/diffusers/config.js';
+export type { LoadProgress, LoadReport } from './pipelines/diffusers/weights.js';
+export { readSchedulerConfig, exportSchedulerConfig, parsePythonJson, SCHEDULER_CLASSES } from './pipelines/diffusers/scheduler.js';
+export type { SchedulerSetup, SchedulerClassName } from './pipelines/diffusers/scheduler.js';
+export { exportDiffusers, LABEL_CONTEXT_FILE } from './pipelines/diffusers/export.js';
+export type { DiffusersFolder, ExportOptions } from './pipelines/diffusers/export.js';
+export { bytesSource, blobSource, readSafetensorsHeader, streamSafetensors } from './io/safetensors-stream.js';
+export type { ByteSource } from './io/safetensors-stream.js';
 
 // Data and images
 export { makeLetters, lettersFonts } from './data/letters.js';

@@ -172,7 +172,7 @@ describe('wgd CLI', () => {
   });
 
   it('bad options name the option and its allowed values', async () => {
-    await expect(main(['sample', '--ckpt', ck, '--sampler', 'euler'])).rejects.toThrow(/--sampler = 'euler' is not allowed; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode/);
+    await expect(main(['sample', '--ckpt', ck, '--sampler', 'k-euler'])).rejects.toThrow(/--sampler = 'k-euler' is not allowed; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode, euler, heun, dpm\+\+2m/);
     await expect(main(['sample', '--ckpt', ck, '--label', 'AA'])).rejects.toThrow(/label 'AA' is not a class of this model; allowed values: A, B, C/);
     await expect(main(['sample', '--ckpt', ck, '--label', '26'])).rejects.toThrow(/label '26' is not a class/);
     await expect(main(['sample', '--ckpt', ck, '--steps', '5000'])).rejects.toThrow(/steps = 5000 is outside the allowed range 1\.\.1000/);

@@ -56,6 +56,26 @@ describe('the op table', () => {
   });
 });
 
+describe('exact GELU', () => {
+  it('geluErf holds its relative accuracy in both tails (x in [-9, 9]) and is not the tanh form', async () => {
+    const d = dev();
+    const xs = Float32Array.from({ length: 181 }, (_, i) => -9 + i * 0.1);
+    const got = (await ops.geluErf(d.tensor(xs, [181])).read()) as Float32Array;
+    const tanhForm = (await ops.gelu(d.tensor(xs, [181])).read()) as Float32Array;
+    let maxGap = 0;
+    xs.forEach((x, i) => {
+      const want = unaryRef('geluErf', x);
+      // erfc's fit is good to 1.2e-7 relative; in f32, z = x/√2 is rounded (6e-8 relative) and exp(-z²)
+      // turns that into 2z²·6e-8 ≈ 5e-6 at z = 6.4, plus exp's own few ulp: 1e-5 relative, down to
+      // GELU(-9) ≈ -1e-18, far below where an absolute tolerance would see anything.
+      expect(Math.abs(got[i]! - want), `geluErf(${x.toFixed(1)})`).toBeLessThanOrEqual(1e-5 * Math.abs(want) + 1e-30);
+      maxGap = Math.max(maxGap, Math.abs(tanhForm[i]! - want));
+    });
+    // The two forms differ by up to ~4.7e-4 (near |x| = 2): what GEGLU's form changes, and why it matters at 1e-4.
+    expect(maxGap).toBeGreaterThan(3e-4);
+  });
+});
+
 describe('binary ops with broadcasting', () => {
   const shapes: [number[], number[]][] = [
     [[2, 3, 4], [2, 3, 4]],

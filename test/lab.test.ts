@@ -478,6 +478,32 @@ describe('lab page in headless Chromium', () => {
     await page.close();
   }, 600_000);
 
+  it("loads a diffusers model from its folder's files (weights read slice by slice, with progress), takes its scheduler, and samples it", async () => {
+    const { page } = await open();
+    const fixture = join(ROOT, 'test', 'fixtures', 'diffusers', 'unet2d-class');
+    const folder = mkdtempSync(join(tmpdir(), 'lab-diffusers-'));
+    const sched = join(folder, 'scheduler_config.json');
+    writeFileSync(sched, JSON.stringify({ _class_name: 'EulerDiscreteScheduler', use_karras_sigmas: true }));
+    const input = await page.$('#df-files');
+    await (input as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(join(fixture, 'config.json'), join(fixture, 'diffusion_pytorch_model.safetensors'), sched);
+    expect(await waitState(page, '#ck-status', ['done', 'error'], 120_000), await errorText(page)).toBe('done');
+    expect(await text(page, '#model-info')).toMatch(/UNet2DModel, EulerDiscreteScheduler[\s\S]*class-conditional on 26 classes/);
+    expect(await page.$eval('#df-progress', (e) => (e as HTMLProgressElement).value)).toBe(1);
+    // Its scheduler's sampler, and guidance 1: a diffusers class model has no null class.
+    expect(await page.$eval('#sm-sampler', (e) => (e as HTMLSelectElement).value)).toBe('euler');
+    expect(await page.$eval('#sm-guidance', (e) => (e as HTMLInputElement).value)).toBe('1');
+    await setValue(page, '#sm-steps', '2');
+    await setValue(page, '#sm-labels', '0,25');
+    await setValue(page, '#sm-count', '1');
+    await page.click('#sm-run');
+    expect(await waitState(page, '#sm-status', ['done', 'error'], 300_000), await errorText(page)).toBe('done');
+    expect(await page.evaluate(() => window.lab.lastGrid)).toMatchObject({ channels: 1 });
+    // Files without a config.json are refused, naming what to choose.
+    await (input as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(sched);
+    expect(await waitState(page, '#ck-status', ['error'], 30_000)).toBe('error');
+    expect(await text(page, '#ck-error')).toMatch(/no config\.json among the 1 file\(s\) chosen/);
+  }, 600_000);
+
   it('shows an error for a malformed uploaded checkpoint, keeps the loaded model, and keeps working', async () => {
     const { page } = await open();
     await loadShipped(page);

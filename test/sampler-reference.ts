@@ -32,6 +32,42 @@ function eps(x: Aff, a: number, b: number, mu: number, s2: number): Aff {
 export interface RefOptions {
   eta?: number;
   stepSize?: number;
+  /** DDPM/DDIM/PLMS on diffusers' grids: timesteps of this spacing, each step to t − ⌊T/n⌋. */
+  timestepSpacing?: 'leading' | 'trailing' | 'linspace';
+  stepsOffset?: number;
+  setAlphaToOne?: boolean;
+  varianceType?: 'small' | 'large';
+  /** euler, heun, dpm++2m: Karras σ (default) or σ at linspace timesteps. */
+  karras?: boolean;
+}
+
+/**
+ * diffusers' timestep grids, written out again from its set_timesteps (not the engine's code):
+ * leading (0..n−1)·⌊T/n⌋ + offset, trailing round(T − i·T/n) − 1, linspace round(i·(T − 1)/(n − 1)),
+ * noisiest first; halves round to even, as NumPy does.
+ */
+function diffusersGrid(T: number, n: number, spacing: string, offset: number): number[] {
+  const even = (v: number) => (Math.abs(v - Math.trunc(v)) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
+  if (spacing === 'leading') return Array.from({ length: n }, (_, i) => (n - 1 - i) * Math.floor(T / n) + offset);
+  if (spacing === 'trailing') return Array.from({ length: n }, (_, i) => even(T - (i * T) / n) - 1);
+  return Array.from({ length: n }, (_, i) => even(((n - 1 - i) * (T - 1)) / Math.max(n - 1, 1)));
+}
+
+/** σ = √((1 − ᾱ)/ᾱ) of n steps from σ(T − 1) to σ(0), Karras et al. eq. 5 with ρ = 7, then 0. */
+function karras(process: DiscreteVP, n: number): number[] {
+  const sig = (t: number) => Math.sqrt((1 - process.alphasCumprod[t]!) / process.alphasCumprod[t]!);
+  const [lo, hi] = [sig(0) ** (1 / 7), sig(process.T - 1) ** (1 / 7)];
+  return [...Array.from({ length: n }, (_, i) => (hi + (n === 1 ? 0 : i / (n - 1)) * (lo - hi)) ** 7), 0];
+}
+
+/** σ at linspace timesteps (whole or fractional: σ interpolated linearly between steps), then 0. */
+function linspaceSigmas(process: DiscreteVP, n: number): number[] {
+  const sig = (t: number) => Math.sqrt((1 - process.alphasCumprod[t]!) / process.alphasCumprod[t]!);
+  return [...Array.from({ length: n }, (_, i) => {
+    const t = ((n - 1 - i) * (process.T - 1)) / Math.max(n - 1, 1);
+    const lo = Math.floor(t);
+    return lo + 1 < process.T ? sig(lo) * (1 - (t - lo)) + sig(lo + 1) * (t - lo) : sig(lo);
+  }), 0];
 }
 
 /** Mean and variance of the sampler's output for data N(mu, s2). */
@@ -49,7 +85,14 @@ export function referenceMoments(sampler: string, process: NoiseProcess, steps: 
   if (sampler === 'ddpm' || sampler === 'ddim' || sampler === 'plms') {
     // ᾱ on the sampler's grid, noisiest first, then 1.
     let ab: number[];
-    if (process instanceof DiscreteVP) {
+    let abNext: number[] | null = null;
+    if (process instanceof DiscreteVP && o.timestepSpacing) {
+      const T = process.T;
+      const ts = diffusersGrid(T, steps, o.timestepSpacing, o.stepsOffset ?? 0);
+      const final = sampler === 'ddpm' || (o.setAlphaToOne ?? true) ? 1 : process.alphasCumprod[0]!;
+      ab = ts.map((t) => process.alphasCumprod[t]!);
+      abNext = ts.map((t) => (t - Math.floor(T / steps) >= 0 ? process.alphasCumprod[t - Math.floor(T / steps)]! : final));
+    } else if (process instanceof DiscreteVP) {
       const T = process.T;
       ab = Array.from({ length: steps }, (_, i) => process.alphasCumprod[Math.round(T - (i * T) / steps) - 1]!);
     } else if (process instanceof VPSDE) {
@@ -59,7 +102,7 @@ export function referenceMoments(sampler: string, process: NoiseProcess, steps: 
     ab.push(1);
     const past: Aff[] = [];
     for (let i = 0; i < steps; i++) {
-      const at = ab[i]!, ap = ab[i + 1]!;
+      const at = ab[i]!, ap = abNext ? abNext[i]! : ab[i + 1]!;
       const a = Math.sqrt(at), b = Math.sqrt(1 - at);
       const ddimStep = (y: Aff, ey: Aff, sigma: number): Aff => {
         const x0 = add([y, 1 / a], [ey, -b / a]); // eq. 9 of DDIM
@@ -72,7 +115,7 @@ export function referenceMoments(sampler: string, process: NoiseProcess, steps: 
         const beta = 1 - at / ap;
         const x0 = add([x, 1 / a], [ex, -b / a]);
         const mean = add([x0, (Math.sqrt(ap) * beta) / (1 - at)], [x, (Math.sqrt(1 - beta) * (1 - ap)) / (1 - at)]);
-        x = withNoise(mean, Math.sqrt((beta * (1 - ap)) / (1 - at)));
+        x = withNoise(mean, Math.sqrt(o.varianceType === 'large' ? beta : (beta * (1 - ap)) / (1 - at)));
       } else if (sampler === 'ddim') {
         const eta = o.eta ?? 0;
         x = ddimStep(x, ex, eta * Math.sqrt(((1 - ap) / (1 - at)) * (1 - at / ap))); // eq. 16
@@ -123,6 +166,40 @@ export function referenceMoments(sampler: string, process: NoiseProcess, steps: 
     }
     const l = sde.level(t0);
     x = add([x, 1 / l.a], [e(x, l.a, l.b), -l.b / l.a]);
+  } else if (sampler === 'euler' || sampler === 'heun') {
+    // The probability-flow ODE dx/dσ = (x − x̂0)/σ = ε̂ in x = x0 + σ·ε (a = 1, b = σ): Karras et al. 2022, Algorithm 1.
+    if (!(process instanceof DiscreteVP)) throw new Error('not discrete');
+    const sig = o.karras === false ? linspaceSigmas(process, steps) : karras(process, steps);
+    std = Math.sqrt(sig[0]! ** 2 + 1);
+    for (let i = 0; i < steps; i++) {
+      const [s0, s1] = [sig[i]!, sig[i + 1]!];
+      const d1 = e(x, 1, s0);
+      const xe = add([x, 1], [d1, s1 - s0]);
+      x = sampler === 'heun' && s1 > 0 ? add([x, 1], [d1, (s1 - s0) / 2], [e(xe, 1, s1), (s1 - s0) / 2]) : xe;
+    }
+  } else if (sampler === 'dpm++2m') {
+    // Lu et al. 2022 (DPM-Solver++), multistep second order in λ = ln(α/σ_VP) on x_VP, first order on the first and last steps.
+    if (!(process instanceof DiscreteVP)) throw new Error('not discrete');
+    const sig = o.karras === false ? linspaceSigmas(process, steps) : karras(process, steps);
+    const alpha = (s: number) => 1 / Math.sqrt(1 + s * s);
+    let prev: Aff | null = null;
+    for (let i = 0; i < steps; i++) {
+      const [s0, s1] = [sig[i]!, sig[i + 1]!];
+      const [a0, a1] = [alpha(s0), alpha(s1)];
+      const x0 = add([x, 1 / a0], [e(x, a0, s0 * a0), -s0]); // (x − σ_VP·ε̂)/α with σ_VP = σ·α
+      if (s1 === 0) {
+        x = x0;
+        break;
+      }
+      const h = Math.log(s0 / s1);
+      let D = x0;
+      if (prev && i > 0) {
+        const r = Math.log(sig[i - 1]! / s0) / h;
+        D = add([x0, 1 + 1 / (2 * r)], [prev, -1 / (2 * r)]);
+      }
+      x = add([x, (s1 * a1) / (s0 * a0)], [D, -a1 * (Math.exp(-h) - 1)]);
+      prev = x0;
+    }
   } else throw new Error(`no reference for ${sampler}`);
   return { mean: x.q, variance: x.p * x.p * std * std + x.r * x.r * W };
 }

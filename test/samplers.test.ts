@@ -7,7 +7,10 @@ import { expectClose, useDevice, SEED } from './helpers.js';
 import { ops, Tensor } from '../src/index.js';
 import { makeProcess, NoiseProcess, ProcessConfig } from '../src/diffusion/process.js';
 import { makeSampler, SamplerOptions } from '../src/diffusion/samplers/index.js';
-import { Denoiser, NetworkDenoiser, perSample } from '../src/diffusion/denoiser.js';
+import { Denoiser, NetworkDenoiser, networkEps, perSample } from '../src/diffusion/denoiser.js';
+import { DiscreteVP, PredictionType } from '../src/diffusion/process.js';
+import { sigmaGrid } from '../src/diffusion/samplers/sigma.js';
+import { spacedTimesteps } from '../src/diffusion/samplers/timesteps.js';
 import { SamplingLoop } from '../src/diffusion/sample.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { referenceMoments, pcTrajectoryRef } from './sampler-reference.js';
@@ -77,6 +80,19 @@ const CASES: Case[] = [
   { sampler: 'ode', process: { kind: 've-sde' }, steps: 100, varTol: 0.015, why: "Heun's second order over σ from 50 to 0.01: +1.0%", meanTol: 0.015 }, // mean bias up to 1.005% of s (μ = ±0.5, s = 0.3; float64 reference over the data's range)
   { sampler: 'pc', process: { kind: 'vp-sde' }, steps: 100, varTol: 0.03, noReference: true, why: 'EM predictor plus one Langevin corrector step (snr 0.01)' },
   { sampler: 'pc', process: { kind: 've-sde' }, steps: 100, varTol: 0.05, noReference: true, why: 'EM predictor plus one Langevin corrector step (snr 0.16): a finite Langevin step widens the distribution slightly' },
+  // diffusers' grids (DDPMScheduler, DDIMScheduler, PNDMScheduler): each step to t − ⌊T/n⌋. Few steps
+  // keep these cheap; the samples must still follow the float64 reference (the check above), and
+  // the reference's distance from the data is what that step count gives on this narrow Gaussian.
+  { sampler: 'ddim', process: DDPM, steps: 20, opts: { timestepSpacing: 'leading', stepsOffset: 1, setAlphaToOne: false }, varTol: 0.36, why: "leading + steps_offset 1 and ᾱ_0 after the last step (Stable Diffusion's DDIM settings): -34.7% at s = 0.3 in 20 first-order steps" },
+  { sampler: 'ddim', process: DDPM, steps: 25, opts: { timestepSpacing: 'linspace' }, varTol: 0.22, meanTol: 0.03, why: 'linspace, 25 steps: -20.9%, and the mean 2.6% of s off (the first step jumps from t = 999 to 959)' },
+  { sampler: 'ddpm', process: DDPM, steps: 50, opts: { timestepSpacing: 'leading', varianceType: 'large' }, varTol: 0.17, why: "β as the reverse variance (fixed_large), the larger of Ho et al.'s two: +15.6% in 50 steps" },
+  { sampler: 'plms', process: DDPM, steps: 20, opts: { timestepSpacing: 'leading', stepsOffset: 1 }, varTol: 0.02, why: 'PNDM with skip_prk_steps on a leading grid: +1.4% in 20 steps' },
+  // σ-space samplers on Karras et al.'s σ (ρ = 7, from σ(999) = 157 to σ(0) = 0.01 on the linear chain).
+  { sampler: 'euler', process: DDPM, steps: 30, varTol: 0.21, why: 'first order in σ: -20.0% at s = 0.3 in 30 steps' },
+  { sampler: 'euler', process: DDPM, steps: 30, opts: { karras: false }, varTol: 0.27, why: 'σ at linspace timesteps: -26.0% in 30 steps' },
+  { sampler: 'heun', process: DDPM, steps: 15, varTol: 0.24, why: "Heun's second order, 15 steps (29 evaluations): +23.2%, the σ ratios near s being large" },
+  { sampler: 'dpm++2m', process: DDPM, steps: 20, varTol: 0.12, why: 'second-order multistep: +11.0% at 20 steps' },
+  { sampler: 'dpm++2m', process: DDPM, steps: 10, varTol: 0.27, why: 'at 10 steps: +25.7% from the data, and the samples still follow the float64 reference step for step' },
 ];
 
 describe('samplers on Gaussian data with the optimal denoiser', () => {
@@ -167,7 +183,7 @@ describe('samplers on Gaussian data with the optimal denoiser', () => {
 describe('sampler options', () => {
   const ddpm = makeProcess(DDPM);
   it('an unknown sampler names the allowed values', () => {
-    expect(() => makeSampler('euler', ddpm)).toThrow(/sampler 'euler' is unknown; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode/);
+    expect(() => makeSampler('k-euler', ddpm)).toThrow(/sampler 'k-euler' is unknown; allowed values: ddpm, ddim, plms, langevin, euler-maruyama, pc, ode, euler, heun, dpm\+\+2m/);
   });
   it('steps beyond the schedule name the allowed range', () => {
     expect(() => makeSampler('ddim', ddpm).plan(1001)).toThrow(/steps = 1001 is outside the allowed range 1\.\.1000/);
@@ -223,6 +239,95 @@ describe('classifier-free guidance', () => {
     expect(calls).toBe(1);
     expect(plain.guided).toBe(false);
     for (let i = 0; i < B; i++) expect(Math.abs(y[i * 4]! - (x[i * 4]! * w[labels[i]!]! + [10, 500, 900][i]! * 1e-3))).toBeLessThan(1e-5);
+  });
+});
+
+describe("diffusers' timestep grids and σ schedules", () => {
+  // Expected values: diffusers v0.27.2's set_timesteps and _sigma_to_t, their NumPy lines run in
+  // float64 on the linear chain (diffusers' own ᾱ are float32 torch, which moves σ by ~1e-6).
+  const T = 1000;
+  it('spacing: leading (+ steps_offset), trailing, linspace, per scheduler family; NumPy rounds halves to even', () => {
+    expect(spacedTimesteps(T, 10, 'leading', 1, 'discrete')).toEqual([901, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
+    expect(spacedTimesteps(T, 16, 'trailing', 0, 'discrete')).toEqual([999, 937, 874, 811, 749, 687, 624, 561, 499, 437, 374, 311, 249, 187, 124, 61]);
+    expect(spacedTimesteps(T, 16, 'linspace', 0, 'discrete')).toEqual([999, 932, 866, 799, 733, 666, 599, 533, 466, 400, 333, 266, 200, 133, 67, 0]);
+    expect(spacedTimesteps(T, 7, 'linspace', 0, 'sigma')).toEqual([999, 832.5, 666, 499.5, 333, 166.5, 0]);
+    expect(spacedTimesteps(T, 10, 'linspace', 0, 'dpm')).toEqual([999, 899, 799, 699, 599, 500, 400, 300, 200, 100]);
+    expect(spacedTimesteps(T, 10, 'leading', 1, 'dpm')).toEqual([901, 811, 721, 631, 541, 451, 361, 271, 181, 91]);
+    expect(() => spacedTimesteps(T, 10, 'uniform' as never, 0, 'discrete')).toThrow(/timestepSpacing 'uniform' is unknown; allowed values: leading, trailing, linspace/);
+  });
+
+  it('Karras σ from σ(T − 1) to σ(0) and their fractional timesteps (Euler), rounded (DPM-Solver)', () => {
+    const p = makeProcess(DDPM) as DiscreteVP;
+    const g = sigmaGrid(p, 10, {}, 'sigma');
+    const sig = [157.407, 85.7105, 44.0474, 21.1054, 9.27461, 3.65257, 1.24633, 0.349693, 0.0739262, 0.0100005, 0];
+    const ts = [999.0, 936.922, 863.829, 775.133, 662.637, 510.703, 300.985, 102.161, 18.308, 0.0, 0];
+    // Six significant digits as printed.
+    g.forEach((l, i) => {
+      expect(Math.abs(l.sigma - sig[i]!)).toBeLessThanOrEqual(5e-6 * sig[i]! + 1e-12);
+      expect(Math.abs(l.t - ts[i]!)).toBeLessThan(1e-3);
+    });
+    expect(sigmaGrid(p, 10, {}, 'dpm').map((l) => l.t)).toEqual(ts.map(Math.round));
+  });
+});
+
+describe('prediction types: every sampler takes ε, v and x0 networks', () => {
+  it("networkEps turns a v or x0 network's output into ε̂ (float64 check, variance-preserving and exploding levels)", async () => {
+    const d = dev();
+    const B = 4, P = 8;
+    const r = mulberry32(SEED + 5);
+    const x0 = Float64Array.from({ length: B * P }, () => r() * 2 - 1);
+    const eps = Float64Array.from(randnF(B * P));
+    // (a, b): two VP levels (a² + b² = 1) and two VE ones (a = 1, b = σ), where c_in = 1/√(1 + σ²) matters.
+    const as = [0.9, 0.2, 1, 1], bs = [Math.sqrt(1 - 0.81), Math.sqrt(1 - 0.04), 3, 40];
+    const xt = Float32Array.from(x0, (v, i) => as[Math.floor(i / P)]! * v + bs[Math.floor(i / P)]! * eps[i]!);
+    const level = { a: d.tensor(Float32Array.from(as), [B]), b: d.tensor(Float32Array.from(bs), [B]), time: d.zeros([B]) };
+    for (const pred of ['epsilon', 'v_prediction', 'sample'] as PredictionType[]) {
+      // The network's exact output for this parameterisation, in float64: v = α·ε − σ·x0 with α = a·c_in, σ = b·c_in.
+      const out = Float32Array.from(x0, (v, i) => {
+        const k = Math.floor(i / P), cin = 1 / Math.hypot(as[k]!, bs[k]!);
+        return pred === 'epsilon' ? eps[i]! : pred === 'sample' ? v : as[k]! * cin * eps[i]! - bs[k]! * cin * v;
+      });
+      const net = { forward: () => d.tensor(out, [B, 1, 2, 4]) };
+      const got = (await networkEps(net, d.tensor(xt, [B, 1, 2, 4]), level, null, pred).read()) as Float32Array;
+      // f32 rounding of x_t (|x| up to ~120 at σ = 40) divided back by b: 1e-5 relative to |x_t|/b + 1.
+      got.forEach((g, i) => {
+        const k = Math.floor(i / P);
+        expect(Math.abs(g - eps[i]!), `${pred} sample ${k}`).toBeLessThan(1e-5 * (1 + Math.abs(xt[i]!) / bs[k]!));
+      });
+    }
+  });
+
+  it('DDIM with a v or an x0 network gives the samples of the ε network it is equivalent to', async () => {
+    const d = dev();
+    const { mu, s2 } = gaussianData(SEED + 3);
+    const proc = makeProcess(DDPM) as DiscreteVP;
+    const muT = d.tensor(mu, [1, 1, 4, 4]), s2T = d.tensor(s2, [1, 1, 4, 4]);
+    // The optimal network in each parameterisation: it knows ᾱ_t from the (whole) timestep through a
+    // one-hot row of a table, so it sees only what a network sees (x_VP and t).
+    const tab = d.tensor(Float32Array.from({ length: 2 * proc.T }, (_, i) => (i % 2 ? Math.sqrt(1 - proc.alphasCumprod[i >> 1]!) : Math.sqrt(proc.alphasCumprod[i >> 1]!))), [proc.T, 2]);
+    const idx = d.tensor(Float32Array.from({ length: proc.T }, (_, i) => i), [1, proc.T]);
+    const netFor = (pred: PredictionType) => ({
+      forward(x: Tensor, t: Tensor) {
+        const hot = ops.step(ops.affine(ops.abs(ops.sub(t.reshape([t.shape[0]!, 1]), idx)), -1, 0.5));
+        const ab = ops.matmul(hot, tab);
+        const a = perSample(ops.slice(ab, 0, 1, 1).reshape([t.shape[0]!]), x), b = perSample(ops.slice(ab, 1, 1, 1).reshape([t.shape[0]!]), x);
+        const e = ops.div(ops.mul(b, ops.sub(x, ops.mul(a, muT))), ops.add(ops.mul(ops.square(a), s2T), ops.square(b)));
+        if (pred === 'epsilon') return e;
+        const x0 = ops.div(ops.sub(x, ops.mul(b, e)), a);
+        return pred === 'sample' ? x0 : ops.sub(ops.mul(a, e), ops.mul(b, x0));
+      },
+    });
+    const run = async (pred: PredictionType) => {
+      const den = new NetworkDenoiser(d, netFor(pred), 32, { prediction: pred });
+      const loop = new SamplingLoop(d, makeSampler('ddim', proc), den.denoise, [32, 1, 4, 4]);
+      const x = (await (await loop.run(10, { seed: SEED })).x.read()) as Float32Array;
+      loop.destroy();
+      return x;
+    };
+    const ref = await run('epsilon');
+    // Converting ε → v or x0 in the network and back in the denoiser rounds twice in f32; at the noisiest
+    // level x0 = (x − bε)/a divides by a = 0.006, so x0-networks lose ~1e-4 there, which DDIM carries on.
+    for (const pred of ['v_prediction', 'sample'] as PredictionType[]) expectClose(pred, await run(pred), ref, 2e-3, 2e-3);
   });
 });
 

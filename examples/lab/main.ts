@@ -4,9 +4,9 @@
 // checkpoint and the images. Plain DOM and canvas over the package's public entry.
 import {
   createDevice, Device, noGrad, ops, Tensor,
-  decodeCheckpoint, loadDiffusionModel, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, presetConfig, MODEL_PRESETS,
+  decodeCheckpoint, loadDiffusionModel, modelFromCheckpoint, samplerDefaults, DiffusionTrainer, UNet, Init, resolveUNetConfig, unetConfigFromCheckpoint, presetConfig, MODEL_PRESETS,
   makeProcess, samplersFor, generate, parseLabel, parseGuidanceInterval, encodePng, makeLetters, makeColorsDataset,
-  localStorageStore,
+  localStorageStore, loadDiffusersFiles, readSchedulerConfig, parsePythonJson,
 } from '../../src/index.js';
 import type { NoiseProcess, ImageDataset, DiffusionCheckpointConfig, CheckpointData, LettersMeta, TrainOptions, SamplerOptions, LatentDecoder, LatentInfo } from '../../src/index.js';
 import { drawGrid, drawLossPlot, download, gridColumns, toGrid, yieldToUi, Grid } from './view.js';
@@ -97,6 +97,7 @@ const el = {
   error: $('error'), errorText: $('error-text'), errorClose: $<HTMLButtonElement>('error-close'),
   ckStatus: $('ck-status'), ckError: $('ck-error'), trError: $('tr-error'), smError: $('sm-error'),
   ckSelect: $<HTMLSelectElement>('ck-select'), ckLoad: $<HTMLButtonElement>('ck-load'), ckFile: $<HTMLInputElement>('ck-file'),
+  dfFiles: $<HTMLInputElement>('df-files'), dfFolder: $<HTMLInputElement>('df-folder'), dfProgress: $<HTMLProgressElement>('df-progress'),
   modelInfo: $('model-info'), ckDownload: $<HTMLButtonElement>('ck-download'),
   trFrom: $<HTMLSelectElement>('tr-from'), trModel: $<HTMLSelectElement>('tr-model'), trData: $<HTMLSelectElement>('tr-data'),
   trSize: $<HTMLSelectElement>('tr-size'), trCount: $<HTMLInputElement>('tr-count'), trSteps: $<HTMLInputElement>('tr-steps'),
@@ -189,17 +190,21 @@ function refresh(): void {
   el.ckLoad.disabled = !idle || !el.ckSelect.value;
   el.ckSelect.disabled = !idle;
   el.ckFile.disabled = !idle;
-  el.ckDownload.disabled = !idle || !current;
+  el.dfFiles.disabled = !idle;
+  el.dfFolder.disabled = !idle;
+  el.ckDownload.disabled = !idle || !current || (current.source === 'checkpoint' && !current.bytes);
   el.trStart.disabled = !idle;
   el.trPause.disabled = !ready || !run || sampling || loading || (!training && run.trainer.steps >= run.total) || (training && run.pauseRequested);
   el.trPause.textContent = run && !training && run.trainer.steps < run.total ? 'Resume' : 'Pause';
   const fromLoaded = el.trFrom.value === 'loaded';
   const fromOption = el.trFrom.options[1] as HTMLOptionElement;
-  // A latent model trains on its VQ-GAN's latents, which this panel does not make: not offered.
-  const trainable = loadedCk !== null && !loadedCk.latent;
-  fromOption.disabled = !trainable;
-  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name}${loadedCk.latent ? ': a latent model, trained with wgd train --latent' : ''})` : 'the loaded checkpoint';
-  if (fromLoaded && !trainable) el.trFrom.value = 'new';
+  // Training continues an engine checkpoint (its optimizer state and run): not a diffusers model (wgd
+  // import makes it one), nor a latent model, which trains on its VQ-GAN's latents (wgd train --latent).
+  const continuable = loadedCk?.ck !== undefined && !loadedCk.latent;
+  fromOption.disabled = !continuable;
+  const why = !loadedCk || continuable ? '' : loadedCk.latent ? ': a latent model, trained with wgd train --latent' : ': a diffusers model, not an engine checkpoint';
+  fromOption.textContent = loadedCk ? `the loaded checkpoint (${loadedCk.name}${why})` : 'the loaded checkpoint';
+  if (fromLoaded && !continuable) el.trFrom.value = 'new';
   el.trModel.disabled = el.trFrom.value === 'loaded';
   el.smRun.disabled = !idle || !current;
   el.smDownload.disabled = !lastGrid || sampling;
@@ -211,7 +216,7 @@ function refresh(): void {
   el.smInterval.disabled = !conditional;
   el.smCountLabel.firstChild!.textContent = conditional ? 'per label ' : 'images ';
   el.smEtaLabel.hidden = el.smSampler.value !== 'ddim';
-  el.smLimitLabel.hidden = !['ddpm', 'ddim', 'plms'].includes(el.smSampler.value);
+  el.smLimitLabel.hidden = !['ddpm', 'ddim', 'plms', 'euler', 'heun', 'dpm++2m'].includes(el.smSampler.value);
 }
 
 // ---------------------------------------------------------------- device
@@ -291,6 +296,59 @@ async function loadModel(model: CheckpointFile, vqgan: CheckpointFile | null): P
   loadedCk = { source: 'checkpoint', name: model.name, net: () => m.net, process: m.process, classes: m.classes, defaults: m.samplerDefaults, bytes: model.bytes, ck, step: m.config.step ?? 0, latent };
   pendingLatent = null;
   setCurrent(loadedCk);
+  // A checkpoint imported from diffusers (wgd import) names its scheduler's sampler; its class model may lack a null class.
+  if (m.config.sampler && samplersFor(m.process).includes(m.config.sampler.name)) el.smSampler.value = m.config.sampler.name;
+  if (!m.net.config.nullClass && m.net.config.conditioning !== 'none') el.smGuidance.value = '1';
+  refresh();
+}
+
+/**
+ * A diffusers model from the files of its folder (or of a pipeline folder: its unet/ is taken). The
+ * weights stay Files, read slice by slice as they are written to the GPU, so a file past the browser's
+ * 2 GB ArrayBuffer limit loads; the progress bar counts the bytes.
+ */
+async function loadDiffusersFolder(files: File[]): Promise<void> {
+  if (!dev) return;
+  const path = (f: File) => (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name;
+  const configs = files.filter((f) => f.name === 'config.json');
+  const config = configs.find((f) => /(^|\/)unet\/config\.json$/.test(path(f))) ?? configs[0];
+  if (!config) throw new Error(`no config.json among the ${files.length} file(s) chosen; choose a diffusers model folder's files (config.json and diffusion_pytorch_model.safetensors)`);
+  const dir = path(config).slice(0, -'config.json'.length);
+  const here = files.filter((f) => path(f).slice(0, path(f).length - f.name.length) === dir);
+  const weights = here.filter((f) => f.name.endsWith('.safetensors') && f.name !== 'label_context.safetensors');
+  const index = here.find((f) => f.name.endsWith('.safetensors.index.json'));
+  const labels = here.find((f) => f.name === 'label_context.safetensors');
+  const schedulerFile = files.find((f) => f.name === 'scheduler_config.json');
+  if (!weights.length) throw new Error(`no .safetensors weights beside ${path(config)}`);
+  el.dfProgress.hidden = false;
+  el.dfProgress.value = 0;
+  const model = await loadDiffusersFiles(dev, {
+    config: await config.text(),
+    weights: Object.fromEntries(weights.map((f) => [f.name, f])),
+    index: index ? await index.text() : undefined,
+    labelContext: labels ? new Uint8Array(await labels.arrayBuffer()) : undefined,
+    where: dir || config.name,
+    onProgress: (p) => {
+      el.dfProgress.value = p.done / p.total;
+      setStatus(el.ckStatus, `reading ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB…`, 'running');
+    },
+  });
+  if (!(model.module instanceof UNet)) throw new Error(`this is a ${model.className}; the page samples UNets`);
+  const net = model.module;
+  if (net.config.conditioning === 'context') throw new Error('this UNet2DConditionModel attends to encoder_hidden_states (a text encoder\'s output), which the page cannot make; sample it from the library with a context');
+  const scheduler = schedulerFile ? readSchedulerConfig(parsePythonJson(await schedulerFile.text(), schedulerFile.name), schedulerFile.name) : null;
+  const process = makeProcess(scheduler?.process ?? { kind: 'ddpm' });
+  const own = (model.config._webgpu_diffusion ?? {}) as { classes?: string[] };
+  const n = net.config.conditioning === 'none' ? 0 : net.config.numClasses;
+  const classes = Array.isArray(own.classes) && own.classes.length === n ? own.classes : Array.from({ length: n }, (_, i) => String(i));
+  await dev.sync();
+  const name = `${dir || 'diffusers model'} (${model.className}${scheduler ? `, ${scheduler.className}` : ''})`;
+  loadedCk = { source: 'checkpoint', name, net: () => net, process, classes, defaults: { ...samplerDefaults({}), ...scheduler?.samplerOptions }, step: 0 };
+  setCurrent(loadedCk);
+  if (scheduler) el.smSampler.value = scheduler.sampler;
+  // A class-conditional model from diffusers has no null class for guidance.
+  if (!net.config.nullClass && n > 0) el.smGuidance.value = '1';
+  refresh();
 }
 
 /**
@@ -422,7 +480,7 @@ async function startTraining(): Promise<void> {
   let process: NoiseProcess;
   if (fromCk) {
     const cfg = fromCk.ck!.config as unknown as DiffusionCheckpointConfig;
-    net = new UNet(new Init(dev, seed), resolveUNetConfig(cfg.model));
+    net = new UNet(new Init(dev, seed), unetConfigFromCheckpoint(cfg.model));
     process = makeProcess(cfg.process);
   } else {
     const [, channels, size] = data.shape;
@@ -635,6 +693,14 @@ function wire(): void {
       await loadModel(model, vqgan);
     });
   });
+  const diffusersInput = (input: HTMLInputElement) => action('ck', async () => {
+    const files = Array.from(input.files ?? []);
+    if (!files.length) return;
+    await withLoading('the diffusers model', async () => loadDiffusersFolder(files));
+    input.value = ''; // choosing the same files again loads them again
+  });
+  el.dfFiles.onchange = diffusersInput(el.dfFiles);
+  el.dfFolder.onchange = diffusersInput(el.dfFolder);
   el.ckFile.onchange = action('ck', async () => {
     const files = Array.from(el.ckFile.files ?? []);
     if (!files.length) return;

@@ -10,7 +10,6 @@ import { checkCheckpointTensors } from '../io/checkpoint.js';
 import { readCheckpointFile } from '../io/checkpoint-file.js';
 import { writeFileAtomic } from '../io/file.js';
 import { modelFromCheckpoint, samplerDefaults } from '../diffusion/train.js';
-import { generate } from '../diffusion/generate.js';
 import { GuidanceVariants, guidanceRecord } from '../diffusion/denoiser.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { loadDataset, DatasetSpec } from './datasets.js';
@@ -19,6 +18,7 @@ import { runTraining } from './loop.js';
 import { checkFolder, checkOutputs, removeFiles } from './outputs.js';
 import { keepLog, writeRunConfig, type OptionValues, type ResumeRecord } from './resume.js';
 import type { StopRequest } from './stop.js';
+import { sampleQuality } from '../pipelines/sample-quality.js';
 
 export interface ClassifierCommand {
   data: DatasetSpec;
@@ -133,7 +133,8 @@ export interface EvalSamplesCommand {
   guidance: number[];
   /** Variants of guidance (rescale, parallel weight, interval); omitted: plain guidance. */
   guidanceVariants?: GuidanceVariants;
-  steps: number;
+  /** Step counts: every sampler runs at each (a quality-vs-steps table when there are several). */
+  steps: number[];
   /** Samples per class. */
   count: number;
   seed: number;
@@ -144,45 +145,62 @@ export interface EvalSamplesCommand {
 
 export interface EvalRow {
   sampler: string;
+  steps: number;
+  /** Network evaluations per sample (Heun: 2n − 1; PLMS: n + 1), before guidance doubles the batch. */
+  evaluations: number;
   guidance: number;
   accuracy: number;
+  /** Fréchet distance of the samples' classifier features to the training images' (null without the model's dataset). */
+  frechet: number | null;
   perClass: Record<string, number>;
   seconds: number;
+}
+
+/** A cell's grid: samples-SAMPLER-sG.png, with -nSTEPS when several step counts are run. */
+function gridPath(cmd: EvalSamplesCommand, sampler: string, steps: number, g: number): string {
+  return join(cmd.out, `samples-${sampler}${cmd.steps.length > 1 ? `-n${steps}` : ''}-s${g}.png`);
 }
 
 /** The outputs, checked before any work (main calls this before making the device). */
 export function checkEvalSamplesOutputs(cmd: EvalSamplesCommand): void {
   checkFolder('--out', cmd.out);
-  const files = [...cmd.samplers.flatMap((sm) => cmd.guidance.map((g) => join(cmd.out, `samples-${sm}-s${g}.png`))), join(cmd.out, 'eval.json')];
+  const files = [...cmd.samplers.flatMap((sm) => cmd.steps.flatMap((n) => cmd.guidance.map((g) => gridPath(cmd, sm, n, g)))), join(cmd.out, 'eval.json')];
   checkOutputs({ files, inputs: [cmd.checkpoint, cmd.classifier], force: Boolean(cmd.force) });
 }
 
-/** Samples every class under each sampler and guidance scale and reports how many the classifier labels as asked. */
+/**
+ * Samples every class under each sampler, step count and guidance scale; reports how many samples
+ * the classifier labels as asked and, when the model's dataset can be made, the Fréchet distance of
+ * the samples' classifier features to the training images' (pipelines/sample-quality.ts).
+ */
 export async function evalSamplesCommand(dev: Device, cmd: EvalSamplesCommand): Promise<EvalRow[]> {
   checkEvalSamplesOutputs(cmd);
-  const grid = (sampler: string, g: number) => join(cmd.out, `samples-${sampler}-s${g}.png`);
   const ck = await readCheckpointFile(cmd.checkpoint);
   const { net, process: noise, config } = modelFromCheckpoint(dev, ck);
   const clf = await loadClassifier(dev, cmd.classifier);
   const classes = config.classes;
   if (clf.classes.join() !== classes.join()) throw new Error(`the classifier's classes (${clf.classes.join(', ')}) differ from the model's (${classes.join(', ')})`);
-  const labels = classes.flatMap((_, k) => Array<number>(cmd.count).fill(k));
+  // The reference for the Fréchet distance: the model's own training images, when its header says which.
+  let real: Float32Array | null = null;
+  let reference = 'none (the checkpoint does not name its dataset)';
+  if (config.data && typeof config.data.name === 'string') {
+    const data = loadDataset(config.data as unknown as DatasetSpec);
+    real = (await classify(dev, clf.net, data.images)).features;
+    reference = `training images (${config.data.name}, ${data.shape[0]})`;
+  }
   mkdirSync(cmd.out, { recursive: true });
   const rows: EvalRow[] = [];
-  for (const sampler of cmd.samplers) {
-    for (const g of cmd.guidance) {
-      const t0 = performance.now();
-      const r = await generate(dev, net, noise, { sampler, steps: cmd.steps, labels, guidance: g, ...cmd.guidanceVariants, seed: cmd.seed, samplerOptions: samplerDefaults(config) });
-      const seconds = (performance.now() - t0) / 1000;
-      const pred = await classify(dev, clf.net, r.images);
-      const hits = classes.map(() => 0);
-      pred.labels.forEach((l, i) => l === labels[i] && hits[labels[i]!]!++);
-      const accuracy = hits.reduce((a, b) => a + b, 0) / labels.length;
-      rows.push({ sampler, guidance: g, accuracy, perClass: Object.fromEntries(classes.map((c, k) => [c, hits[k]! / cmd.count])), seconds });
-      await writeFileAtomic(grid(sampler, g), gridPng(r.images, r.shape, { cols: cmd.count, scale: viewScale(r.shape[2]) }));
-      console.log(`${sampler.padEnd(15)} guidance ${String(g).padEnd(4)} accuracy ${(100 * accuracy).toFixed(1)}% (${labels.length} samples, ${seconds.toFixed(0)} s)`);
-    }
+  for (const g of cmd.guidance) {
+    await sampleQuality(dev, net, noise, clf.net, real, {
+      samplers: cmd.samplers, steps: cmd.steps, guidance: g, guidanceVariants: cmd.guidanceVariants, count: cmd.count, seed: cmd.seed, samplerOptions: samplerDefaults(config),
+      onCell: async (c) => {
+        rows.push({ sampler: c.sampler, steps: c.steps, evaluations: c.evaluations, guidance: g, accuracy: c.accuracy, frechet: c.frechet, perClass: Object.fromEntries(classes.map((name, k) => [name, c.perClass[k]!])), seconds: c.seconds });
+        await writeFileAtomic(gridPath(cmd, c.sampler, c.steps, g), gridPng(c.images, c.shape, { cols: cmd.count, scale: viewScale(c.shape[2]) }));
+        console.log(`${c.sampler.padEnd(15)} ${String(c.steps).padStart(4)} steps (${String(c.evaluations).padStart(4)} evaluations)  guidance ${String(g).padEnd(4)} accuracy ${(100 * c.accuracy).toFixed(1).padStart(5)}%  Fréchet ${c.frechet === null ? '—' : c.frechet.toFixed(3)}  (${c.samples} samples, ${c.seconds.toFixed(0)} s)`);
+      },
+    });
   }
-  await writeFileAtomic(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, steps: cmd.steps, ...guidanceRecord(cmd.guidanceVariants), count: cmd.count, seed: cmd.seed, rows }, null, 2));
+  const steps = cmd.steps.length === 1 ? cmd.steps[0] : cmd.steps;
+  await writeFileAtomic(join(cmd.out, 'eval.json'), JSON.stringify({ checkpoint: cmd.checkpoint, classifier: cmd.classifier, reference, steps, ...guidanceRecord(cmd.guidanceVariants), count: cmd.count, seed: cmd.seed, rows }, null, 2));
   return rows;
 }

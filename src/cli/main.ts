@@ -2,6 +2,7 @@
 // options.ts; this file turns them into each command's arguments and owns the GPU device: it is made
 // once the options are known good and destroyed on every path out, errors included, after the queue
 // has drained (a Dawn device left alive at process exit can crash the process).
+import { basename } from 'node:path';
 import { createDevice, Device } from '../graph/device.js';
 import { ADAPTER_MODES, AdapterMode } from '../runtime/device.js';
 import { autotuneFileStore } from '../io/autotune-file.js';
@@ -14,7 +15,8 @@ import { checkVQGANOutputs, trainVQGANCommand } from './vqgan.js';
 import { checkEvalColorsOutputs, evalColorsCommand } from './colors.js';
 import { exportCommand } from './export.js';
 import { cliReference } from './reference.js';
-import { COMMANDS, UsageError, commandHelp, num, nums, oneOf, overview, parseCommandLine, parseGuidanceVariants, samplerOptionsOf } from './options.js';
+import { COMMANDS, UsageError, commandHelp, num, nums, oneOf, overview, parseCommandLine, parseGuidanceVariants, processFlagsOf, samplerOptionsOf } from './options.js';
+import { exportDiffusersCommand, importCommand } from './diffusers.js';
 import { OptionValues, ResumeRecord, recordedOptions, resumeOptions } from './resume.js';
 import { StopRequest } from './stop.js';
 
@@ -105,16 +107,16 @@ export async function main(args: string[]): Promise<number> {
     console.log(commandHelp(cmd));
     return 0;
   }
-  const { values, given } = parseCommandLine(cmd, rest);
+  const { values, given, positionals } = parseCommandLine(cmd, rest);
   const devices = new DeviceHolder(mode);
   try {
-    return await run(cmd, values, given, () => devices.get());
+    return await run(cmd, values, given, () => devices.get(), positionals[0]);
   } finally {
     await devices.close();
   }
 }
 
-async function run(cmd: string, parsed: OptionValues, given: Set<string>, device: () => Promise<Device>): Promise<number> {
+async function run(cmd: string, parsed: OptionValues, given: Set<string>, device: () => Promise<Device>, arg?: string): Promise<number> {
   let v = parsed;
   const s = (k: string) => v[k] as string;
   const force = Boolean(v.force || v.overwrite);
@@ -164,9 +166,27 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
     });
   }
   if (cmd === 'export') {
-    if (!v.ckpt || !v.out) throw new UsageError('export: give --ckpt and --out');
-    const r = await exportCommand(s('ckpt'), s('out'), force);
-    console.log(`wrote ${s('out')}: ${r.kind}, ${r.tensors} tensors, ${(r.bytes / 1024).toFixed(0)} KiB`);
+    const format = oneOf('format', s('format'), ['engine', 'diffusers'] as const);
+    const out = arg ?? (v.out as string | undefined);
+    if (arg !== undefined && v.out !== undefined && arg !== v.out) throw new UsageError(`export: the output is given twice (${arg} and --out ${s('out')})`);
+    if (!v.ckpt || !out) throw new UsageError(format === 'diffusers' ? 'export --format diffusers: give --ckpt and the folder to write (DIR or --out DIR)' : 'export: give --ckpt and --out');
+    if (format === 'engine') {
+      if (arg !== undefined) throw new UsageError(`export: a positional DIR is for --format diffusers; the engine format writes --out FILE.safetensors`);
+      const r = await exportCommand(s('ckpt'), out, force);
+      console.log(`wrote ${out}: ${r.kind}, ${r.tensors} tensors, ${(r.bytes / 1024).toFixed(0)} KiB`);
+      return 0;
+    }
+    const sampler = oneOf('sampler', s('sampler'), ['ddpm', 'ddim', 'plms', 'euler', 'heun', 'dpm++2m'] as const);
+    const r = await exportDiffusersCommand(await device(), { ckpt: s('ckpt'), dir: out, sampler, force });
+    for (const w of r.warnings) console.error(`note: ${w}`);
+    console.log(`wrote ${r.dir}: ${r.className} (${r.files.map((f) => basename(f)).join(', ')})`);
+    return 0;
+  }
+  if (cmd === 'import') {
+    if (!arg || !v.out) throw new UsageError('import: give the diffusers folder (DIR) and --out FILE.safetensors');
+    const processFlags = processFlagsOf(v);
+    const r = await importCommand(await device(), { dir: arg, out: s('out'), force, ...processFlags });
+    console.log(`wrote ${r.out}: ${r.className}, ${r.tensors} tensors${r.renamed ? ` (${r.renamed} renamed from the old attention names)` : ''}; process ${r.scheduler ? `from its ${r.scheduler}` : 'from the flags (no scheduler_config.json found)'}`);
     return 0;
   }
   if (cmd === 'train-vqgan') {
@@ -228,7 +248,7 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
     for (const x of samplers) oneOf('samplers', x, SAMPLER_NAMES);
     const args = {
       checkpoint: s('ckpt'), classifier: s('classifier'), samplers, guidance: nums('guidance', s('guidance'), { min: 0 }), guidanceVariants: parseGuidanceVariants(v),
-      steps: num('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), force,
+      steps: nums('steps', s('steps'), { int: true, min: 1 }), count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), force,
     };
     checkEvalSamplesOutputs(args);
     await evalSamplesCommand(await device(), args);
@@ -240,7 +260,7 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
       checkpoint: s('ckpt'), sampler: oneOf('sampler', s('sampler'), SAMPLER_NAMES), steps: num('steps', s('steps'), { int: true, min: 1 }),
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceVariants: parseGuidanceVariants(v),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
-      samplerOptions: samplerOptionsOf(v), force,
+      samplerOptions: samplerOptionsOf(v), force, samplerGiven: given.has('sampler'), guidanceGiven: given.has('guidance'), processFlags: processFlagsOf(v),
     };
     checkSampleOutputs(args);
     const r = await sampleCommand(await device(), args);

@@ -1,8 +1,9 @@
 // The `wgd` command line's options: one spec per command (with defaults and help), parsing with the
 // project's own messages, and the checks that turn option strings into numbers and choices.
 import { parseArgs } from 'node:util';
-import { PROCESS_KINDS } from '../diffusion/process.js';
-import { SAMPLER_NAMES, SamplerOptions } from '../diffusion/samplers/index.js';
+import { PREDICTION_TYPES, PROCESS_KINDS } from '../diffusion/process.js';
+import { SAMPLER_NAMES, SamplerOptions, TIMESTEP_SPACINGS } from '../diffusion/samplers/index.js';
+import type { ProcessFlags } from './diffusers.js';
 import { GuidanceVariants, parseGuidanceInterval } from '../diffusion/denoiser.js';
 import { MODEL_PRESETS } from './models.js';
 
@@ -34,9 +35,9 @@ const GUIDANCE_VARIANTS: Spec = {
   'guidance-interval': { type: 'string', help: "LO,HI: guide only at noise levels sigma = b/a in (LO, HI] (Kynkäänniemi et al. 2024); sigma is in the data's units, so EDM2's 0.28,5.42 (latents of std 0.5) is 0.56,10.84 for this engine's unit-std latents; default: every level" },
 };
 const CLIP: Spec = {
-  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
+  clip: { type: 'string', default: 'auto', help: 'ddpm/ddim/plms/euler/heun/dpm++2m: clip x̂0 at every step: on, off, or auto (pixel models: to [-1, 1]; latent models: to their training latents\' range where the checkpoint records it)' },
   'clip-range': { type: 'string', help: 'with --clip on: clip x̂0 to [-R, R] (default 1, the pixel range; latents need their own)' },
-  threshold: { type: 'string', help: 'ddpm/ddim/plms: dynamic thresholding instead of the clip (Imagen): per sample, s = this quantile of |x̂0| (e.g. 0.995), at least R; x̂0 clipped to ±s and scaled by R/s' },
+  threshold: { type: 'string', help: 'ddpm/ddim/plms/euler/heun/dpm++2m: dynamic thresholding instead of the clip (Imagen): per sample, s = this quantile of |x̂0| (e.g. 0.995), at least R; x̂0 clipped to ±s and scaled by R/s' },
   'threshold-max': { type: 'string', help: 'with --threshold: the largest s (diffusers\' sample_max_value); unbounded by default' },
 };
 /** Options of single samplers, shared by the commands that take one sampler (sample, eval-colors). */
@@ -44,6 +45,9 @@ const SAMPLER_PARAMS: Spec = {
   eta: { type: 'string', help: 'ddim: 0 deterministic .. 1 DDPM-like' },
   snr: { type: 'string', help: 'pc: signal-to-noise ratio of the corrector' },
   'step-size': { type: 'string', help: 'langevin: ε' },
+  'timestep-spacing': { type: 'string', help: "ddpm/ddim/plms/euler/heun/dpm++2m: diffusers' timestep grid, leading, trailing or linspace (ddpm/ddim/plms then step to t - T/n as diffusers' schedulers); default: the engine's own (ddpm/ddim/plms: trailing, each step to the next grid level; euler/heun/dpm++2m: linspace)" },
+  'steps-offset': { type: 'string', help: "with --timestep-spacing leading: added to every timestep (diffusers' steps_offset)" },
+  karras: { type: 'string', help: "euler/heun/dpm++2m: Karras σ spacing, on (default) or off (σ at the grid's timesteps)" },
 };
 
 export const TRAIN: Spec = {
@@ -120,11 +124,21 @@ export const EVAL_COLORS: Spec = {
   ...FORCE,
 };
 
+/** Where a diffusers folder has no scheduler_config.json, its noise process from these (diffusers' DDPMScheduler defaults otherwise). */
+const SCHEDULER_FLAGS: Spec = {
+  scheduler: { type: 'string', help: "diffusers folders: a scheduler_config.json to use instead of the one beside the model (or in the pipeline's scheduler/)" },
+  'prediction-type': { type: 'string', help: 'diffusers folders: what the network predicts, epsilon, v_prediction or sample (over the scheduler config\'s)' },
+  'beta-schedule': { type: 'string', help: 'diffusers folders: linear, scaled_linear or squaredcos_cap_v2 (over the scheduler config\'s)' },
+  'beta-start': { type: 'string', help: 'diffusers folders: the first β' },
+  'beta-end': { type: 'string', help: 'diffusers folders: the last β' },
+  'train-timesteps': { type: 'string', help: "diffusers folders: the chain's length T (num_train_timesteps)" },
+};
+
 export const SAMPLE: Spec = {
-  ckpt: { type: 'string', help: 'checkpoint (.safetensors) written by wgd train' },
+  ckpt: { type: 'string', help: 'checkpoint (.safetensors) written by wgd train or wgd import, or a diffusers model folder (config.json + diffusion_pytorch_model.safetensors, or a pipeline folder with unet/): its scheduler_config.json picks the sampler unless --sampler is given' },
   sampler: { type: 'string', default: 'ddim', help: `sampler: ${SAMPLER_NAMES.join(', ')}` },
   steps: { type: 'string', default: '50', help: 'sampler steps (langevin: steps per noise level)' },
-  guidance: { type: 'string', default: '2', help: 'classifier-free guidance scale s (1: conditional only)' },
+  guidance: { type: 'string', default: '2', help: 'classifier-free guidance scale s (1: conditional only; a model without a null class, e.g. from diffusers, samples at 1 unless given)' },
   ...GUIDANCE_VARIANTS,
   label: { type: 'string', default: 'all', help: "class names or indices, comma-separated, or 'all'" },
   count: { type: 'string', default: '8', help: 'images per label' },
@@ -134,6 +148,7 @@ export const SAMPLE: Spec = {
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   strip: { type: 'boolean', default: false, help: 'also write OUT-strip.png with x̂0 every steps/10 steps' },
+  ...SCHEDULER_FLAGS,
   ...FORCE,
 };
 
@@ -158,7 +173,7 @@ export const EVAL_SAMPLES: Spec = {
   samplers: { type: 'string', default: 'ddim', help: 'comma-separated samplers' },
   guidance: { type: 'string', default: '1,2,5', help: 'comma-separated guidance scales' },
   ...GUIDANCE_VARIANTS,
-  steps: { type: 'string', default: '50', help: 'sampler steps' },
+  steps: { type: 'string', default: '50', help: 'sampler steps, comma-separated for a quality-vs-steps table (each sampler at each count)' },
   count: { type: 'string', default: '4', help: 'samples per class' },
   seed: { type: 'string', default: '0', help: 'seed' },
   out: { type: 'string', default: 'runs/eval', help: 'output folder (eval.json and grids)' },
@@ -167,18 +182,28 @@ export const EVAL_SAMPLES: Spec = {
 
 export const EXPORT: Spec = {
   ckpt: { type: 'string', help: 'training checkpoint (diffusion, VQ-GAN or classifier)' },
-  out: { type: 'string', help: 'output .safetensors: EMA weights and config only' },
+  format: { type: 'string', default: 'engine', help: "engine: one .safetensors with the EMA weights and the config; diffusers: a diffusers model folder (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json) at DIR that diffusers loads strictly (diffusion and VQ-GAN checkpoints)" },
+  out: { type: 'string', help: 'output .safetensors (--format engine), or the folder (--format diffusers; or give it as DIR)' },
+  sampler: { type: 'string', default: 'ddim', help: "--format diffusers: the scheduler_config.json's scheduler: ddpm (DDPMScheduler), ddim, plms (PNDMScheduler), euler, heun, dpm++2m (DPMSolverMultistepScheduler)" },
   ...FORCE,
 };
 
-export const COMMANDS: Record<string, { spec: Spec; help: string }> = {
+export const IMPORT: Spec = {
+  out: { type: 'string', help: 'output .safetensors: an engine checkpoint of the model (with its scheduler\'s process and sampler settings)' },
+  ...SCHEDULER_FLAGS,
+  ...FORCE,
+};
+
+/** A command's options, what it does, and the positional argument it takes, if any (e.g. DIR). */
+export const COMMANDS: Record<string, { spec: Spec; help: string; args?: string }> = {
   train: { spec: TRAIN, help: 'train a diffusion model into a run folder' },
   sample: { spec: SAMPLE, help: 'sample a PNG grid from a checkpoint' },
   'train-vqgan': { spec: VQGAN_TRAIN, help: 'train a VQ-GAN (the first stage of latent diffusion)' },
   'eval-colors': { spec: EVAL_COLORS, help: 'colour accuracy and distances over a guidance sweep, Fréchet distance, nearest training images' },
   'train-classifier': { spec: CLASSIFIER, help: 'train a classifier and evaluate it on held-out data' },
   'eval-samples': { spec: EVAL_SAMPLES, help: "label a model's class-conditional samples with a classifier" },
-  export: { spec: EXPORT, help: 'reduce a training checkpoint to what sampling needs (EMA weights, config)' },
+  export: { spec: EXPORT, help: 'reduce a training checkpoint to what sampling needs (EMA weights, config), or write it as a diffusers model folder', args: '[DIR]' },
+  import: { spec: IMPORT, help: 'convert a diffusers model folder (UNet2DModel, UNet2DConditionModel, VQModel) into an engine checkpoint', args: 'DIR' },
   info: { spec: {}, help: 'show the WebGPU adapter and its limits' },
 };
 
@@ -197,7 +222,7 @@ export const ADAPTER_HELP =
 /** `wgd help CMD`, `wgd CMD --help`: that command's options with their defaults. */
 export function commandHelp(cmd: string): string {
   const c = COMMANDS[cmd]!;
-  const lines = [`usage: wgd ${cmd} [options]`, `${c.help}`, ''];
+  const lines = [`usage: wgd ${cmd}${c.args ? ` ${c.args}` : ''} [options]`, `${c.help}`, ''];
   for (const [k, o] of Object.entries(c.spec)) lines.push(`  --${k}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(28) + `${o.help}${o.default !== undefined && o.default !== false ? ` (default ${o.default})` : ''}`);
   lines.push(`  --adapter VALUE`.padEnd(28) + 'auto, gpu or swiftshader: see wgd help (default auto)');
   return lines.join('\n');
@@ -212,8 +237,9 @@ const NUMBERISH = /^-(\d|\.\d|Infinity$|NaN$)/;
  * ambiguous), so its range check can say what is allowed. Returns the values and the options the
  * user wrote (as opposed to defaults).
  */
-export function parseCommandLine(cmd: string, args: readonly string[]): { values: Record<string, string | boolean | undefined>; given: Set<string> } {
+export function parseCommandLine(cmd: string, args: readonly string[]): { values: Record<string, string | boolean | undefined>; given: Set<string>; positionals: string[] } {
   const spec = COMMANDS[cmd]!.spec;
+  const takesArg = COMMANDS[cmd]!.args !== undefined;
   const joined: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -227,8 +253,8 @@ export function parseCommandLine(cmd: string, args: readonly string[]): { values
   const options = Object.fromEntries(Object.entries(spec).map(([k, o]) => [k, { type: o.type, ...(o.default !== undefined ? { default: o.default } : {}) }]));
   let parsed;
   try {
-    parsed = parseArgs({ args: joined, options: options as never, strict: true, allowPositionals: false, tokens: true }) as {
-      values: Record<string, string | boolean | undefined>; tokens: { kind: string; name?: string; rawName?: string; value?: string }[];
+    parsed = parseArgs({ args: joined, options: options as never, strict: true, allowPositionals: takesArg, tokens: true }) as {
+      values: Record<string, string | boolean | undefined>; positionals: string[]; tokens: { kind: string; name?: string; rawName?: string; value?: string }[];
     };
   } catch (e) {
     const err = e as Error & { code?: string };
@@ -244,7 +270,8 @@ export function parseCommandLine(cmd: string, args: readonly string[]): { values
     if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`${cmd}: unexpected argument ${err.message.match(/'[^']*'/)?.[0] ?? ''}; options are written --name VALUE; ${help}`);
     throw new UsageError(`${cmd}: ${err.message.split('\n')[0]}; ${help}`);
   }
-  return { values: parsed.values, given: new Set(parsed.tokens.filter((t) => t.kind === 'option').map((t) => t.name!)) };
+  if (parsed.positionals.length > 1) throw new UsageError(`${cmd}: one ${COMMANDS[cmd]!.args!.replace(/[[\]]/g, '')} is taken, got ${parsed.positionals.length} (${parsed.positionals.join(', ')}); see wgd ${cmd} --help`);
+  return { values: parsed.values, given: new Set(parsed.tokens.filter((t) => t.kind === 'option').map((t) => t.name!)), positionals: parsed.positionals };
 }
 
 /** A comma-separated list of numbers, each checked as `num` checks one. */
@@ -305,5 +332,23 @@ export function samplerOptionsOf(v: Record<string, unknown>): SamplerOptions {
   if (v.eta !== undefined) r.eta = num('eta', v.eta as string, { min: 0, max: 1 });
   if (v.snr !== undefined) r.snr = num('snr', v.snr as string, { min: 0 });
   if (v['step-size'] !== undefined) r.stepSize = num('step-size', v['step-size'] as string, { min: 0 });
+  if (v['timestep-spacing'] !== undefined) r.timestepSpacing = oneOf('timestep-spacing', v['timestep-spacing'] as string, TIMESTEP_SPACINGS);
+  if (v['steps-offset'] !== undefined) r.stepsOffset = num('steps-offset', v['steps-offset'] as string, { int: true, min: 0 });
+  if (v.karras !== undefined) r.karras = oneOf('karras', v.karras as string, ['on', 'off'] as const) === 'on';
+  return r;
+}
+
+/** The process flags of a diffusers folder (SCHEDULER_FLAGS). */
+export function processFlagsOf(v: Record<string, unknown>): ProcessFlags {
+  const r: ProcessFlags = {};
+  if (v.scheduler !== undefined) r.scheduler = v.scheduler as string;
+  if (v['prediction-type'] !== undefined) r.predictionType = oneOf('prediction-type', v['prediction-type'] as string, PREDICTION_TYPES);
+  if (v['beta-schedule'] !== undefined) {
+    const b = oneOf('beta-schedule', v['beta-schedule'] as string, ['linear', 'scaled_linear', 'squaredcos_cap_v2'] as const);
+    r.betaSchedule = b === 'squaredcos_cap_v2' ? 'cosine' : b;
+  }
+  if (v['beta-start'] !== undefined) r.betaStart = num('beta-start', v['beta-start'] as string, { min: 1e-12, max: 1 });
+  if (v['beta-end'] !== undefined) r.betaEnd = num('beta-end', v['beta-end'] as string, { min: 1e-12, max: 1 });
+  if (v['train-timesteps'] !== undefined) r.trainTimesteps = num('train-timesteps', v['train-timesteps'] as string, { int: true, min: 1 });
   return r;
 }

@@ -24,6 +24,7 @@ export function cliReference(): string {
   ];
   for (const [name, c] of Object.entries(COMMANDS)) {
     out.push('', `## wgd ${name}`, '', `${c.help[0]!.toUpperCase()}${c.help.slice(1)}.`, '');
+    if (c.args) out.push(`\`wgd ${name} ${c.args} [options]\``, '');
     const opts = Object.entries(c.spec);
     if (!opts.length) {
       out.push('No options besides `--adapter`.');

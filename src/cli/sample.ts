@@ -8,11 +8,13 @@ import type { GuidanceVariants } from '../diffusion/denoiser.js';
 import { SamplerOptions } from '../diffusion/samplers/index.js';
 import { gridPng, viewScale } from '../data/png.js';
 import { Progress } from './progress.js';
-import { loadDiffusionModelFile } from '../pipelines/latent-node.js';
-import { sampleImages } from '../pipelines/latent.js';
+import { samplerDefaults } from '../diffusion/train.js';
+import { firstStageFor, loadDiffusionModelFile } from '../pipelines/latent-node.js';
+import { sampleImages, type DiffusionModel } from '../pipelines/latent.js';
 import { withVQGANFlag } from './vqgan.js';
 import { writeFileAtomic } from '../io/file.js';
 import { checkExtension, checkOutputs } from './outputs.js';
+import { ProcessFlags, isFolder, loadFolderForSampling } from './diffusers.js';
 
 export interface SampleCommand {
   checkpoint: string;
@@ -34,6 +36,14 @@ export interface SampleCommand {
   vqgan?: string;
   /** Replace `out` (and the strip) if they exist. */
   force?: boolean;
+  /**
+   * A diffusers folder as --ckpt: its scheduler's sampler applies unless --sampler was given, and its
+   * process comes from the scheduler config (or these flags); a model without a null class samples
+   * at guidance 1 unless --guidance was given.
+   */
+  samplerGiven?: boolean;
+  guidanceGiven?: boolean;
+  processFlags?: ProcessFlags;
 }
 
 /** The strip's file beside the grid: OUT-strip.png. */
@@ -47,9 +57,29 @@ export function checkSampleOutputs(cmd: SampleCommand): void {
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
   checkSampleOutputs(cmd);
-  // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
-  const model = await withVQGANFlag(loadDiffusionModelFile(dev, cmd.checkpoint, { vqgan: cmd.vqgan }));
+  let sampler = cmd.sampler;
+  let guidance = cmd.guidance;
+  let model: DiffusionModel;
+  if (isFolder(cmd.checkpoint)) {
+    // A diffusers folder: its scheduler's sampler and options apply unless given on the command line.
+    const f = await loadFolderForSampling(dev, cmd.checkpoint, cmd.processFlags);
+    if (f.scheduler && !cmd.samplerGiven) sampler = f.scheduler.sampler;
+    const firstStage = await firstStageFor(dev, cmd.checkpoint, f.config, cmd.vqgan);
+    model = {
+      net: f.net, process: f.process, config: f.config, classes: f.config.classes ?? [],
+      samplerDefaults: { ...samplerDefaults(f.config), ...f.scheduler?.samplerOptions },
+      firstStage, decode: firstStage?.decode ?? (async (images, shape) => ({ images, shape })),
+    };
+    console.log(`${cmd.checkpoint}: ${f.model.className}, process from ${f.from}; sampler ${sampler}`);
+  } else {
+    // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
+    model = await withVQGANFlag(loadDiffusionModelFile(dev, cmd.checkpoint, { vqgan: cmd.vqgan }));
+    // A checkpoint imported from diffusers names its scheduler's sampler (its options are in samplerDefaults).
+    if (model.config.sampler && !cmd.samplerGiven) sampler = model.config.sampler.name;
+  }
   const { net, classes } = model;
+  // A class model without a null class cannot be guided: it samples at guidance 1 unless told otherwise.
+  if (!net.config.nullClass && net.config.conditioning !== 'none' && !cmd.guidanceGiven) guidance = 1;
   let labels: number[] | null = null;
   if (net.config.conditioning !== 'none') {
     const names = cmd.labels.length === 0 || cmd.labels.includes('all') ? classes.map((_, i) => String(i)) : cmd.labels;
@@ -58,11 +88,11 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
     throw new Error(`--label: ${cmd.checkpoint} is an unconditional model and takes no labels`);
   }
   const t0 = performance.now();
-  const bar = new Progress(cmd.steps, `sample ${cmd.sampler}`);
+  const bar = new Progress(cmd.steps, `sample ${sampler}`);
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
   // Sampled, then (a latent model) decoded by its VQ-GAN: the time is to the images, decode included.
   const r = await sampleImages(dev, model, {
-    sampler: cmd.sampler, steps: cmd.steps, labels, count: cmd.count, guidance: cmd.guidance, ...cmd.guidanceVariants, seed: cmd.seed,
+    sampler, steps: cmd.steps, labels, count: cmd.count, guidance, ...cmd.guidanceVariants, seed: cmd.seed,
     samplerOptions: cmd.samplerOptions, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);

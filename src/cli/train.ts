@@ -7,7 +7,7 @@ import type { Device } from '../graph/device.js';
 import { Tensor, noGrad } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import { Init, parameterShapes } from '../nn/module.js';
-import { UNet, UNetConfig, resolveUNetConfig } from '../models/unet.js';
+import { UNet, UNetConfig, resolveUNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
 import { makeProcess, ProcessConfig, ProcessKind } from '../diffusion/process.js';
 import { DiffusionTrainer, LatentInfo, TrainOptions, samplerDefaults } from '../diffusion/train.js';
 import { generate } from '../diffusion/generate.js';
@@ -97,7 +97,7 @@ export async function trainCommand(dev: Device, cmd: TrainCommand): Promise<{ fi
   if (ck) {
     const c = ck.config as { model?: UNetConfig; process?: ProcessConfig; kind?: string };
     if (c.kind !== 'diffusion' || !c.model || !c.process) throw new Error(`${ckPath} is not a diffusion checkpoint`);
-    modelCfg = resolveUNetConfig(c.model);
+    modelCfg = unetConfigFromCheckpoint(c.model);
     processCfg = c.process;
     // The file is checked against its model before the model is built (see parameterShapes).
     checkCheckpointTensors(ck, parameterShapes(dev, (init) => new UNet(init, modelCfg)), ckPath);

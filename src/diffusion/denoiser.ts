@@ -2,6 +2,7 @@ import type { Device } from '../graph/device.js';
 import { Tensor } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
+import type { PredictionType } from './process.js';
 
 /** A noise level per sample, on the device: x = a·x0 + b·ε, and the time the network is given. Each [B]. */
 export interface LevelTensors {
@@ -13,9 +14,9 @@ export interface LevelTensors {
 /** Anything that predicts the noise ε in x at a level: a network, or an analytic optimum in tests. */
 export type Denoiser = (x: Tensor, level: LevelTensors) => Tensor;
 
-/** What the training step and the samplers need of a network: ε̂ = net(c_in·x, time, labels). */
+/** What the training step and the samplers need of a network: its output for (c_in·x, time, labels or a context). */
 export interface EpsNetwork {
-  forward(x: Tensor, t: Tensor, labels?: Tensor | null): Tensor;
+  forward(x: Tensor, t: Tensor, labels?: Tensor | null, context?: Tensor | null): Tensor;
 }
 
 /** [B] -> [B, 1, 1, 1] (for any rank of x) so that per-sample numbers broadcast over a sample. */
@@ -23,10 +24,26 @@ export function perSample(v: Tensor, like: Tensor): Tensor {
   return v.reshape([v.shape[0]!, ...like.shape.slice(1).map(() => 1)]);
 }
 
-/** The network's ε̂ with the input scaled by c_in = 1/sqrt(a² + b²) (1 for variance-preserving processes). */
-export function networkEps(net: EpsNetwork, x: Tensor, level: LevelTensors, labels: Tensor | null): Tensor {
+/** The network's raw output on x scaled by c_in = 1/sqrt(a² + b²), with that scaled input and c_in [B]. */
+export function networkOutput(net: EpsNetwork, x: Tensor, level: LevelTensors, labels: Tensor | null, context: Tensor | null = null): { out: Tensor; xin: Tensor; cin: Tensor } {
   const cin = ops.exp(ops.scale(ops.log(ops.add(ops.square(level.a), ops.square(level.b))), -0.5));
-  return net.forward(ops.mul(x, perSample(cin, x)), level.time, labels);
+  const xin = ops.mul(x, perSample(cin, x));
+  return { out: context ? net.forward(xin, level.time, labels, context) : net.forward(xin, level.time, labels), xin, cin };
+}
+
+/**
+ * The network's ε̂ with the input scaled by c_in = 1/sqrt(a² + b²) (1 for variance-preserving
+ * processes). A network that predicts v or x0 (`prediction`) has its output turned into ε̂: the
+ * scaled input is x_VP = α·x0 + σ·ε with α = a·c_in, σ = b·c_in, so ε̂ = α·v̂ + σ·x_VP for v, and
+ * ε̂ = (x − a·x̂0)/b for x0.
+ */
+export function networkEps(net: EpsNetwork, x: Tensor, level: LevelTensors, labels: Tensor | null, prediction: PredictionType = 'epsilon', context: Tensor | null = null): Tensor {
+  const { out, xin, cin } = networkOutput(net, x, level, labels, context);
+  if (prediction === 'epsilon') return out;
+  if (prediction === 'v_prediction') {
+    return ops.add(ops.mul(out, perSample(ops.mul(level.a, cin), x)), ops.mul(xin, perSample(ops.mul(level.b, cin), x)));
+  }
+  return ops.div(ops.sub(x, ops.mul(out, perSample(level.a, x))), perSample(level.b, x));
 }
 
 /** Variants of classifier-free guidance; each left out is plain guidance. */
@@ -72,6 +89,14 @@ export function parseGuidanceInterval(text: string, name: string): [number, numb
 }
 
 export interface GuidedDenoiserOptions extends GuidanceVariants {
+  /** What the network predicts (the process's predictionType); ε by default. */
+  prediction?: PredictionType;
+  /**
+   * A context for a model conditioned on one (UNet conditioning 'context', diffusers'
+   * encoder_hidden_states): [B, L, D], or [1, L, D] for the whole batch; with guidance, `uncond` is the
+   * unconditional context (e.g. the empty prompt's), the same shape.
+   */
+  context?: { cond: Tensor; uncond?: Tensor | null } | null;
   /** Class labels of the batch (host data, B of them); omit for an unconditional model. */
   labels?: Int32Array | null;
   /** The null class of classifier-free guidance (the model's numClasses). */
@@ -95,6 +120,9 @@ export class NetworkDenoiser {
   private readonly rescale: number;
   private readonly parallel: number;
   private readonly interval: readonly [number, number] | null;
+  private readonly prediction: PredictionType;
+  private readonly context: Tensor | null;
+  private readonly context2: Tensor | null;
   readonly guided: boolean;
   constructor(
     readonly dev: Device,
@@ -107,10 +135,19 @@ export class NetworkDenoiser {
     const g = opts.guidance ?? 1;
     const scales = typeof g === 'number' ? new Array<number>(batch).fill(g) : [...g];
     if (scales.length !== batch) throw new ShapeError('sample', `got ${scales.length} guidance scales for a batch of ${batch}`);
-    this.guided = labels !== null && scales.some((s) => s !== 1);
-    if (this.guided && opts.nullClass === undefined) throw new Error('sample: classifier-free guidance needs the null class');
+    this.prediction = opts.prediction ?? 'epsilon';
+    const ctx = opts.context ?? null;
+    this.guided = (labels !== null || ctx !== null) && scales.some((s) => s !== 1);
+    if (this.guided && labels && opts.nullClass === undefined) throw new Error('sample: classifier-free guidance needs the null class');
+    if (this.guided && ctx && !ctx.uncond) throw new Error('sample: classifier-free guidance with a context needs the unconditional context (context.uncond)');
+    const fit = (t: Tensor, n: number) => (t.shape[0] === n ? t : ops.concat(Array.from({ length: n }, () => t), 0));
+    if (ctx && !(ctx.cond.shape.length === 3 && (ctx.cond.shape[0] === 1 || ctx.cond.shape[0] === batch))) {
+      throw new ShapeError('sample', `the context has shape ${fmtShape(ctx.cond.shape)}, expected [${batch}, L, D] or [1, L, D]`);
+    }
+    this.context = ctx ? fit(ctx.cond, batch) : null;
+    this.context2 = ctx && this.guided ? ops.concat([this.context!, fit(ctx.uncond!, batch)], 0) : null;
     this.labels = labels ? dev.tensor(labels, [batch]) : null;
-    this.labels2 = this.guided ? dev.tensor(Int32Array.from([...labels!, ...new Array<number>(batch).fill(opts.nullClass!)]), [2 * batch]) : null;
+    this.labels2 = this.guided && labels ? dev.tensor(Int32Array.from([...labels, ...new Array<number>(batch).fill(opts.nullClass!)]), [2 * batch]) : null;
     this.scale = dev.tensor(Float32Array.from(scales), [batch]);
     this.rescale = opts.guidanceRescale ?? 0;
     if (!(this.rescale >= 0 && this.rescale <= 1)) throw new ShapeError('sample', `guidance rescale = ${opts.guidanceRescale} must be in [0, 1]`);
@@ -151,9 +188,9 @@ export class NetworkDenoiser {
 
   readonly denoise: Denoiser = (x, level) => {
     if (x.shape[0] !== this.batch) throw new ShapeError('sample', `x has shape ${fmtShape(x.shape)}, expected a batch of ${this.batch}`);
-    if (!this.guided) return networkEps(this.net, x, level, this.labels);
+    if (!this.guided) return networkEps(this.net, x, level, this.labels, this.prediction, this.context);
     const two = (t: Tensor) => ops.concat([t, t], 0);
-    const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2);
+    const e = networkEps(this.net, two(x), { a: two(level.a), b: two(level.b), time: two(level.time) }, this.labels2, this.prediction, this.context2);
     const ec = ops.slice(e, 0, this.batch, 0);
     const eu = ops.slice(e, this.batch, this.batch, 0);
     // Plain guidance keeps the form ε̂_u + s·(ε̂_c − ε̂_u) (its rounding, so earlier results reproduce);

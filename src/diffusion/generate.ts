@@ -42,14 +42,18 @@ export function parseLabel(label: string | number, classes: readonly string[]): 
 export async function generate(dev: Device, net: UNet, process: NoiseProcess, opts: GenerateOptions): Promise<SampleResult & { images: Float32Array; shape: [number, number, number, number] }> {
   const cfg = net.config;
   const labels = opts.labels ?? null;
+  if (cfg.conditioning === 'context') throw new SamplerError('this model attends to a context (encoder_hidden_states): sample it through NetworkDenoiser with a context');
   if (cfg.conditioning !== 'none' && !labels) throw new SamplerError('this model is class-conditional: give labels');
   if (cfg.conditioning === 'none' && labels) throw new SamplerError('this model is unconditional: it takes no labels');
   if (labels) for (const l of labels) if (!(Number.isInteger(l) && l >= 0 && l < cfg.numClasses)) throw new SamplerError(`label ${l} is outside the classes 0..${cfg.numClasses - 1}`);
   const B = labels ? labels.length : (opts.count ?? 1);
   const guidance = opts.guidance ?? 1;
   for (const g of typeof guidance === 'number' ? [guidance] : guidance) if (!(g >= 0)) throw new SamplerError(`guidance = ${g} must be a number >= 0`);
+  if (labels && !cfg.nullClass && (typeof guidance === 'number' ? [guidance] : guidance).some((g) => g !== 1)) {
+    throw new SamplerError('this model has no null class (it was not trained for classifier-free guidance, e.g. one from diffusers): use guidance 1');
+  }
   const sampler = makeSampler(opts.sampler, process, opts.samplerOptions);
-  const den = new NetworkDenoiser(dev, net, B, { labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance, guidanceRescale: opts.guidanceRescale, guidanceParallel: opts.guidanceParallel, guidanceInterval: opts.guidanceInterval });
+  const den = new NetworkDenoiser(dev, net, B, { prediction: process.config.predictionType, labels: labels ? Int32Array.from(labels) : null, nullClass: cfg.numClasses, guidance, guidanceRescale: opts.guidanceRescale, guidanceParallel: opts.guidanceParallel, guidanceInterval: opts.guidanceInterval });
   const shape: [number, number, number, number] = [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize];
   const loop = new SamplingLoop(dev, sampler, den.denoise, shape);
   try {

@@ -17,11 +17,24 @@
 export type ProcessKind = 'ddpm' | 'ncsn' | 'vp-sde' | 've-sde';
 export const PROCESS_KINDS: readonly ProcessKind[] = ['ddpm', 'ncsn', 'vp-sde', 've-sde'];
 
+/**
+ * What the network predicts (diffusers' prediction_type): the noise ε ('epsilon'), the velocity
+ * v = α·ε − σ·x0 of Salimans & Ho 2022 ('v_prediction', α and σ of the variance-preserving view), or
+ * the clean sample x0 ('sample'). Samplers all work from ε̂; the denoiser converts.
+ */
+export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
+export const PREDICTION_TYPES: readonly PredictionType[] = ['epsilon', 'v_prediction', 'sample'];
+
 export interface ProcessConfig {
   kind: ProcessKind;
-  /** ddpm: number of steps T and beta schedule. */
+  /** What the network predicts; 'epsilon' by default (and in checkpoints that do not record it). */
+  predictionType?: PredictionType;
+  /**
+   * ddpm: number of steps T and beta schedule: 'linear' (DDPM), 'cosine' (improved DDPM; diffusers'
+   * squaredcos_cap_v2), 'scaled_linear' (linear in √β, latent diffusion's).
+   */
   timesteps?: number;
-  betaSchedule?: 'linear' | 'cosine';
+  betaSchedule?: 'linear' | 'cosine' | 'scaled_linear';
   betaStart?: number;
   betaEnd?: number;
   /** ncsn and ve-sde: noise levels σmin..σmax; ncsn: their number. */
@@ -176,11 +189,17 @@ function sigmaTime(sigma: number, sigmaMin: number, sigmaMax: number): number {
   return (999 * Math.log(sigma / sigmaMin)) / Math.log(sigmaMax / sigmaMin);
 }
 
-/** β_t for t = 0..T-1: linear from start to end (DDPM), or from the cosine ᾱ (improved DDPM, s = 0.008, β ≤ 0.999). */
-export function betaSchedule(kind: 'linear' | 'cosine', T: number, start: number, end: number): Float64Array {
+/**
+ * β_t for t = 0..T-1: linear from start to end (DDPM); linear in √β from √start to √end, squared
+ * (latent diffusion's 'scaled_linear'); or from the cosine ᾱ (improved DDPM, s = 0.008, β ≤ 0.999).
+ */
+export function betaSchedule(kind: 'linear' | 'cosine' | 'scaled_linear', T: number, start: number, end: number): Float64Array {
   const b = new Float64Array(T);
   if (kind === 'linear') {
     for (let t = 0; t < T; t++) b[t] = T === 1 ? start : start + ((end - start) * t) / (T - 1);
+  } else if (kind === 'scaled_linear') {
+    const [s, e] = [Math.sqrt(start), Math.sqrt(end)];
+    for (let t = 0; t < T; t++) b[t] = (T === 1 ? s : s + ((e - s) * t) / (T - 1)) ** 2;
   } else {
     const s = 0.008;
     const f = (t: number) => Math.cos((((t / T + s) / (1 + s)) * Math.PI) / 2) ** 2;
@@ -190,10 +209,10 @@ export function betaSchedule(kind: 'linear' | 'cosine', T: number, start: number
 }
 
 const DEFAULTS: Record<ProcessKind, Required<ProcessConfig>> = {
-  ddpm: { kind: 'ddpm', timesteps: 1000, betaSchedule: 'linear', betaStart: 1e-4, betaEnd: 0.02, sigmaMin: 0, sigmaMax: 0, levels: 0, betaMin: 0, betaMax: 0, tMin: 0 },
-  ncsn: { kind: 'ncsn', timesteps: 0, betaSchedule: 'linear', betaStart: 0, betaEnd: 0, sigmaMin: 0.01, sigmaMax: 1, levels: 10, betaMin: 0, betaMax: 0, tMin: 0 },
-  'vp-sde': { kind: 'vp-sde', timesteps: 0, betaSchedule: 'linear', betaStart: 0, betaEnd: 0, sigmaMin: 0, sigmaMax: 0, levels: 0, betaMin: 0.1, betaMax: 20, tMin: 1e-3 },
-  've-sde': { kind: 've-sde', timesteps: 0, betaSchedule: 'linear', betaStart: 0, betaEnd: 0, sigmaMin: 0.01, sigmaMax: 50, levels: 0, betaMin: 0, betaMax: 0, tMin: 1e-5 },
+  ddpm: { kind: 'ddpm', predictionType: 'epsilon', timesteps: 1000, betaSchedule: 'linear', betaStart: 1e-4, betaEnd: 0.02, sigmaMin: 0, sigmaMax: 0, levels: 0, betaMin: 0, betaMax: 0, tMin: 0 },
+  ncsn: { kind: 'ncsn', predictionType: 'epsilon', timesteps: 0, betaSchedule: 'linear', betaStart: 0, betaEnd: 0, sigmaMin: 0.01, sigmaMax: 1, levels: 10, betaMin: 0, betaMax: 0, tMin: 0 },
+  'vp-sde': { kind: 'vp-sde', predictionType: 'epsilon', timesteps: 0, betaSchedule: 'linear', betaStart: 0, betaEnd: 0, sigmaMin: 0, sigmaMax: 0, levels: 0, betaMin: 0.1, betaMax: 20, tMin: 1e-3 },
+  've-sde': { kind: 've-sde', predictionType: 'epsilon', timesteps: 0, betaSchedule: 'linear', betaStart: 0, betaEnd: 0, sigmaMin: 0.01, sigmaMax: 50, levels: 0, betaMin: 0, betaMax: 0, tMin: 1e-5 },
 };
 
 /** Build a process from a (partial) config; errors name the option and its allowed values. */
@@ -204,10 +223,12 @@ export function makeProcess(config: ProcessConfig | ProcessKind): NoiseProcess {
   if (unknown.length) throw new ConfigError('process', `config has unknown keys ${unknown.slice(0, 5).map((k) => `'${k.slice(0, 60)}'`).join(', ')}; known keys: ${Object.keys(DEFAULTS.ddpm).join(', ')}`);
   const c = { ...DEFAULTS[c0.kind], ...c0 } as Required<ProcessConfig>;
   const bad = (k: keyof ProcessConfig, why: string) => new ConfigError('process', `${k} = ${JSON.stringify(c[k])}: ${why}`);
+  if (!PREDICTION_TYPES.includes(c.predictionType)) throw bad('predictionType', `allowed values: ${PREDICTION_TYPES.join(', ')}`);
+  if (c.predictionType === 'v_prediction' && c.kind !== 'ddpm' && c.kind !== 'vp-sde') throw bad('predictionType', `v_prediction is defined for variance-preserving processes (ddpm, vp-sde); this one is '${c.kind}'`);
   switch (c.kind) {
     case 'ddpm':
       if (!Number.isInteger(c.timesteps) || c.timesteps < 1) throw bad('timesteps', 'must be a positive integer');
-      if (c.betaSchedule !== 'linear' && c.betaSchedule !== 'cosine') throw bad('betaSchedule', "allowed values: 'linear', 'cosine'");
+      if (!['linear', 'cosine', 'scaled_linear'].includes(c.betaSchedule)) throw bad('betaSchedule', "allowed values: 'linear', 'cosine', 'scaled_linear'");
       if (!(c.betaStart > 0 && c.betaEnd < 1 && c.betaStart <= c.betaEnd)) throw bad('betaStart', 'need 0 < betaStart <= betaEnd < 1');
       return new DiscreteVP(c);
     case 'ncsn':

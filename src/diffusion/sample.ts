@@ -108,7 +108,7 @@ export class SamplingLoop {
     const ready = new Map<StepPlan, CompiledStep<StepOut>>();
     for (const p of plan) ready.set(p, await this.stepFor(p, key));
 
-    let x: Tensor = opts.xT ?? noGrad(() => ops.scale(ops.randn(this.shape, key, INIT_STREAM), this.sampler.initialStd()));
+    let x: Tensor = opts.xT ?? noGrad(() => ops.scale(ops.randn(this.shape, key, INIT_STREAM), this.sampler.initialStd(steps)));
     if (opts.xT && (opts.xT.shape.length !== this.shape.length || opts.xT.shape.some((d, i) => d !== this.shape[i]))) {
       throw new ShapeError('sample', `xT has shape ${fmtShape(opts.xT.shape)}, expected ${fmtShape(this.shape)}`);
     }

@@ -15,11 +15,11 @@ import { AdamW } from '../optim/adam.js';
 import { EMA } from '../optim/ema.js';
 import { GradientSum, addTo, microBatch, microStreams } from '../optim/accumulate.js';
 import { Trainer, TrainerProgress, checkAccumulate } from '../optim/trainer.js';
-import { UNet, UNetConfig } from '../models/unet.js';
+import { UNet, UNetConfig, unetConfigFromCheckpoint } from '../models/unet.js';
 import { Init, parameterShapes } from '../nn/module.js';
 import { encodeCheckpoint, loadCheckpoint, checkCheckpointTensors, decodeCheckpoint, CheckpointData } from '../io/checkpoint.js';
 import { NoiseProcess, ProcessConfig, makeProcess } from './process.js';
-import { networkEps } from './denoiser.js';
+import { networkEps, networkOutput, perSample } from './denoiser.js';
 import type { SamplerOptions } from './samplers/index.js';
 import { mixSeed, mulberry32 } from '../data/rng.js';
 import { ShapeError, fmtShape } from '../runtime/errors.js';
@@ -68,6 +68,11 @@ export interface DiffusionCheckpointConfig {
   data?: Record<string, unknown>;
   /** A latent model: the VQ-GAN checkpoint whose latents it was trained on. */
   latent?: LatentInfo;
+  /**
+   * The sampler to use by default and its options, where the model brings them (a model imported
+   * from diffusers: its scheduler's class, grid and clipping).
+   */
+  sampler?: { name: string; options: SamplerOptions };
 }
 
 /** The latent description stored in a latent diffusion checkpoint's header. */
@@ -163,7 +168,14 @@ export class DiffusionTrainer implements Trainer<DiffusionProgress> {
       const eps = noise();
       const item = (v: Tensor) => v.reshape([B, 1, 1, 1]);
       const xt = ops.add(ops.mul(x0, item(level.a)), ops.mul(eps, item(level.b)));
-      return withRandom(this.key, () => ops.mse(networkEps(this.net, xt, level, labels), eps), streams);
+      const pred = this.process.config.predictionType;
+      return withRandom(this.key, () => {
+        if (pred === 'epsilon') return ops.mse(networkEps(this.net, xt, level, labels), eps);
+        // v = α·ε − σ·x0 in the variance-preserving view of the network's input (α = a·c_in, σ = b·c_in), or x0.
+        const { out, cin } = networkOutput(this.net, xt, level, labels);
+        const target = pred === 'sample' ? x0 : ops.sub(ops.mul(eps, perSample(ops.mul(level.a, cin), x0)), ops.mul(x0, perSample(ops.mul(level.b, cin), x0)));
+        return ops.mse(out, target);
+      }, streams);
     };
     return this.dev.compile((...inputs: Tensor[]) => {
       let loss: Tensor;
@@ -305,11 +317,13 @@ export class DiffusionTrainer implements Trainer<DiffusionProgress> {
  * divides a small error in ε̂ by a ≈ 0.006, and unclipped that error is carried to the end. Latent
  * models clip to the range of their training latents where the checkpoint records it: at large
  * guidance scales x̂0 otherwise leaves the latents' range and the VQ-GAN decodes it to other colours.
+ * A model that brings its own sampler options (one imported from diffusers) has them on top.
  */
-export function samplerDefaults(config: { latent?: LatentInfo }): SamplerOptions {
-  if (!config.latent) return { clipSample: true };
+export function samplerDefaults(config: { latent?: LatentInfo; sampler?: { options?: SamplerOptions } }): SamplerOptions {
+  const own = config.sampler?.options ?? {};
+  if (!config.latent) return { clipSample: true, ...own };
   const range = config.latent.range;
-  return range && range > 0 ? { clipSample: true, clipRange: range } : { clipSample: false };
+  return { ...(range && range > 0 ? { clipSample: true, clipRange: range } : { clipSample: false }), ...own };
 }
 
 export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema?: boolean } = {}): { net: UNet; process: NoiseProcess; config: DiffusionCheckpointConfig } {
@@ -319,13 +333,15 @@ export function modelFromCheckpoint(dev: Device, ck: CheckpointData, opts: { ema
   }
   // The file is checked against the model its config describes before that model is built: a file
   // without the weights must not cost the device a model's worth of memory and initialisation first.
-  const shapes = parameterShapes(dev, (init) => new UNet(init, config.model));
+  // A config without geluApproximate was written with the tanh GELU (unetConfigFromCheckpoint).
+  const modelConfig = unetConfigFromCheckpoint(config.model);
+  const shapes = parameterShapes(dev, (init) => new UNet(init, modelConfig));
   const first = shapes.keys().next().value as string;
   const useEma = (opts.ema ?? true) && ck.tensors.has(`ema.${first}`);
   const prefix = useEma ? 'ema.' : '';
   checkCheckpointTensors(ck, shapes, useEma ? 'checkpoint (EMA weights)' : 'checkpoint', (n) => ck.tensors.get(prefix + n));
   const process = makeProcess(config.process);
-  const net = new UNet(new Init(dev, 0), config.model).eval();
+  const net = new UNet(new Init(dev, 0), modelConfig).eval();
   const params = new ParameterSet(net.namedParameters());
   const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const n of params.names) {

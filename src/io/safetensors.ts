@@ -252,6 +252,14 @@ export function f16ToF32(h: number): number {
 
 const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/**
+ * One tensor's values from bytes that hold its data at `start + e.begin` (the whole file with start =
+ * dataStart, or just the tensor's own bytes with start = -e.begin): a fresh array, never a view.
+ */
+export function decodeSafetensor(e: SafeHeaderEntry, bytes: Uint8Array, start: number): Float32Array | Int32Array {
+  return decode(e, bytes, start);
+}
+
 function decode(e: SafeHeaderEntry, bytes: Uint8Array, start: number): Float32Array | Int32Array {
   const count = numel(e.shape);
   const view = new DataView(bytes.buffer, bytes.byteOffset + start + e.begin, e.end - e.begin);

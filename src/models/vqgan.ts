@@ -2,7 +2,7 @@ import { Tensor } from '../graph/tensor.js';
 import * as ops from '../graph/ops/index.js';
 import { Init, Module, ModuleList } from '../nn/module.js';
 import { Conv2d, GroupNorm } from '../nn/layers.js';
-import { ResBlock, SpatialSelfAttention, Upsample } from '../nn/blocks.js';
+import { Downsample, ResBlock, SpatialSelfAttention, Upsample } from '../nn/blocks.js';
 import { ShapeError, assertKnownKeys, fmtShape } from '../runtime/errors.js';
 import { MAX_CODE_DIM } from '../../kernels/codebook.js';
 import { QuantizeResult, VectorQuantizer } from './quantizer.js';
@@ -95,40 +95,14 @@ export function resolveVQGANConfig(c: Partial<VQGANConfig>): VQGANConfig {
 
 const EPS = 1e-6; // diffusers' VQModel: resnet_eps and the norms' eps
 
-/**
- * diffusers' Downsample2D with padding 0: pad one zero row and column at the bottom and right, then a
- * 3x3 convolution with stride 2 (the same windows as taming's encoder, so its weights carry over).
- */
-class VQDownsample extends Module {
-  readonly conv: Conv2d;
-  constructor(init: Init, ch: number) {
-    super();
-    this.conv = this.child('conv', new Conv2d(init, ch, ch, 3, { stride: 2 }));
-  }
-  forward(x: Tensor): Tensor {
-    return this.conv.forward(padBottomRight(x));
-  }
-}
-
-function padBottomRight(x: Tensor): Tensor {
-  const [n, c, h, w] = x.shape as [number, number, number, number];
-  const right = ops.concat([x, zeros(x, [n, c, h, 1])], 3);
-  return ops.concat([right, zeros(x, [n, c, 1, w + 1])], 2);
-}
-
-function zeros(like: Tensor, shape: number[]): Tensor {
-  const a = like.rt.alloc(shape, 'f32', 'pad');
-  like.rt.fillValue(a, 0);
-  return new Tensor(a);
-}
-
 class DownEncoderBlock extends Module {
   readonly resnets = this.child('resnets', new ModuleList<ResBlock>());
-  readonly downsamplers = new ModuleList<VQDownsample>();
+  readonly downsamplers = new ModuleList<Downsample>();
   constructor(init: Init, cfg: VQGANConfig, inCh: number, outCh: number, last: boolean) {
     super();
     for (let j = 0; j < cfg.layersPerBlock; j++) this.resnets.push(new ResBlock(init, j === 0 ? inCh : outCh, outCh, { groups: cfg.normGroups, eps: EPS }));
-    if (!last) this.child('downsamplers', this.downsamplers).push(new VQDownsample(init, outCh));
+    // diffusers' vae.Encoder: downsample_padding 0, the asymmetric pad (taming's windows, so its weights carry over).
+    if (!last) this.child('downsamplers', this.downsamplers).push(new Downsample(init, outCh, 0));
   }
   forward(h: Tensor): Tensor {
     for (const r of this.resnets.items) h = r.forward(h);

@@ -90,12 +90,15 @@ export class SpatialSelfAttention extends Module {
 }
 
 /**
- * diffusers' GEGLU: proj to twice the width, then hidden · GELU(gate). GELU here is the tanh
- * approximation (diffusers' uses the erf form; they differ by < 1e-3).
+ * The GELU of a GEGLU feed-forward: 'none' is the exact form x·Φ(x) (PyTorch's default, diffusers'
+ * GEGLU), 'tanh' the tanh approximation (models made before the form was configurable used it).
  */
+export type GeluApproximate = 'none' | 'tanh';
+
+/** diffusers' GEGLU: proj to twice the width, then hidden · GELU(gate) (value first, gate second). */
 export class GEGLU extends Module {
   readonly proj: Linear;
-  constructor(init: Init, dim: number, inner: number) {
+  constructor(init: Init, dim: number, inner: number, readonly approximate: GeluApproximate = 'none') {
     super();
     this.proj = this.child('proj', new Linear(init, dim, inner * 2));
   }
@@ -103,7 +106,8 @@ export class GEGLU extends Module {
     const h = this.proj.forward(x);
     const c = h.shape.length - 1;
     const half = h.shape[c]! / 2;
-    return ops.mul(ops.slice(h, 0, half, c), ops.gelu(ops.slice(h, half, half, c)));
+    const gate = ops.slice(h, half, half, c);
+    return ops.mul(ops.slice(h, 0, half, c), this.approximate === 'tanh' ? ops.gelu(gate) : ops.geluErf(gate));
   }
 }
 
@@ -111,10 +115,10 @@ export class GEGLU extends Module {
 export class FeedForward extends Module {
   readonly geglu: GEGLU;
   readonly out: Linear;
-  constructor(init: Init, readonly dim: number, mult = 4) {
+  constructor(init: Init, readonly dim: number, mult = 4, approximate: GeluApproximate = 'none') {
     super();
     const net = this.child('net', new ModuleList<Module>());
-    this.geglu = net.push(new GEGLU(init, dim, dim * mult)) as GEGLU;
+    this.geglu = net.push(new GEGLU(init, dim, dim * mult, approximate)) as GEGLU;
     net.push(new Dropout(0));
     this.out = net.push(new Linear(init, dim * mult, dim)) as Linear;
   }
@@ -131,14 +135,14 @@ export class BasicTransformerBlock extends Module {
   readonly attn2: Attention;
   readonly norm3: LayerNorm;
   readonly ff: FeedForward;
-  constructor(init: Init, dim: number, heads: number, contextDim: number) {
+  constructor(init: Init, dim: number, heads: number, contextDim: number, opts: { approximate?: GeluApproximate } = {}) {
     super();
     this.norm1 = this.child('norm1', new LayerNorm(init, dim));
     this.attn1 = this.child('attn1', new Attention(init, dim, { heads, dimHead: dim / heads }));
     this.norm2 = this.child('norm2', new LayerNorm(init, dim));
     this.attn2 = this.child('attn2', new Attention(init, dim, { heads, dimHead: dim / heads, contextDim }));
     this.norm3 = this.child('norm3', new LayerNorm(init, dim));
-    this.ff = this.child('ff', new FeedForward(init, dim));
+    this.ff = this.child('ff', new FeedForward(init, dim, 4, opts.approximate));
   }
   forward(x: Tensor, context: Tensor): Tensor {
     x = ops.add(x, this.attn1.forward(this.norm1.forward(x)));
@@ -147,29 +151,48 @@ export class BasicTransformerBlock extends Module {
   }
 }
 
+export interface SpatialTransformerOptions {
+  groups?: number;
+  /** Transformer blocks (diffusers' transformer_layers_per_block); 1 by default. */
+  depth?: number;
+  /** GEGLU's GELU form; exact ('none') by default. */
+  approximate?: GeluApproximate;
+  /**
+   * proj_in and proj_out as linear layers on the tokens (true, the default; diffusers'
+   * use_linear_projection) or as 1x1 convolutions on the feature map: the same numbers, weights
+   * [C, C] or [C, C, 1, 1].
+   */
+  linearProjection?: boolean;
+}
+
 /**
- * LDM's spatial transformer (diffusers' Transformer2DModel with linear projections): group norm,
- * proj_in, transformer blocks with cross-attention to a context [B, Lk, contextDim], proj_out, residual.
+ * LDM's spatial transformer (diffusers' Transformer2DModel): group norm (eps 1e-6, as diffusers hard-
+ * codes), proj_in, transformer blocks with cross-attention to a context [B, Lk, contextDim],
+ * proj_out, residual.
  */
 export class SpatialTransformer extends Module {
   readonly norm: GroupNorm;
-  readonly proj_in: Linear;
+  readonly proj_in: Linear | Conv2d;
   readonly blocks: ModuleList<BasicTransformerBlock>;
-  readonly proj_out: Linear;
-  constructor(init: Init, readonly channels: number, heads: number, contextDim: number, opts: { groups?: number; depth?: number } = {}) {
+  readonly proj_out: Linear | Conv2d;
+  constructor(init: Init, readonly channels: number, heads: number, contextDim: number, opts: SpatialTransformerOptions = {}) {
     super();
     if (channels % heads !== 0) throw new ShapeError('SpatialTransformer', `${channels} channels cannot be split into ${heads} heads`);
+    const linear = opts.linearProjection ?? true;
+    const proj = () => (linear ? new Linear(init, channels, channels) : new Conv2d(init, channels, channels, 1));
     this.norm = this.child('norm', new GroupNorm(init, opts.groups ?? 32, channels, 1e-6));
-    this.proj_in = this.child('proj_in', new Linear(init, channels, channels));
+    this.proj_in = this.child('proj_in', proj());
     this.blocks = this.child('transformer_blocks', new ModuleList<BasicTransformerBlock>());
-    for (let i = 0; i < (opts.depth ?? 1); i++) this.blocks.push(new BasicTransformerBlock(init, channels, heads, contextDim));
-    this.proj_out = this.child('proj_out', new Linear(init, channels, channels));
+    for (let i = 0; i < (opts.depth ?? 1); i++) this.blocks.push(new BasicTransformerBlock(init, channels, heads, contextDim, { approximate: opts.approximate }));
+    this.proj_out = this.child('proj_out', proj());
   }
   forward(x: Tensor, context: Tensor): Tensor {
     const [, , h, w] = x.shape as [number, number, number, number];
-    let t = this.proj_in.forward(toTokens(this.norm.forward(x)));
+    const n = this.norm.forward(x);
+    let t = this.proj_in instanceof Conv2d ? toTokens(this.proj_in.forward(n)) : this.proj_in.forward(toTokens(n));
     for (const b of this.blocks.items) t = b.forward(t, context);
-    return ops.add(x, fromTokens(this.proj_out.forward(t), h, w));
+    const out = this.proj_out instanceof Conv2d ? this.proj_out.forward(fromTokens(t, h, w)) : fromTokens(this.proj_out.forward(t), h, w);
+    return ops.add(x, out);
   }
 }
 
@@ -209,16 +232,31 @@ export class ResBlock extends Module {
   }
 }
 
-/** diffusers' Downsample2D with a conv: 3x3, stride 2, padding 1. */
+/**
+ * diffusers' Downsample2D with a conv: 3x3, stride 2, padding 1; or with padding 0 (DDPM's and the VAE's
+ * downsample_padding = 0), one zero row and column at the bottom and right, then the conv unpadded.
+ */
 export class Downsample extends Module {
   readonly conv: Conv2d;
-  constructor(init: Init, channels: number) {
+  constructor(init: Init, channels: number, readonly padding: 0 | 1 = 1) {
     super();
-    this.conv = this.child('conv', new Conv2d(init, channels, channels, 3, { stride: 2, padding: 1 }));
+    this.conv = this.child('conv', new Conv2d(init, channels, channels, 3, { stride: 2, padding }));
   }
   forward(x: Tensor): Tensor {
-    return this.conv.forward(x);
+    return this.conv.forward(this.padding === 0 ? padBottomRight(x) : x);
   }
+}
+
+/** x [N, C, H, W] with one zero column on the right and one zero row at the bottom: [N, C, H+1, W+1]. */
+export function padBottomRight(x: Tensor): Tensor {
+  const [n, c, h, w] = x.shape as [number, number, number, number];
+  const zeros = (shape: number[]) => {
+    const a = x.rt.alloc(shape, 'f32', 'pad');
+    x.rt.fillValue(a, 0);
+    return new Tensor(a);
+  };
+  const right = ops.concat([x, zeros([n, c, h, 1])], 3);
+  return ops.concat([right, zeros([n, c, 1, w + 1])], 2);
 }
 
 /** diffusers' Upsample2D: nearest 2x, then a 3x3 conv. */

@@ -22,6 +22,7 @@ export function unaryRef(op: UnaryOp, x: number): number {
     case 'cos': return Math.cos(x);
     case 'abs': return Math.abs(x);
     case 'step': return x > 0 ? 1 : 0;
+    case 'geluErf': return x * normalCdfRef(x);
   }
 }
 
@@ -45,7 +46,37 @@ export function unaryDerivRef(op: UnaryOp, x: number): number {
     case 'cos': return -Math.sin(x);
     case 'abs': return Math.sign(x);
     case 'step': return 0;
+    case 'geluErf': return normalCdfRef(x) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
   }
+}
+
+/** Φ(x) = erfc(-x/√2)/2 in float64. */
+function normalCdfRef(x: number): number {
+  return 0.5 * erfcRef(-x / Math.SQRT2);
+}
+
+/**
+ * erfc in float64, by other means than the kernel's fit: the Taylor series of erf for |x| < 3 (terms
+ * up to e^9 ≈ 8e3 cancel, leaving ~1e-12), the continued fraction of erfc beyond (60 levels, exact
+ * to double precision there).
+ */
+export function erfcRef(x: number): number {
+  const z = Math.abs(x);
+  let r: number;
+  if (z < 3) {
+    let term = z, sum = z;
+    for (let n = 1; n < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
+      term *= (-z * z) / n;
+      sum += term / (2 * n + 1);
+    }
+    r = 1 - (2 / Math.sqrt(Math.PI)) * sum;
+  } else {
+    // erfc(z) = e^{-z²}/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + ...))))
+    let f = z;
+    for (let k = 60; k >= 1; k--) f = z + k / 2 / f;
+    r = Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+  }
+  return x >= 0 ? r : 2 - r;
 }
 
 export function binaryRef(op: BinaryOp, a: number, b: number): number {

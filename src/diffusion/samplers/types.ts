@@ -43,8 +43,8 @@ export interface Sampler {
   readonly name: string;
   /** How many state tensors the steps carry. */
   readonly stateSize: number;
-  /** Standard deviation of the initial noise x_T. */
-  initialStd(): number;
+  /** Standard deviation of the initial noise x_T of a run of `steps` steps. */
+  initialStd(steps: number): number;
   /** The plan for `steps` steps; errors name the option and its allowed range. */
   plan(steps: number): StepPlan[];
   /** Step function of one kind, in engine ops. */

@@ -7,6 +7,7 @@ import { Tensor } from '../../graph/tensor.js';
 import * as ops from '../../graph/ops/index.js';
 import { DiscreteVP, NoiseProcess, VPSDE, Level } from '../process.js';
 import { Sampler, SamplerError, StepContext, StepPlan, StepResult, checkSteps, clamp, lin } from './types.js';
+import { TimestepSpacing, spacedTimesteps } from './timesteps.js';
 
 export interface VPSamplerOptions {
   /** Clip x̂0 to [-clipRange, clipRange] at every step (diffusers' clip_sample); off by default. */
@@ -23,10 +24,24 @@ export interface VPSamplerOptions {
   thresholdRatio?: number;
   /** The largest s (diffusers' sample_max_value); unbounded by default, as in Imagen. */
   thresholdMax?: number;
+  /**
+   * Follow diffusers' schedulers' timesteps (DDPMScheduler, DDIMScheduler, PNDMScheduler): the grid
+   * of this timestep_spacing, NumPy's rounding, and each step going to t − ⌊T/n⌋ as those schedulers
+   * take it. Unset: the engine's own grid, trailing, each step going to the next level of the grid.
+   * Discrete DDPM chains only.
+   */
+  timestepSpacing?: TimestepSpacing;
+  /** Added to 'leading' timesteps (diffusers' steps_offset). */
+  stepsOffset?: number;
+  /**
+   * DDIM and PLMS with timestepSpacing: ᾱ after the last step is 1 (true, the default) or ᾱ_0
+   * (diffusers' set_alpha_to_one = false). DDPM always ends at 1, as diffusers' DDPMScheduler.
+   */
+  setAlphaToOne?: boolean;
 }
 
 /** How x̂0 is held within ±range at every step: clipped, or thresholded per sample (ratio set). */
-interface X0Limit {
+export interface X0Limit {
   range: number;
   ratio?: number;
   max?: number;
@@ -37,7 +52,7 @@ const atLeast = (x: Tensor, lo: number) => ops.affine(ops.relu(ops.affine(x, 1, 
 /** min(x, hi) from a ReLU. */
 const atMost = (x: Tensor, hi: number) => ops.affine(ops.relu(ops.affine(x, -1, hi)), -1, hi);
 
-function limitX0(x0: Tensor, lim: X0Limit): Tensor {
+export function limitX0(x0: Tensor, lim: X0Limit): Tensor {
   if (lim.ratio === undefined) return clamp(x0, -lim.range, lim.range);
   const q = atLeast(ops.absQuantile(x0, lim.ratio), lim.range);
   const s = (lim.max !== undefined ? atMost(q, lim.max) : q).reshape([x0.shape[0]!, ...x0.shape.slice(1).map(() => 1)]);
@@ -45,8 +60,36 @@ function limitX0(x0: Tensor, lim: X0Limit): Tensor {
   return ops.scale(clamp(ops.div(x0, s), -1, 1), lim.range);
 }
 
+/** The clip and threshold options checked; errors name the option and its allowed range. */
+export function checkLimitOptions(opts: VPSamplerOptions): void {
+  const r = opts.clipRange ?? 1;
+  if (!(r > 0)) throw new SamplerError(`clipRange = ${opts.clipRange} must be a number > 0`);
+  const q = opts.thresholdRatio;
+  if (q !== undefined && !(q > 0 && q <= 1)) throw new SamplerError(`thresholdRatio = ${q} is outside the allowed range (0, 1]`);
+  const m = opts.thresholdMax;
+  if (m !== undefined && !(m >= r)) throw new SamplerError(`thresholdMax = ${m} must be a number >= clipRange (${r})`);
+}
+
+/** How the options limit x̂0 at every step, or null when they do not. */
+export function x0Limit(opts: VPSamplerOptions): X0Limit | null {
+  const range = opts.clipRange ?? 1;
+  if (opts.thresholdRatio !== undefined) return { range, ratio: opts.thresholdRatio, max: opts.thresholdMax };
+  return opts.clipSample ? { range } : null;
+}
+
 /** Noise levels visited by an n-step sampler, noisiest first, and ᾱ after each step. */
-export function vpGrid(process: NoiseProcess, n: number, name: string): { levels: Level[]; abNext: number[] } {
+export function vpGrid(process: NoiseProcess, n: number, name: string, opts: VPSamplerOptions = {}): { levels: Level[]; abNext: number[] } {
+  if (opts.timestepSpacing !== undefined && !(process instanceof DiscreteVP)) {
+    throw new SamplerError(`${name}: timestepSpacing is for discrete DDPM chains; this model's process is '${process.kind}'`);
+  }
+  if (process instanceof DiscreteVP && opts.timestepSpacing !== undefined) {
+    checkSteps(name, n, process.T);
+    // diffusers: prev_t = t − ⌊T/n⌋, and ᾱ = 1 (or ᾱ_0 without set_alpha_to_one) once prev_t < 0.
+    const ts = spacedTimesteps(process.T, n, opts.timestepSpacing, opts.stepsOffset ?? 0, 'discrete');
+    const stride = Math.floor(process.T / n);
+    const final = name === 'ddpm' || (opts.setAlphaToOne ?? true) ? 1 : process.alphaBar(0);
+    return { levels: ts.map((t) => process.levelAt(t)), abNext: ts.map((t) => (t - stride >= 0 ? process.alphaBar(t - stride) : final)) };
+  }
   if (process instanceof DiscreteVP) {
     checkSteps(name, n, process.T);
     // "Trailing" spacing (Lin et al. 2024): the first step is at t = T - 1, the noisiest level.
@@ -88,19 +131,12 @@ abstract class VPSampler<O extends VPSamplerOptions> implements Sampler {
   abstract readonly name: string;
   abstract readonly stateSize: number;
   constructor(readonly process: NoiseProcess, readonly opts: O, name: string) {
-    vpGrid(process, 1, name);
-    const r = opts.clipRange ?? 1;
-    if (!(r > 0)) throw new SamplerError(`clipRange = ${opts.clipRange} must be a number > 0`);
-    const q = opts.thresholdRatio;
-    if (q !== undefined && !(q > 0 && q <= 1)) throw new SamplerError(`thresholdRatio = ${q} is outside the allowed range (0, 1]`);
-    const m = opts.thresholdMax;
-    if (m !== undefined && !(m >= r)) throw new SamplerError(`thresholdMax = ${m} must be a number >= clipRange (${r})`);
+    vpGrid(process, 1, name, opts);
+    checkLimitOptions(opts);
   }
   /** How x̂0 is limited at every step, or null when it is not. */
   protected get clip(): X0Limit | null {
-    const range = this.opts.clipRange ?? 1;
-    if (this.opts.thresholdRatio !== undefined) return { range, ratio: this.opts.thresholdRatio, max: this.opts.thresholdMax };
-    return this.opts.clipSample ? { range } : null;
+    return x0Limit(this.opts);
   }
   initialStd(): number {
     return 1;
@@ -109,23 +145,35 @@ abstract class VPSampler<O extends VPSamplerOptions> implements Sampler {
   abstract step(kind: string, ctx: StepContext): StepResult;
 }
 
+export interface DDPMSamplerOptions extends VPSamplerOptions {
+  /**
+   * The reverse step's variance (Ho et al. §3.2): 'small', the posterior's β̃ (diffusers'
+   * fixed_small, the default), or 'large', β itself (fixed_large).
+   */
+  varianceType?: 'small' | 'large';
+}
+
 /** DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any subsequence of levels via the posterior q(x_next | x_t, x0) (eqs. 6-7). */
-export class DDPMSampler extends VPSampler<VPSamplerOptions> {
+export class DDPMSampler extends VPSampler<DDPMSamplerOptions> {
   readonly name = 'ddpm';
   readonly stateSize = 0;
-  constructor(process: NoiseProcess, opts: VPSamplerOptions = {}) {
+  constructor(process: NoiseProcess, opts: DDPMSamplerOptions = {}) {
     super(process, opts, 'ddpm');
+    const v = opts.varianceType ?? 'small';
+    if (v !== 'small' && v !== 'large') throw new SamplerError(`ddpm: varianceType '${v}' is unknown; allowed values: small, large`);
   }
   plan(n: number): StepPlan[] {
-    const { levels, abNext } = vpGrid(this.process, n, this.name);
+    const { levels, abNext } = vpGrid(this.process, n, this.name, this.opts);
     return levels.map((l, i) => {
       const ab = l.a * l.a, abn = abNext[i]!;
       const beta = 1 - ab / abn; // β of the respaced chain
       // Posterior mean  c1·x̂0 + c2·x_t  (eq. 7), rewritten with x_t = a·x̂0 + b·ε̂.
       const c1 = (Math.sqrt(abn) * beta) / (1 - ab);
       const c2 = (Math.sqrt(1 - beta) * (1 - abn)) / (1 - ab);
-      const variance = (beta * (1 - abn)) / (1 - ab); // β̃ (eq. 7)
-      return { kind: 'step', levels: [l], coef: baseCoef(l, c1 + c2 * l.a, c2 * l.b, Math.sqrt(Math.max(variance, 0))) };
+      const variance = this.opts.varianceType === 'large' ? beta : (beta * (1 - abn)) / (1 - ab); // β or β̃ (eq. 7)
+      // diffusers adds no noise at t = 0, which only matters for 'large' (β̃ is 0 there).
+      const std = this.opts.varianceType === 'large' && l.time <= 0 ? 0 : Math.sqrt(Math.max(variance, 0));
+      return { kind: 'step', levels: [l], coef: baseCoef(l, c1 + c2 * l.a, c2 * l.b, std) };
     });
   }
   step(_kind: string, ctx: StepContext): StepResult {
@@ -144,7 +192,7 @@ export class DDIMSampler extends VPSampler<VPSamplerOptions & { eta?: number }> 
   }
   plan(n: number): StepPlan[] {
     const eta = this.opts.eta ?? 0;
-    const { levels, abNext } = vpGrid(this.process, n, this.name);
+    const { levels, abNext } = vpGrid(this.process, n, this.name, this.opts);
     return levels.map((l, i) => {
       const ab = l.a * l.a, abn = abNext[i]!;
       const sigma = eta * Math.sqrt(((1 - abn) / (1 - ab)) * (1 - ab / abn));
@@ -169,7 +217,7 @@ export class PLMSSampler extends VPSampler<VPSamplerOptions> {
     super(process, opts, 'plms');
   }
   plan(n: number): StepPlan[] {
-    const { levels, abNext } = vpGrid(this.process, n, this.name);
+    const { levels, abNext } = vpGrid(this.process, n, this.name, this.opts);
     const AB = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]];
     return levels.map((l, i) => {
       const abn = abNext[i]!;
