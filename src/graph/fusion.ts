@@ -31,6 +31,12 @@ const leafKey = (l: Leaf) => l.array.storage;
 /** Two arrays in one storage, or in one GPU buffer (storage placed by the memory plan or another view). */
 const sameMemory = (a: DeviceArray, b: DeviceArray) => a.storage === b.storage || (a.storage.buffer !== null && a.storage.buffer === b.storage.buffer);
 
+/**
+ * Commands a producer may be inlined across when that keeps an intermediate alive longer (see
+ * fuseElementwise). Chains within a layer's forward or backward sit closer than this.
+ */
+const FUSE_REACH = 16;
+
 export interface FusionResult {
   commands: Command[];
   /** Generated kernels, and how many elementwise dispatches they replaced. */
@@ -41,8 +47,8 @@ export interface FusionResult {
 /**
  * Fuses chains of elementwise dispatches into generated kernels. A producer is inlined into its
  * consumer when its result is an intermediate (virtual, not an output) that only the consumer reads,
- * read element for element (no broadcast), and nothing between the two writes the producer's
- * operands. The fused kernel evaluates the whole expression per element, so the intermediates are
+ * read element for element (no broadcast), nothing between the two writes the producer's
+ * operands, and the two are close (FUSE_REACH) or inlining keeps no intermediate alive longer. The fused kernel evaluates the whole expression per element, so the intermediates are
  * never written to memory. Storage bindings stay within the device's per-stage limit.
  */
 export function fuseElementwise(rt: Runtime, commands: Command[], pinned: Set<Storage>, virtual: Set<Storage>): FusionResult {
@@ -62,6 +68,7 @@ export function fuseElementwise(rt: Runtime, commands: Command[], pinned: Set<St
   const inlined = new Set<number>();
 
   const writtenBetween = (s: Storage, from: number, to: number) => (writers.get(s) ?? []).some((w) => w > from && w < to);
+  const lastUse = (s: Storage) => users.get(s)!.at(-1)!;
 
   commands.forEach((c, k) => {
     const f = c.fuse;
@@ -78,6 +85,11 @@ export function fuseElementwise(rt: Runtime, commands: Command[], pinned: Set<St
       if (!producer || !pf || !isLinear(leaf) || pf.out.size !== numel(f.shape) || pf.out.byteOffset !== 0) return { leaf };
       // The producer's operands must still hold the same values when the consumer runs.
       if (leavesOf(producer).some((l) => writtenBetween(leafKey(l), p, k))) return { leaf };
+      // Inlining moves the producer's reads to the consumer: an intermediate it reads that would
+      // otherwise die at the producer stays alive until the consumer. Far apart (a running sum of
+      // gradients added at the end of a step with N micro-batches), that holds memory across the
+      // commands between them — every micro-batch's gradients at once — so the two stay apart.
+      if (k - p > FUSE_REACH && leavesOf(producer).some((l) => virtual.has(leafKey(l)) && !pinned.has(leafKey(l)) && lastUse(leafKey(l)) < k)) return { leaf };
       // A kernel may not read the memory it writes: WebGPU refuses a buffer bound read-only and
       // read-write in one dispatch (an update in place, ops.assign(acc, ops.add(acc, g)), stays two).
       if (leavesOf(producer).some((l) => sameMemory(l.array, f.out))) return { leaf };

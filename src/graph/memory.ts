@@ -98,42 +98,44 @@ export interface MemoryPlan {
 }
 
 /**
- * Assigns every virtual storage a physical buffer, reusing a buffer once every storage in it is dead.
- * Walks the commands in order; a storage takes a free buffer when it is first bound (the smallest
- * one that fits, else the largest, grown) and frees it after its last use. Storages pinned as
- * outputs live to the end. A storage freed at command k is reused only after k, so no dispatch reads
- * and writes one buffer.
+ * Assigns every virtual storage a physical buffer (a slot), storages whose lifetimes do not touch
+ * sharing one. Lifetimes are known for the whole step, so the assignment is offline, greedy by size
+ * (as TensorFlow Lite's planner for shared buffers): largest storage first, each into the smallest
+ * slot already made whose storages all end before it starts or start after it ends, else into a new
+ * slot of its size. Slots never grow, so a slot costs its largest storage, and the total stays near
+ * the peak of live bytes. (Walking the commands in order and growing a free slot when none fits, as
+ * this planner once did, reached 2.6 times the live peak on a step with two micro-batches.) Storages
+ * pinned as outputs live to the end. Touching lifetimes count as overlapping: a storage freed at
+ * command k is reused only after k, so no dispatch reads and writes one buffer.
  */
 export function planMemory(commands: Command[], virtual: Set<Storage>, pinned: Set<Storage>): MemoryPlan {
   const life = lifetimes(commands);
   const end = commands.length;
-  const startAt = new Map<number, Storage[]>();
-  const endAt = new Map<number, Storage[]>();
-  const push = (m: Map<number, Storage[]>, k: number, s: Storage) => m.set(k, [...(m.get(k) ?? []), s]);
   let unplannedBytes = 0;
+  const items: { s: Storage; first: number; last: number }[] = [];
   for (const s of virtual) {
     const l = life.get(s) ?? (pinned.has(s) ? { first: 0, last: end } : null);
     if (!l) continue; // allocated but never used after fusion
     unplannedBytes += s.bytes;
-    push(startAt, l.first, s);
-    push(endAt, pinned.has(s) ? end : l.last, s);
+    items.push({ s, first: l.first, last: pinned.has(s) ? end : l.last });
   }
+  // Largest first; ties by start, so the plan does not depend on the set's order.
+  items.sort((a, b) => b.s.bytes - a.s.bytes || a.first - b.first);
   const slots: number[] = [];
-  const free: number[] = [];
+  const uses: { first: number; last: number }[][] = [];
   const slotOf = new Map<Storage, number>();
-  for (let k = 0; k <= end; k++) {
-    for (const s of (startAt.get(k) ?? []).sort((a, b) => b.bytes - a.bytes)) {
-      let best = -1;
-      for (const i of free) {
-        if (slots[i]! >= s.bytes && (best < 0 || slots[i]! < slots[best]!)) best = i;
-      }
-      if (best < 0) for (const i of free) if (best < 0 || slots[i]! > slots[best]!) best = i;
-      if (best < 0) best = slots.push(0) - 1;
-      else free.splice(free.indexOf(best), 1);
-      slots[best] = Math.max(slots[best]!, s.bytes);
-      slotOf.set(s, best);
+  for (const it of items) {
+    let best = -1;
+    for (let i = 0; i < slots.length; i++) {
+      if (best >= 0 && slots[i]! >= slots[best]!) continue;
+      if (uses[i]!.every((u) => u.last < it.first || u.first > it.last)) best = i;
     }
-    for (const s of endAt.get(k) ?? []) free.push(slotOf.get(s)!);
+    if (best < 0) {
+      best = slots.push(it.s.bytes) - 1;
+      uses.push([]);
+    }
+    uses[best]!.push({ first: it.first, last: it.last });
+    slotOf.set(it.s, best);
   }
   return { slots, slotOf, plannedBytes: slots.reduce((a, b) => a + b, 0), unplannedBytes };
 }
