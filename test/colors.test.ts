@@ -13,13 +13,13 @@ function labelByRule(images: Float32Array, n: number, size: number): { label: nu
   for (let i = 0; i < n; i++) {
     const mean = [0, 1, 2].map((c) => {
       let s = 0;
-      for (let p = 0; p < hw; p++) s += (images[(i * 3 + c) * hw + p] + 1) / 2;
+      for (let p = 0; p < hw; p++) s += (images[(i * 3 + c) * hw + p]! + 1) / 2;
       return s / hw;
     });
-    const lab = srgbToLab(mean[0], mean[1], mean[2]);
+    const lab = srgbToLab(mean[0]!, mean[1]!, mean[2]!);
     const d = COLOR_LAB.map((c, k) => ({ k, d: deltaE76(lab, c) })).sort((a, b) => a.d - b.d);
-    label.push(d[0].k);
-    margin.push(d[1].d - d[0].d);
+    label.push(d[0]!.k);
+    margin.push(d[1]!.d - d[0]!.d);
   }
   return { label, margin };
 }
@@ -91,7 +91,7 @@ describe('colors dataset', () => {
     const counts = new Array(8).fill(0);
     let changed = 0;
     for (let i = 0; i < n; i++) {
-      counts[ds.labels[i]]++;
+      counts[ds.labels[i]!]++;
       if (ds.labels[i] !== ds.intended[i]) changed++;
     }
     console.log(`colors: ${changed}/${n} (${((100 * changed) / n).toFixed(2)}%) labels differ from the intended class; counts ${counts}`);
@@ -113,14 +113,14 @@ describe('colors dataset', () => {
       let off = 0;
       let sumL = 0;
       for (let p = 0; p < hw; p++) {
-        const px = [0, 1, 2].map((c) => (ds.images[(i * 3 + c) * hw + p] + 1) / 2);
-        const lab = srgbToLab(px[0], px[1], px[2]);
+        const px = [0, 1, 2].map((c) => (ds.images[(i * 3 + c) * hw + p]! + 1) / 2);
+        const lab = srgbToLab(px[0]!, px[1]!, px[2]!);
         sumL += lab[0];
         const near = COLOR_LAB.map((c) => deltaE76(lab, c));
         if (near.indexOf(Math.min(...near)) !== ds.labels[i]) off++;
       }
       if (off >= 0.03 * hw) mixed++;
-      meanL[ds.labels[i]].push(sumL / hw);
+      meanL[ds.labels[i]!]!.push(sumL / hw);
     }
     // Most images have at least 3% of pixels nearer another class (distractor blobs and strokes).
     expect(mixed / n).toBeGreaterThan(0.5);

@@ -40,16 +40,16 @@ function handPng(width: number, height: number, depth: number, colorType: number
   const raw: number[] = [];
   rows.forEach((row, y) => {
     const f = y % 5;
-    const up = y > 0 ? rows[y - 1] : new Uint8Array(row.length);
+    const up = y > 0 ? rows[y - 1]! : new Uint8Array(row.length);
     raw.push(f);
     for (let i = 0; i < row.length; i++) {
-      const a = i >= bpp ? row[i - bpp] : 0;
-      const b = up[i];
-      const c = i >= bpp ? up[i - bpp] : 0;
+      const a = i >= bpp ? row[i - bpp]! : 0;
+      const b = up[i]!;
+      const c = i >= bpp ? up[i - bpp]! : 0;
       const p = a + b - c;
       const paeth = Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c) ? a : Math.abs(p - b) <= Math.abs(p - c) ? b : c;
-      const pred = [0, a, b, (a + b) >> 1, paeth][f];
-      raw.push((row[i] - pred) & 255);
+      const pred = [0, a, b, (a + b) >> 1, paeth][f]!;
+      raw.push((row[i]! - pred) & 255);
     }
   });
   return Buffer.concat([
@@ -94,7 +94,7 @@ describe('png', () => {
     const packed = new Uint8Array(rowBytes * h);
     idx2.forEach((v, i) => {
       const y = Math.floor(i / w), x = i % w;
-      packed[y * rowBytes + (x >> 2)] |= v << (6 - 2 * (x & 3));
+      packed[y * rowBytes + (x >> 2)]! |= v << (6 - 2 * (x & 3));
     });
     const b = decodePng(encode({ width: w, height: h, data: packed, channels: 1, depth: 2, palette: pal2 }));
     expect(b.channels).toBe(4);
@@ -115,7 +115,7 @@ describe('png', () => {
     const back = decodePng(handPng(w, h, 16, 4, rows));
     expect(back.channels).toBe(2);
     const want: number[] = [];
-    for (const r of rows) for (let i = 0; i < r.length; i += 2) want.push(Math.round(((r[i] * 256 + r[i + 1]) * 255) / 65535));
+    for (const r of rows) for (let i = 0; i < r.length; i += 2) want.push(Math.round(((r[i]! * 256 + r[i + 1]!) * 255) / 65535));
     expect(Array.from(back.data), why).toEqual(want);
   });
 
@@ -125,7 +125,7 @@ describe('png', () => {
     vals[3] = 9; // the key occurs at least once
     const rows = Array.from({ length: h }, (_, y) => {
       const r = new Uint8Array(Math.ceil(w / 2));
-      for (let x = 0; x < w; x++) r[x >> 1] |= vals[y * w + x] << (x & 1 ? 0 : 4);
+      for (let x = 0; x < w; x++) r[x >> 1]! |= vals[y * w + x]! << (x & 1 ? 0 : 4);
       return r;
     });
     const back = decodePng(handPng(w, h, 4, 0, rows, [['tRNS', Uint8Array.from([0, 9])]]));
@@ -147,7 +147,7 @@ describe('png', () => {
     const expected = new Uint8Array(g.width * g.height * C); // all padding (and the empty 6th slot) is 0
     for (let i = 0; i < N; i++) {
       for (let c = 0; c < C; c++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-        const v = imgs[((i * C + c) * H + y) * W + x];
+        const v = imgs[((i * C + c) * H + y) * W + x]!;
         const gx = pad + (i % cols) * (W + pad) + x, gy = pad + Math.floor(i / cols) * (H + pad) + y;
         expected[(gy * g.width + gx) * C + c] = Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255);
       }
@@ -171,14 +171,16 @@ describe('png', () => {
     const src = Float32Array.from({ length: C * H * W }, () => rand());
     const out = resampleArea(src, C, H, W, { x0: 0, y0: 0, x1: W, y1: H }, H / 2, W / 2);
     for (let c = 0; c < C; c++) for (let y = 0; y < H / 2; y++) for (let x = 0; x < W / 2; x++) {
-      const at = (yy: number, xx: number) => src[(c * H + yy) * W + xx];
+      const at = (yy: number, xx: number) => src[(c * H + yy) * W + xx]!;
       const mean = (at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1)) / 4;
       // 1e-6: float32 rounding of four products in [0, 1]
-      expect(Math.abs(out[(c * H / 2 + y) * W / 2 + x] - mean), why).toBeLessThan(1e-6);
+      expect(Math.abs(out[(c * H / 2 + y) * W / 2 + x]! - mean), why).toBeLessThan(1e-6);
     }
     // arbitrary fractional footprint inside the image: a constant must come back exactly (1e-6, rounding)
     const k = resampleArea(new Float32Array(64).fill(0.7), 1, 8, 8, { x0: 0.3, y0: 1.1, x1: 7.2, y1: 6.9 }, 3, 5);
     for (const v of k) expect(Math.abs(v - 0.7)).toBeLessThan(1e-6);
+    // a source shorter than [C, srcH, srcW] is an error, not NaN pixels
+    expect(() => resampleArea(new Float32Array(63), 1, 8, 8, { x0: 0, y0: 0, x1: 8, y1: 8 }, 4, 4)).toThrow(/resampleArea: source has 63 values/);
   });
 });
 
@@ -199,10 +201,10 @@ describe('letters', () => {
     const n = g.meta.cell;
     const offsets: number[] = [];
     cells.forEach((c, i) => {
-      const where = `glyph ${i} (font ${g.meta.fonts[Math.floor(i / L / g.meta.weights.length)].name}, ${g.meta.letters[i % L]})`;
+      const where = `glyph ${i} (font ${g.meta.fonts[Math.floor(i / L / g.meta.weights.length)]!.name}, ${g.meta.letters[i % L]})`;
       let ink = 0, sx = 0, sy = 0, x0 = n, x1 = -1, y0 = n, y1 = -1;
       for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) {
-        const v = c[y * n + x];
+        const v = c[y * n + x]!;
         if (v === 0) continue;
         ink += v; sx += v * (x + 0.5); sy += v * (y + 0.5);
         x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
@@ -261,7 +263,7 @@ describe('letters', () => {
   it('held-out fonts are disjoint from the training fonts and together make all', () => {
     const train = lettersFonts(g.meta, 'train'), held = lettersFonts(g.meta, 'heldout');
     expect(held.length).toBeGreaterThanOrEqual(2);
-    expect(held.map((i) => g.meta.fonts[i].name).sort()).toEqual([...g.meta.heldout].sort());
+    expect(held.map((i) => g.meta.fonts[i]!.name).sort()).toEqual([...g.meta.heldout].sort());
     expect(train.filter((f) => held.includes(f))).toEqual([]);
     expect([...train, ...held].sort((a, b) => a - b)).toEqual(lettersFonts(g.meta, 'all'));
     const h = makeLetters({ ...g, size: 16, perGlyph: 1, seed: SEED, split: 'heldout' });
@@ -279,7 +281,7 @@ describe('letters', () => {
     expect(Array.from(a.labels)).toEqual(Array.from(b.labels));
     const meanInk = (x: Float32Array, i: number, P: number) => {
       let s = 0;
-      for (let k = 0; k < P; k++) s += (x[i * P + k] + 1) / 2;
+      for (let k = 0; k < P; k++) s += (x[i * P + k]! + 1) / 2;
       return s / P;
     };
     let worst = 0;
@@ -318,11 +320,11 @@ describe('image folder', () => {
     expect(Array.from(d.labels!)).toEqual([0, 0, 1, 1]);
     expect(d.skipped.sort()).toEqual(['README', 'cats/notes.txt']);
     expect(d.shape).toEqual([4, 3, 2, 2]);
-    const at = (n: number, c: number, y: number, x: number) => d.images[((n * 3 + c) * 2 + y) * 2 + x];
+    const at = (n: number, c: number, y: number, x: number) => d.images[((n * 3 + c) * 2 + y) * 2 + x]!;
     // Reference: 2x2 block means in [0, 255] mapped to [-1, 1]; 1e-5 covers float32 rounding.
     const block = (px: Uint8Array, w: number, xOff: number, c: number, y: number, x: number) => {
       let s = 0;
-      for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) s += px[((2 * y + dy) * w + xOff + 2 * x + dx) * 3 + c];
+      for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) s += px[((2 * y + dy) * w + xOff + 2 * x + dx) * 3 + c]!;
       return (s / 4 / 255) * 2 - 1;
     };
     for (let c = 0; c < 3; c++) for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) {
@@ -332,7 +334,7 @@ describe('image folder', () => {
     // 16-bit grey, 4x4 blocks: each 8-bit sample is round(v*255/65535), so the reference uses that.
     for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) {
       let s = 0;
-      for (let dy = 0; dy < 4; dy++) for (let dx = 0; dx < 4; dx++) s += Math.round((grey16[(4 * y + dy) * 8 + 4 * x + dx] * 255) / 65535);
+      for (let dy = 0; dy < 4; dy++) for (let dx = 0; dx < 4; dx++) s += Math.round((grey16[(4 * y + dy) * 8 + 4 * x + dx]! * 255) / 65535);
       for (let c = 0; c < 3; c++) expect(Math.abs(at(2, c, y, x) - ((s / 16 / 255) * 2 - 1))).toBeLessThan(1e-5);
     }
     // palette with alpha: opaque red where index 0, transparent (black background) where index 1
@@ -347,9 +349,9 @@ describe('image folder', () => {
     expect(d.skipped.length).toBe(2);
     const mean = (c: number) => rgb4.reduce((s, v, i) => (i % 3 === c ? s + v : s), 0) / 16 / 255;
     const luma = 0.299 * mean(0) + 0.587 * mean(1) + 0.114 * mean(2);
-    expect(Math.abs(d.images[0] - (2 * luma - 1)), why).toBeLessThan(1e-5);
+    expect(Math.abs(d.images[0]! - (2 * luma - 1)), why).toBeLessThan(1e-5);
     // palette image over a white background: 2 red + 2 white pixels
-    expect(Math.abs(d.images[3] - (2 * ((0.299 + 1) / 2) - 1))).toBeLessThan(1e-5);
+    expect(Math.abs(d.images[3]! - (2 * ((0.299 + 1) / 2) - 1))).toBeLessThan(1e-5);
   });
 
   it('says what is wrong', () => {

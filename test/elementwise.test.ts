@@ -26,7 +26,7 @@ describe('unary ops', () => {
       await checkOp(dev(), {
         name: op,
         inputs: [{ shape, data: domain(op, 105) }],
-        run: ([x]) => (ops as unknown as Record<string, (t: typeof x) => typeof x>)[op]!(x!),
+        run: ([x]) => (ops as unknown as Record<string, (t: NonNullable<typeof x>) => NonNullable<typeof x>>)[op]!(x!),
         ref: ([x]) => x!.map((v) => unaryRef(op, v)),
         refGrad: ([x], gy) => [x!.map((v, i) => unaryDerivRef(op, v) * gy[i]!)],
         atol: 1e-5,
@@ -96,15 +96,15 @@ describe('binary ops with broadcasting', () => {
         await checkOp(dev(), {
           name: op,
           inputs: [{ shape: sa, data: a }, { shape: sb, data: b }],
-          run: ([x, y]) => (ops as unknown as Record<string, (p: typeof x, q: typeof y) => typeof x>)[op]!(x!, y!),
+          run: ([x, y]) => (ops as unknown as Record<string, (p: NonNullable<typeof x>, q: NonNullable<typeof y>) => NonNullable<typeof x>>)[op]!(x!, y!),
           ref: ([x, y]) => out.idx.map(([i, j]) => binaryRef(op, x![i]!, y![j]!)).reduce((acc, v, k) => ((acc[k] = v), acc), new Float64Array(out.idx.length)),
           refGrad: ([x, y], gy) => {
             const ga = new Float64Array(na);
             const gb = new Float64Array(nb);
             out.idx.forEach(([i, j], k) => {
               const [da, db] = binaryDerivRef(op, x![i]!, y![j]!);
-              ga[i] += da * gy[k]!;
-              gb[j] += db * gy[k]!;
+              ga[i]! += da * gy[k]!;
+              gb[j]! += db * gy[k]!;
             });
             return [ga, gb];
           },
@@ -176,7 +176,7 @@ describe('reductions', () => {
           run: ([x]) => ops[kind](x!, axes),
           ref: ([x]) => {
             const y = new Float64Array(nOut);
-            for (let k = 0; k < n; k++) y[outIndex(k)] += alpha * x![k]!;
+            for (let k = 0; k < n; k++) y[outIndex(k)]! += alpha * x![k]!;
             return y;
           },
           refGrad: ([x], gy) => [x!.map((_, k) => alpha * gy[outIndex(k)]!)],

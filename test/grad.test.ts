@@ -25,13 +25,13 @@ function reference(x: Float64Array, w1: Float64Array, w2: Float64Array, r: Float
     const gw2 = new Float64Array(10);
     const gh = new Float64Array(20);
     for (let i = 0; i < 4; i++) for (let k = 0; k < 5; k++) for (let j = 0; j < 2; j++) {
-      gw2[k * 2 + j] += h[i * 5 + k]! * gy[i * 2 + j]!;
-      gh[i * 5 + k] += w2[k * 2 + j]! * gy[i * 2 + j]!;
+      gw2[k * 2 + j]! += h[i * 5 + k]! * gy[i * 2 + j]!;
+      gh[i * 5 + k]! += w2[k * 2 + j]! * gy[i * 2 + j]!;
     }
     const gw1 = new Float64Array(15);
     for (let i = 0; i < 4; i++) for (let j = 0; j < 5; j++) {
       const gs = gh[i * 5 + j]! * (1 - h[i * 5 + j]! ** 2);
-      for (let k = 0; k < 3; k++) gw1[k * 5 + j] += x[i * 3 + k]! * gs;
+      for (let k = 0; k < 3; k++) gw1[k * 5 + j]! += x[i * 3 + k]! * gs;
     }
     return { gw1, gw2 };
   };

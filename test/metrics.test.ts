@@ -24,16 +24,16 @@ function mul(a: Float64Array, b: Float64Array, n: number): Float64Array {
   const o = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
     let s = 0;
-    for (let k = 0; k < n; k++) s += a[i * n + k] * b[k * n + j];
+    for (let k = 0; k < n; k++) s += a[i * n + k]! * b[k * n + j]!;
     o[i * n + j] = s;
   }
   return o;
 }
-const transpose = (a: Float64Array, n: number) => Float64Array.from({ length: n * n }, (_, i) => a[(i % n) * n + Math.floor(i / n)]);
+const transpose = (a: Float64Array, n: number) => Float64Array.from({ length: n * n }, (_, i) => a[(i % n) * n + Math.floor(i / n)]!);
 const eye = (n: number) => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0));
-const trace = (a: Float64Array, n: number) => Array.from({ length: n }, (_, i) => a[i * n + i]).reduce((x, y) => x + y, 0);
+const trace = (a: Float64Array, n: number) => Array.from({ length: n }, (_, i) => a[i * n + i]!).reduce((x, y) => x + y, 0);
 const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const diff = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(a, (v, i) => v - b[i]);
+const diff = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(a, (v, i) => v - b[i]!);
 
 /** Gauss–Jordan inverse with partial pivoting. */
 function inv(a: Float64Array, n: number): Float64Array {
@@ -41,22 +41,22 @@ function inv(a: Float64Array, n: number): Float64Array {
   const o = eye(n);
   for (let c = 0; c < n; c++) {
     let p = c;
-    for (let r = c + 1; r < n; r++) if (Math.abs(m[r * n + c]) > Math.abs(m[p * n + c])) p = r;
+    for (let r = c + 1; r < n; r++) if (Math.abs(m[r * n + c]!) > Math.abs(m[p * n + c]!)) p = r;
     for (let k = 0; k < n; k++) {
-      [m[c * n + k], m[p * n + k]] = [m[p * n + k], m[c * n + k]];
-      [o[c * n + k], o[p * n + k]] = [o[p * n + k], o[c * n + k]];
+      [m[c * n + k], m[p * n + k]] = [m[p * n + k]!, m[c * n + k]!];
+      [o[c * n + k], o[p * n + k]] = [o[p * n + k]!, o[c * n + k]!];
     }
-    const d = m[c * n + c];
+    const d = m[c * n + c]!;
     for (let k = 0; k < n; k++) {
-      m[c * n + k] /= d;
-      o[c * n + k] /= d;
+      m[c * n + k]! /= d;
+      o[c * n + k]! /= d;
     }
     for (let r = 0; r < n; r++) {
       if (r === c) continue;
-      const f = m[r * n + c];
+      const f = m[r * n + c]!;
       for (let k = 0; k < n; k++) {
-        m[r * n + k] -= f * m[c * n + k];
-        o[r * n + k] -= f * o[c * n + k];
+        m[r * n + k]! -= f * m[c * n + k]!;
+        o[r * n + k]! -= f * o[c * n + k]!;
       }
     }
   }
@@ -70,8 +70,8 @@ function sqrtmDB(a: Float64Array, n: number): Float64Array {
   for (let it = 0; it < 100; it++) {
     const yi = inv(y, n);
     const zi = inv(z, n);
-    const y2 = y.map((v, i) => (v + zi[i]) / 2);
-    const z2 = z.map((v, i) => (v + yi[i]) / 2);
+    const y2 = y.map((v, i) => (v + zi[i]!) / 2);
+    const z2 = z.map((v, i) => (v + yi[i]!) / 2);
     const change = maxAbs(diff(y2, y));
     y = y2;
     z = z2;
@@ -83,7 +83,7 @@ function sqrtmDB(a: Float64Array, n: number): Float64Array {
 function randomSpd(n: number, rand: () => number): Float64Array {
   const b = Float64Array.from({ length: n * n }, () => gaussian(rand));
   const s = mul(b, transpose(b, n), n);
-  for (let i = 0; i < n; i++) s[i * n + i] += 0.1; // keeps it well conditioned
+  for (let i = 0; i < n; i++) s[i * n + i]! += 0.1; // keeps it well conditioned
   return s;
 }
 
@@ -94,11 +94,11 @@ function randomOrthogonal(n: number, rand: () => number): Float64Array {
     const v = Float64Array.from({ length: n }, () => gaussian(rand));
     for (let j = 0; j < i; j++) {
       let d = 0;
-      for (let k = 0; k < n; k++) d += v[k] * q[j * n + k];
-      for (let k = 0; k < n; k++) v[k] -= d * q[j * n + k];
+      for (let k = 0; k < n; k++) d += v[k]! * q[j * n + k]!;
+      for (let k = 0; k < n; k++) v[k]! -= d * q[j * n + k]!;
     }
     const norm = Math.hypot(...v);
-    for (let k = 0; k < n; k++) q[i * n + k] = v[k] / norm;
+    for (let k = 0; k < n; k++) q[i * n + k] = v[k]! / norm;
   }
   return q;
 }
@@ -114,7 +114,7 @@ describe('colour conversions', () => {
     ];
     // gl-matrix is column-major: element (row r, col c) is at c*3 + r.
     // Tolerance 5e-5: the printed values are rounded to 4 decimals.
-    for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) expect(Math.abs(RGB_TO_XYZ[c * 3 + r] - printed[r][c])).toBeLessThanOrEqual(5e-5);
+    for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) expect(Math.abs(RGB_TO_XYZ[c * 3 + r]! - printed[r]![c]!)).toBeLessThanOrEqual(5e-5);
   });
 
   it('sRGB white is LAB (100, 0, 0) and black is (0, 0, 0)', () => {
@@ -137,16 +137,16 @@ describe('colour conversions', () => {
       [[1, 165 / 255, 0], [74.93, 23.93, 78.95]],
     ];
     for (const [rgb, lab] of cases) {
-      const got = srgbToLab(rgb[0], rgb[1], rgb[2]);
-      for (let i = 0; i < 3; i++) expect(Math.abs(got[i] - lab[i]), `${rgb} -> ${got}`).toBeLessThanOrEqual(0.01);
+      const got = srgbToLab(rgb[0]!, rgb[1]!, rgb[2]!);
+      for (let i = 0; i < 3; i++) expect(Math.abs(got[i]! - lab[i]!), `${rgb} -> ${got}`).toBeLessThanOrEqual(0.01);
     }
   });
 
   it('luminance of the primaries is the BT.709 luma weights; 18% grey is L* 49.50', () => {
     // Y row of the matrix = (0.2126, 0.7152, 0.0722) as printed to 4 decimals; tolerance 5e-5.
-    expect(Math.abs(RGB_TO_XYZ[1] - 0.2126)).toBeLessThanOrEqual(5e-5);
-    expect(Math.abs(RGB_TO_XYZ[4] - 0.7152)).toBeLessThanOrEqual(5e-5);
-    expect(Math.abs(RGB_TO_XYZ[7] - 0.0722)).toBeLessThanOrEqual(5e-5);
+    expect(Math.abs(RGB_TO_XYZ[1]! - 0.2126)).toBeLessThanOrEqual(5e-5);
+    expect(Math.abs(RGB_TO_XYZ[4]! - 0.7152)).toBeLessThanOrEqual(5e-5);
+    expect(Math.abs(RGB_TO_XYZ[7]! - 0.0722)).toBeLessThanOrEqual(5e-5);
     // L* = 116 * 0.18^(1/3) - 16 = 49.4961; tolerance 1e-4 for the 4-decimal reference.
     expect(Math.abs(xyzToLab([0.18 * 0.3127 / 0.329, 0.18, (0.18 * (1 - 0.3127 - 0.329)) / 0.329])[0] - 49.4961)).toBeLessThan(1e-4);
     // Below the CIE breakpoint L* = (24389/27) Y; Y = 0.001 gives 0.90330.
@@ -166,7 +166,7 @@ describe('colour conversions', () => {
     let worst = 0;
     for (let i = 0; i < 2000; i++) {
       const rgb = [1.2 * rand() - 0.1, 1.2 * rand() - 0.1, 1.2 * rand() - 0.1];
-      const lab = srgbToLab(rgb[0], rgb[1], rgb[2]);
+      const lab = srgbToLab(rgb[0]!, rgb[1]!, rgb[2]!);
       const back = labToSrgb(lab[0], lab[1], lab[2]);
       worst = Math.max(worst, maxAbs(diff(back, rgb)));
     }
@@ -177,6 +177,8 @@ describe('colour conversions', () => {
   it('deltaE76 is Euclidean distance in LAB', () => {
     expect(deltaE76([50, 0, 0], [53, 4, 0])).toBe(5);
     expect(deltaE76([10, -3, 7], [10, -3, 7])).toBe(0);
+    // A missing component is an error, not a NaN distance.
+    expect(() => deltaE76([50, 0], [53, 4, 0])).toThrow(/deltaE76: p needs 3 components, got 2/);
   });
 });
 
@@ -186,14 +188,14 @@ describe('colour classes', () => {
     expect(COLOR_SRGB255[1]).toEqual([0, 128, 0]); // CSS green
     expect(COLOR_SRGB255[3]).toEqual([128, 0, 128]); // CSS purple
     for (let k = 0; k < 8; k++) {
-      const c = COLOR_SRGB[k];
+      const c = COLOR_SRGB[k]!;
       expect(COLOR_LAB[k]).toEqual(srgbToLab(c[0], c[1], c[2]));
-      expect(nearestColorClass(COLOR_LAB[k])).toBe(k);
+      expect(nearestColorClass(COLOR_LAB[k]!)).toBe(k);
     }
     // The classes are far apart in LAB (closest pair, orange-yellow, is ~52), so a shade can move
     // a good way from its class colour before it changes class.
     let minPair = Infinity;
-    for (let i = 0; i < 8; i++) for (let j = i + 1; j < 8; j++) minPair = Math.min(minPair, deltaE76(COLOR_LAB[i], COLOR_LAB[j]));
+    for (let i = 0; i < 8; i++) for (let j = i + 1; j < 8; j++) minPair = Math.min(minPair, deltaE76(COLOR_LAB[i]!, COLOR_LAB[j]!));
     expect(minPair).toBeGreaterThan(40);
   });
 });
@@ -244,7 +246,7 @@ describe('paired differences and class-mean colours', () => {
 describe('evalColors', () => {
   it('solid images of the exact class colours: distance 0, accuracy 1', () => {
     const labels = [0, 1, 2, 3, 4, 5, 6, 7, 3, 6];
-    const img = solidImages(labels.map((k) => COLOR_SRGB[k]), 4, 5);
+    const img = solidImages(labels.map((k) => COLOR_SRGB[k]!), 4, 5);
     const rep = evalColors(img, [labels.length, 3, 4, 5], labels);
     // Tolerance 1e-4: the images are float32, so a colour is off by up to ~6e-8 in 0..1; that is
     // 255*sqrt(3)*6e-8 ≈ 3e-5 in RGB and below 1e-5 in ΔE (steepest near black, dL/dc ≈ 15).
@@ -264,8 +266,8 @@ describe('evalColors', () => {
     expect(rep.overall.rgbDistance).toBeCloseTo(255 * Math.sqrt(3), 9); // exact up to rounding
     expect(rep.overall.labDistance).toBeCloseTo(100, 9);
     expect(rep.overall.accuracy).toBe(0);
-    expect(rep.perClass[6].accuracy).toBe(0);
-    expect(Number.isNaN(rep.perClass[0].accuracy)).toBe(true); // no image asked for orange
+    expect(rep.perClass[6]!.accuracy).toBe(0);
+    expect(Number.isNaN(rep.perClass[0]!.accuracy)).toBe(true); // no image asked for orange
     // Left half white, right half black, asked white: half the pixels at distance 0.
     const half = new Float32Array(3 * 2 * 4).fill(-1);
     for (let c = 0; c < 3; c++) for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) half[(c * 2 + y) * 4 + x] = 1;
@@ -278,7 +280,7 @@ describe('evalColors', () => {
     const r3 = evalColors(solidImages([[1, 1, 1], [0, 0, 0]], 2, 2), [2, 3, 2, 2], [6, 6]);
     expect(Array.from(r3.labPerImage).map((v) => Math.round(v * 1e6) / 1e6)).toEqual([100, 0]);
     expect(r3.overall.labDistanceSE).toBeCloseTo(50, 6);
-    expect(r3.perClass[6].labDistanceSE).toBeCloseTo(50, 6);
+    expect(r3.perClass[6]!.labDistanceSE).toBeCloseTo(50, 6);
   });
 
   it('the dominant class is taken from the mean in gamma-encoded sRGB, not in linear light', () => {
@@ -306,7 +308,7 @@ describe('evalColors', () => {
 
   it('formats a table with one row per class and an overall row', () => {
     const labels = [0, 1, 1, 5];
-    const rep = evalColors(solidImages(labels.map((k) => COLOR_SRGB[k]), 2, 2), [4, 3, 2, 2], labels);
+    const rep = evalColors(solidImages(labels.map((k) => COLOR_SRGB[k]!), 2, 2), [4, 3, 2, 2], labels);
     const table = formatColorTable(rep);
     const lines = table.split('\n');
     expect(lines[0]).toMatch(/class\s+n\s+RGB dist\s+ΔE76\s+accuracy/);
@@ -324,7 +326,7 @@ describe('symmetric eigendecomposition and square root', () => {
     const rand = mulberry32(21);
     for (const n of [1, 2, 5, 12]) {
       const b = Float64Array.from({ length: n * n }, () => gaussian(rand));
-      const a = b.map((v, i) => (v + b[(i % n) * n + Math.floor(i / n)]) / 2);
+      const a = b.map((v, i) => (v + b[(i % n) * n + Math.floor(i / n)]!) / 2);
       const { values, vectors: V } = symEig(a, n);
       const D = new Float64Array(n * n);
       values.forEach((v, i) => (D[i * n + i] = v));
@@ -333,6 +335,7 @@ describe('symmetric eigendecomposition and square root', () => {
       expect(maxAbs(diff(mul(mul(V, D, n), transpose(V, n), n), a))).toBeLessThan(1e-12 * scale);
       expect(maxAbs(diff(mul(transpose(V, n), V, n), eye(n)))).toBeLessThan(1e-12);
     }
+    expect(() => symEig(new Float64Array(3), 2)).toThrow(/symEig: want a \[2,2\] matrix \(4 values\), got 3/);
   });
 
   it('sqrtmSym agrees with Denman–Beavers on random SPD matrices', () => {
@@ -357,15 +360,15 @@ describe('Fréchet distance', () => {
     const mu2 = Array.from({ length: n }, () => gaussian(rand));
     const d1 = Array.from({ length: n }, () => 0.1 + 3 * rand());
     const d2 = Array.from({ length: n }, () => 0.1 + 3 * rand());
-    const diag = (d: number[]) => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? d[i / (n + 1)] : 0));
+    const diag = (d: number[]) => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? d[i / (n + 1)]! : 0));
     let want = 0;
-    for (let i = 0; i < n; i++) want += (mu1[i] - mu2[i]) ** 2 + (Math.sqrt(d1[i]) - Math.sqrt(d2[i])) ** 2;
+    for (let i = 0; i < n; i++) want += (mu1[i]! - mu2[i]!) ** 2 + (Math.sqrt(d1[i]!) - Math.sqrt(d2[i]!)) ** 2;
     // Tolerance 1e-12 relative: float64 rounding in sums of a few dozen terms.
     expect(Math.abs(gaussianFrechet(mu1, diag(d1), mu2, diag(d2)) - want)).toBeLessThan(1e-12 * want);
     // Commuting but not diagonal: rotate both by the same orthogonal Q; the distance is unchanged.
     const q = randomOrthogonal(n, rand);
     const rot = (d: number[]) => mul(mul(transpose(q, n), diag(d), n), q, n);
-    const qmu = (m: number[]) => Array.from({ length: n }, (_, i) => m.reduce((s, v, k) => s + q[k * n + i] * v, 0));
+    const qmu = (m: number[]) => Array.from({ length: n }, (_, i) => m.reduce((s, v, k) => s + q[k * n + i]! * v, 0));
     // 1e-10 relative: the rotated matrices carry ~1e-15 rounding that the square roots amplify.
     expect(Math.abs(gaussianFrechet(qmu(mu1), rot(d1), qmu(mu2), rot(d2)) - want)).toBeLessThan(1e-10 * want);
   });
@@ -381,7 +384,7 @@ describe('Fréchet distance', () => {
       // Tr((S1 S2)^{1/2}) = Tr((S1^{1/2} S2 S1^{1/2})^{1/2}) (same eigenvalues); DB computes the
       // left form directly, from a non-symmetric matrix, with no eigendecomposition.
       let want = trace(s1, n) + trace(s2, n) - 2 * trace(sqrtmDB(mul(s1, s2, n), n), n);
-      for (let i = 0; i < n; i++) want += (mu1[i] - mu2[i]) ** 2;
+      for (let i = 0; i < n; i++) want += (mu1[i]! - mu2[i]!) ** 2;
       const got = gaussianFrechet(mu1, s1, mu2, s2);
       // Tolerance 1e-9 * (Tr S1 + Tr S2): the trace terms cancel to leave d², so the error is
       // relative to their size; DB on a non-normal matrix loses a few digits.
@@ -400,10 +403,10 @@ describe('Fréchet distance', () => {
     expect(frechetDistance(a, a, dim)).toBeLessThan(1e-10 * trace(cov, dim));
     // meanCov against a direct one-pass-per-entry computation.
     const n = 300;
-    for (const [j, k] of [[0, 0], [2, 5], [7, 7]]) {
+    for (const [j, k] of [[0, 0], [2, 5], [7, 7]] as const) {
       let s = 0;
-      for (let i = 0; i < n; i++) s += (a[i * dim + j] - mean[j]) * (a[i * dim + k] - mean[k]);
-      expect(Math.abs(cov[j * dim + k] - s / (n - 1))).toBeLessThan(1e-12);
+      for (let i = 0; i < n; i++) s += (a[i * dim + j]! - mean[j]!) * (a[i * dim + k]! - mean[k]!);
+      expect(Math.abs(cov[j * dim + k]! - s / (n - 1))).toBeLessThan(1e-12);
     }
     expect(meanCov(Float64Array.of(0, 2), 1).cov[0]).toBe(2); // variance of {0, 2} is 2 with n - 1
     expect(() => frechetDistance(a, a, 7)).toThrow(/dim 7/);
@@ -421,9 +424,9 @@ describe('Fréchet distance', () => {
     const chol = (s: Float64Array) => {
       const l = new Float64Array(dim * dim);
       for (let i = 0; i < dim; i++) for (let j = 0; j <= i; j++) {
-        let v = s[i * dim + j];
-        for (let k = 0; k < j; k++) v -= l[i * dim + k] * l[j * dim + k];
-        l[i * dim + j] = i === j ? Math.sqrt(v) : v / l[j * dim + j];
+        let v = s[i * dim + j]!;
+        for (let k = 0; k < j; k++) v -= l[i * dim + k]! * l[j * dim + k]!;
+        l[i * dim + j] = i === j ? Math.sqrt(v) : v / l[j * dim + j]!;
       }
       return l;
     };
@@ -433,8 +436,8 @@ describe('Fréchet distance', () => {
       for (let i = 0; i < n; i++) {
         for (let k = 0; k < dim; k++) z[k] = gaussian(rand);
         for (let j = 0; j < dim; j++) {
-          let v = mu[j];
-          for (let k = 0; k <= j; k++) v += l[j * dim + k] * z[k];
+          let v = mu[j]!;
+          for (let k = 0; k <= j; k++) v += l[j * dim + k]! * z[k]!;
           x[i * dim + j] = v;
         }
       }
@@ -468,7 +471,7 @@ function bruteKnn(q: ArrayLike<number>, db: ArrayLike<number>, dim: number, k: n
   for (let i = 0; i < nq; i++) {
     const all = Array.from({ length: nd }, (_, j) => ({
       j,
-      d: Math.sqrt(Array.from({ length: dim }, (_, c) => (q[i * dim + c] - db[j * dim + c]) ** 2).reduce((a, b) => a + b, 0)),
+      d: Math.sqrt(Array.from({ length: dim }, (_, c) => (q[i * dim + c]! - db[j * dim + c]!) ** 2).reduce((a, b) => a + b, 0)),
     }));
     all.sort((a, b) => a.d - b.d || a.j - b.j);
     for (const e of all.slice(0, k)) {
@@ -490,7 +493,7 @@ describe('nearestNeighbours', () => {
       const want = bruteKnn(q, db, dim, k);
       expect(Array.from(got.index)).toEqual(want.index);
       // Tolerance 1e-6 relative: the result is stored as float32 (~6e-8 relative).
-      got.distance.forEach((d, i) => expect(Math.abs(d - want.distance[i])).toBeLessThanOrEqual(1e-6 * want.distance[i]));
+      got.distance.forEach((d, i) => expect(Math.abs(d - want.distance[i]!)).toBeLessThanOrEqual(1e-6 * want.distance[i]!));
     }
     expect(nearestNeighbours(q, db, dim).index.length).toBe(17 * 5); // k = 5 by default
   });

@@ -35,7 +35,7 @@ export function smokeChecks(seed: number): OpCheck[] {
       run: ([x]) => ops.mean(x!, 1),
       ref: ([x]) => {
         const y = new Float64Array(6);
-        for (let a = 0; a < 3; a++) for (let b = 0; b < 70; b++) for (let c = 0; c < 2; c++) y[a * 2 + c] += x![(a * 70 + b) * 2 + c]! / 70;
+        for (let a = 0; a < 3; a++) for (let b = 0; b < 70; b++) for (let c = 0; c < 2; c++) y[a * 2 + c]! += x![(a * 70 + b) * 2 + c]! / 70;
         return y;
       },
       refGrad: (_, gy) => [Float64Array.from({ length: 420 }, (_, k) => gy[Math.floor(k / 140) * 2 + (k % 2)]! / 70)],

@@ -126,8 +126,8 @@ function emaRef(s: { cluster: Float64Array; sum: Float64Array; codes: Float64Arr
   const counts = new Float64Array(k);
   const sums = new Float64Array(k * d);
   for (let m = 0; m < idx.length; m++) {
-    counts[idx[m]!]++;
-    for (let c = 0; c < d; c++) sums[idx[m]! * d + c] += z[vectorOffset(m, c, shape)]!;
+    counts[idx[m]!]!++;
+    for (let c = 0; c < d; c++) sums[idx[m]! * d + c]! += z[vectorOffset(m, c, shape)]!;
   }
   for (let j = 0; j < k; j++) s.cluster[j] = decay * s.cluster[j]! + (1 - decay) * counts[j]!;
   for (let j = 0; j < k * d; j++) s.sum[j] = decay * s.sum[j]! + (1 - decay) * sums[j]!;
@@ -198,7 +198,7 @@ describe('codebook upkeep on the device', () => {
         ops.advanceKey(key);
         const idx = (await indices.read()) as Int32Array;
         const counts = new Float64Array(k);
-        idx.forEach((j) => counts[j]++);
+        idx.forEach((j) => counts[j]!++);
         if (mode === 'ema') {
           const e = { cluster: st.cluster, sum: st.sum, codes: st.codebook };
           emaRef(e, z, shape, idx, k, cfg.emaDecay, cfg.emaEpsilon);
@@ -409,7 +409,7 @@ describe('discriminator and LPIPS vs float64 references', () => {
         for (let b = 0; b < 2; b++) for (let q = 0; q < hh * ww; q++) {
           for (let k = 0; k < c; k++) {
             const o = (b * c + k) * hh * ww + q;
-            dist[b] += (lin[k]! * (f[o]! - fy[s]!.f[o]!) ** 2) / (hh * ww);
+            dist[b]! += (lin[k]! * (f[o]! - fy[s]!.f[o]!) ** 2) / (hh * ww);
           }
         }
       });

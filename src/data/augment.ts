@@ -21,7 +21,7 @@ export function hflip(
     }
     for (let row = 0; row < c * h; row++) {
       const r = o + row * w;
-      for (let x = 0; x < w; x++) out[r + x] = images[r + w - 1 - x];
+      for (let x = 0; x < w; x++) out[r + x] = images[r + w - 1 - x]!;
     }
   }
   return out;

@@ -46,12 +46,12 @@ export const RGB_TO_XYZ: Float64Array = (() => {
   const g = xyToXyz(0.3, 0.6);
   const b = xyToXyz(0.15, 0.06);
   const p = new Float64Array(9);
-  mat3.set(p, r[0], r[1], r[2], g[0], g[1], g[2], b[0], b[1], b[2]); // columns = primaries
+  mat3.set(p, r[0]!, r[1]!, r[2]!, g[0]!, g[1]!, g[2]!, b[0]!, b[1]!, b[2]!); // columns = primaries
   const pInv = mat3.invert(new Float64Array(9), p) as Float64Array;
   // Scale each primary so that together they add up to the white point.
   const s = vec3.transformMat3(new Float64Array(3), D65_WHITE, pInv) as Float64Array;
   const diag = new Float64Array(9);
-  mat3.set(diag, s[0], 0, 0, 0, s[1], 0, 0, 0, s[2]);
+  mat3.set(diag, s[0]!, 0, 0, 0, s[1]!, 0, 0, 0, s[2]!);
   const m = new Float64Array(9);
   mat3.multiply(m, p, diag);
   return m;
@@ -72,22 +72,33 @@ export function xyzToLinear(xyz: ArrayLike<number>): Float64Array {
 const EPS = 216 / 24389;
 const KAPPA = 24389 / 27;
 
+/**
+ * Throws unless `v` has the three components (XYZ, LAB, ...) that a caller reads as v[0..2]: a
+ * shorter array would otherwise read as undefined and give NaN.
+ */
+function need3(v: ArrayLike<number>, where: string, what: string): void {
+  if (v.length < 3) throw new Error(`${where}: ${what} needs 3 components, got ${v.length}`);
+}
+
 const f = (t: number) => (t > EPS ? Math.cbrt(t) : (KAPPA * t + 16) / 116);
 const fInv = (t: number) => (t * t * t > EPS ? t * t * t : (116 * t - 16) / KAPPA);
 
 export function xyzToLab(xyz: ArrayLike<number>): [number, number, number] {
-  const fx = f(xyz[0] / D65_WHITE[0]);
-  const fy = f(xyz[1] / D65_WHITE[1]);
-  const fz = f(xyz[2] / D65_WHITE[2]);
+  need3(xyz, 'xyzToLab', 'xyz');
+  const fx = f(xyz[0]! / D65_WHITE[0]!);
+  const fy = f(xyz[1]! / D65_WHITE[1]!);
+  const fz = f(xyz[2]! / D65_WHITE[2]!);
   return [116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)];
 }
 
 export function labToXyz(lab: ArrayLike<number>): Float64Array {
-  const fy = (lab[0] + 16) / 116;
-  const fx = fy + lab[1] / 500;
-  const fz = fy - lab[2] / 200;
-  const y = lab[0] > KAPPA * EPS ? fy * fy * fy : lab[0] / KAPPA;
-  return Float64Array.of(fInv(fx) * D65_WHITE[0], y * D65_WHITE[1], fInv(fz) * D65_WHITE[2]);
+  need3(lab, 'labToXyz', 'lab');
+  const L = lab[0]!;
+  const fy = (L + 16) / 116;
+  const fx = fy + lab[1]! / 500;
+  const fz = fy - lab[2]! / 200;
+  const y = L > KAPPA * EPS ? fy * fy * fy : L / KAPPA;
+  return Float64Array.of(fInv(fx) * D65_WHITE[0]!, y * D65_WHITE[1]!, fInv(fz) * D65_WHITE[2]!);
 }
 
 /** sRGB in 0..1 (gamma-encoded) -> LAB. Not clamped, so out-of-gamut values round-trip. */
@@ -98,12 +109,14 @@ export function srgbToLab(r: number, g: number, b: number): [number, number, num
 /** LAB -> sRGB 0..1; may fall outside 0..1 for colours outside the sRGB gamut (not clamped). */
 export function labToSrgb(L: number, a: number, b: number): [number, number, number] {
   const lin = xyzToLinear(labToXyz([L, a, b]));
-  return [linearToSrgb(lin[0]), linearToSrgb(lin[1]), linearToSrgb(lin[2])];
+  return [linearToSrgb(lin[0]!), linearToSrgb(lin[1]!), linearToSrgb(lin[2]!)];
 }
 
 /** CIE 1976 colour difference: Euclidean distance in LAB. */
 export function deltaE76(p: ArrayLike<number>, q: ArrayLike<number>): number {
-  return Math.hypot(p[0] - q[0], p[1] - q[1], p[2] - q[2]);
+  need3(p, 'deltaE76', 'p');
+  need3(q, 'deltaE76', 'q');
+  return Math.hypot(p[0]! - q[0]!, p[1]! - q[1]!, p[2]! - q[2]!);
 }
 
 // ---- the 8 colour classes ----
@@ -139,7 +152,7 @@ export function nearestColorClass(lab: ArrayLike<number>): number {
   let best = 0;
   let bestD = Infinity;
   for (let k = 0; k < COLOR_LAB.length; k++) {
-    const d = deltaE76(lab, COLOR_LAB[k]);
+    const d = deltaE76(lab, COLOR_LAB[k]!);
     if (d < bestD) {
       bestD = d;
       best = k;
@@ -176,7 +189,7 @@ export function imagesToLab(images: ArrayLike<number>, shape: ImageShape, range:
   for (let i = 0; i < n; i++) {
     const o = i * 3 * hw;
     for (let p = 0; p < hw; p++) {
-      const lab = srgbToLab(toUnit(images[o + p], range), toUnit(images[o + hw + p], range), toUnit(images[o + 2 * hw + p], range));
+      const lab = srgbToLab(toUnit(images[o + p]!, range), toUnit(images[o + hw + p]!, range), toUnit(images[o + 2 * hw + p]!, range));
       out[o + p] = lab[0];
       out[o + hw + p] = lab[1];
       out[o + 2 * hw + p] = lab[2];
@@ -200,7 +213,7 @@ export function meanSrgb(images: ArrayLike<number>, shape: ImageShape, range: Pi
     for (let c = 0; c < 3; c++) {
       const o = (i * 3 + c) * hw;
       let s = 0;
-      for (let p = 0; p < hw; p++) s += toUnit(images[o + p], range);
+      for (let p = 0; p < hw; p++) s += toUnit(images[o + p]!, range);
       out[i * 3 + c] = s / hw;
     }
   }
@@ -214,6 +227,6 @@ export function meanSrgb(images: ArrayLike<number>, shape: ImageShape, range: Pi
 export function dominantColorClass(images: ArrayLike<number>, shape: ImageShape, range: PixelRange = 'signed'): Int32Array {
   const mean = meanSrgb(images, shape, range);
   const out = new Int32Array(shape[0]);
-  for (let i = 0; i < out.length; i++) out[i] = nearestColorClass(srgbToLab(mean[i * 3], mean[i * 3 + 1], mean[i * 3 + 2]));
+  for (let i = 0; i < out.length; i++) out[i] = nearestColorClass(srgbToLab(mean[i * 3]!, mean[i * 3 + 1]!, mean[i * 3 + 2]!));
   return out;
 }

@@ -28,7 +28,7 @@ const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
 
 /** A shade of class k: its LAB colour moved by up to ±18 in L and ±15 in a and b, clipped to sRGB. */
 function shade(k: number, rand: () => number): Rgb {
-  const [L, a, b] = COLOR_LAB[k];
+  const [L, a, b] = COLOR_LAB[k]!;
   const s = labToSrgb(Math.min(100, Math.max(0, L + 36 * (rand() - 0.5))), a + 30 * (rand() - 0.5), b + 30 * (rand() - 0.5));
   return [clamp01(s[0]), clamp01(s[1]), clamp01(s[2])];
 }
@@ -91,7 +91,7 @@ function drawImage(out: Float32Array, size: number, k: number, rand: () => numbe
   // Paint in a random order so other colours are sometimes partly covered, sometimes on top.
   for (let s = shapes.length - 1; s > 0; s--) {
     const j = Math.floor(rand() * (s + 1));
-    [shapes[s], shapes[j]] = [shapes[j], shapes[s]];
+    [shapes[s], shapes[j]] = [shapes[j]!, shapes[s]!];
   }
   const hw = size * size;
   for (let py = 0; py < size; py++) {
@@ -129,10 +129,11 @@ export function makeColorsDataset(opts: { n: number; size?: number; seed?: numbe
   const images = new Float32Array(n * per);
   const intended = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    intended[i] = i % K;
+    const k = i % K;
+    intended[i] = k;
     const img = images.subarray(i * per, (i + 1) * per);
-    drawImage(img, size, intended[i], mulberry32(mixSeed(seed, i)));
-    for (let j = 0; j < per; j++) img[j] = 2 * img[j] - 1;
+    drawImage(img, size, k, mulberry32(mixSeed(seed, i)));
+    for (let j = 0; j < per; j++) img[j] = 2 * img[j]! - 1;
   }
   const shape: [number, number, number, number] = [n, 3, size, size];
   const labels = dominantColorClass(images, shape, 'signed');

@@ -106,19 +106,19 @@ export function loadImageFolder(dir: string, opts: FolderOptions): FolderData {
     // planar [C, h, w] in [0, 1], alpha composited over the background
     const src = new Float32Array(C * h * w);
     for (let i = 0; i < w * h; i++) {
-      const a = hasAlpha ? data[i * ic + ic - 1] / 255 : 1;
-      const r = data[i * ic] / 255;
-      const g = colour ? data[i * ic + 1] / 255 : r;
-      const b = colour ? data[i * ic + 2] / 255 : r;
+      const a = hasAlpha ? data[i * ic + ic - 1]! / 255 : 1;
+      const r = data[i * ic]! / 255;
+      const g = colour ? data[i * ic + 1]! / 255 : r;
+      const b = colour ? data[i * ic + 2]! / 255 : r;
       const rgb = [r, g, b].map((v) => v * a + bg * (1 - a));
-      if (C === 3) for (let c = 0; c < 3; c++) src[c * w * h + i] = rgb[c];
-      else src[i] = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+      if (C === 3) for (let c = 0; c < 3; c++) src[c * w * h + i] = rgb[c]!;
+      else src[i] = 0.299 * rgb[0]! + 0.587 * rgb[1]! + 0.114 * rgb[2]!;
     }
     const side = Math.min(w, h);
     const x0 = (w - side) / 2;
     const y0 = (h - side) / 2;
     const out = resampleArea(src, C, h, w, { x0, y0, x1: x0 + side, y1: y0 + side }, size, size);
-    for (let i = 0; i < out.length; i++) images[n * C * plane + i] = 2 * out[i] - 1;
+    for (let i = 0; i < out.length; i++) images[n * C * plane + i] = 2 * out[i]! - 1;
     labels[n] = label;
   });
   return {

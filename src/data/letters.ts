@@ -46,7 +46,7 @@ export interface LettersData {
 export function lettersFonts(meta: LettersMeta, split: LettersOptions['split']): number[] {
   const all = meta.fonts.map((_, i) => i);
   if (split === 'all') return all;
-  const held = all.filter((i) => meta.heldout.includes(meta.fonts[i].name));
+  const held = all.filter((i) => meta.heldout.includes(meta.fonts[i]!.name));
   return split === 'heldout' ? held : all.filter((i) => !held.includes(i));
 }
 
@@ -64,7 +64,7 @@ export function lettersCells(glyphsPng: Uint8Array, meta: LettersMeta): Float32A
     for (let l = 0; l < L; l++) {
       const c = new Float32Array(cell * cell);
       for (let y = 0; y < cell; y++) {
-        for (let x = 0; x < cell; x++) c[y * cell + x] = png.data[(r * cell + y) * png.width + l * cell + x] / 255;
+        for (let x = 0; x < cell; x++) c[y * cell + x] = png.data[(r * cell + y) * png.width + l * cell + x]! / 255;
       }
       cells.push(c);
     }
@@ -95,13 +95,13 @@ export function makeLetters(opts: LettersOptions): LettersData {
   const shuffle = mulberry32(seed);
   for (let i = N - 1; i > 0; i--) {
     const j = Math.floor(shuffle() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
+    [order[i], order[j]] = [order[j]!, order[i]!];
   }
 
   const tmp = new Float32Array(plane);
   for (let n = 0; n < N; n++) {
-    const k = order[n];
-    const font = fontIds[Math.floor(k / (L * perGlyph))];
+    const k = order[n]!;
+    const font = fontIds[Math.floor(k / (L * perGlyph))]!;
     const letter = Math.floor(k / perGlyph) % L;
     // One generator per (font, letter, variant), keyed by the font's sheet index so a sample does not
     // depend on the split or on `size`: 16x16 and 32x32 see the same continuous glyph.
@@ -115,8 +115,8 @@ export function makeLetters(opts: LettersOptions): LettersData {
     const x0 = cell / 2 - ((0.5 + dx) * cell) / s;
     const y0 = cell / 2 - ((0.5 + dy) * cell) / s;
     const rect = { x0, y0, x1: x0 + cell / s, y1: y0 + cell / s };
-    resampleArea(cells[(font * W + weight) * L + letter], 1, cell, cell, rect, size, size, tmp);
-    for (let i = 0; i < plane; i++) images[n * plane + i] = 2 * tmp[i] - 1;
+    resampleArea(cells[(font * W + weight) * L + letter]!, 1, cell, cell, rect, size, size, tmp);
+    for (let i = 0; i < plane; i++) images[n * plane + i] = 2 * tmp[i]! - 1;
     labels[n] = letter;
     fonts[n] = font;
   }

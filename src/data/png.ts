@@ -50,7 +50,7 @@ export function decodePng(bytes: Uint8Array): Image8 {
     const c = pal.some((p) => p.length === 4) ? 4 : 3;
     const data = new Uint8Array(n * c);
     for (let i = 0; i < n; i++) {
-      const entry = pal[samples[i]];
+      const entry = pal[samples[i]!];
       if (!entry) throw new Error(`decodePng: palette index ${samples[i]} out of range (palette has ${pal.length} entries)`);
       for (let k = 0; k < c; k++) data[i * c + k] = entry[k] ?? 255;
     }
@@ -67,7 +67,7 @@ export function decodePng(bytes: Uint8Array): Image8 {
   for (let i = 0; i < n; i++) {
     let keyed = addAlpha;
     for (let k = 0; k < c; k++) {
-      const v = samples[i * c + k];
+      const v = samples[i * c + k]!;
       data[i * outC + k] = to8(v);
       if (addAlpha && v !== key[k]) keyed = false;
     }
@@ -99,18 +99,24 @@ function checkHeader(bytes: Uint8Array): void {
   }
 }
 
-/** One number per sample, in the PNG's own bit depth (fast-png leaves sub-byte rows packed). */
+/** One number per sample, in the PNG's own bit depth (fast-png leaves sub-byte rows packed); at
+ * least width·height·channels of them, so the callers' reads below that are in range. */
 function unpackSamples(png: DecodedPng): ArrayLike<number> {
   const { width, height, depth, channels } = png;
-  if (depth >= 8) return png.data;
   const perRow = width * channels;
-  const rowBytes = Math.ceil((perRow * depth) / 8);
+  const rowBytes = depth >= 8 ? perRow : Math.ceil((perRow * depth) / 8);
+  // fast-png sizes its output from the header; checked here rather than trusted, as a short buffer
+  // would read as undefined (NaN pixels) rather than fail.
+  if (png.data.length < rowBytes * height) {
+    throw new Error(`decodePng: corrupt PNG (${png.data.length} ${depth >= 8 ? 'samples' : 'bytes'} of image data decoded, ${width}x${height}x${channels} at ${depth} bits needs ${rowBytes * height})`);
+  }
+  if (depth >= 8) return png.data;
   const out = new Uint8Array(perRow * height);
   const mask = (1 << depth) - 1;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < perRow; x++) {
       const bit = x * depth;
-      const byte = png.data[y * rowBytes + (bit >> 3)];
+      const byte = png.data[y * rowBytes + (bit >> 3)]!;
       out[y * perRow + x] = (byte >> (8 - depth - (bit & 7))) & mask;
     }
   }
@@ -158,7 +164,7 @@ export function imagesToGrid(
     for (let c = 0; c < C; c++) {
       for (let y = 0; y < H * k; y++) {
         for (let x = 0; x < W * k; x++) {
-          const v = (images[((i * C + c) * H + Math.floor(y / k)) * W + Math.floor(x / k)] - lo) / (hi - lo);
+          const v = (images[((i * C + c) * H + Math.floor(y / k)) * W + Math.floor(x / k)]! - lo) / (hi - lo);
           pixels[((y0 + y) * width + x0 + x) * C + c] = Math.round(Math.min(1, Math.max(0, v)) * 255);
         }
       }
@@ -210,20 +216,23 @@ export function resampleArea(
   dstW: number,
   out: Float32Array = new Float32Array(C * dstH * dstW),
 ): Float32Array {
+  if (src.length < C * srcH * srcW) {
+    throw new Error(`resampleArea: source has ${src.length} values, [C, srcH, srcW] = [${C}, ${srcH}, ${srcW}] needs ${C * srcH * srcW}`);
+  }
   const wx = boxWeights(srcW, dstW, rect.x0, (rect.x1 - rect.x0) / dstW);
   const wy = boxWeights(srcH, dstH, rect.y0, (rect.y1 - rect.y0) / dstH);
   for (let c = 0; c < C; c++) {
     const plane = c * srcH * srcW;
     for (let y = 0; y < dstH; y++) {
-      const ry = wy[y];
+      const ry = wy[y]!;
       for (let x = 0; x < dstW; x++) {
-        const rx = wx[x];
+        const rx = wx[x]!;
         let acc = 0;
         for (let i = 0; i < ry.idx.length; i++) {
-          const row = plane + ry.idx[i] * srcW;
+          const row = plane + ry.idx[i]! * srcW;
           let racc = 0;
-          for (let j = 0; j < rx.idx.length; j++) racc += src[row + rx.idx[j]] * rx.w[j];
-          acc += racc * ry.w[i];
+          for (let j = 0; j < rx.idx.length; j++) racc += src[row + rx.idx[j]!]! * rx.w[j]!;
+          acc += racc * ry.w[i]!;
         }
         out[(c * dstH + y) * dstW + x] = acc;
       }

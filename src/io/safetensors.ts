@@ -368,8 +368,8 @@ export function serializeSafetensors(
       out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
     } else {
       for (let i = 0; i < t.data.length; i++) {
-        if (t.data instanceof Float32Array) view.setFloat32(at + 4 * i, t.data[i], true);
-        else view.setInt32(at + 4 * i, t.data[i], true);
+        if (t.data instanceof Float32Array) view.setFloat32(at + 4 * i, t.data[i]!, true);
+        else view.setInt32(at + 4 * i, t.data[i]!, true);
       }
     }
     at += t.data.byteLength;

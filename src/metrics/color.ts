@@ -51,21 +51,21 @@ export function evalColors(
   const predicted = dominantColorClass(images, shape, range);
   const labPerImage = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    const k = labels[i];
+    const k = labels[i]!;
     if (!(Number.isInteger(k) && k >= 0 && k < K)) throw new Error(`evalColors: label ${k} of image ${i} is not in 0..${K - 1}`);
-    const ref = COLOR_SRGB[k];
-    const refLab = COLOR_LAB[k];
+    const ref = COLOR_SRGB[k]!;
+    const refLab = COLOR_LAB[k]!;
     const o = i * 3 * hw;
     let rgb = 0;
     let lab = 0;
     for (let p = 0; p < hw; p++) {
-      const r = toUnit(images[o + p], range);
-      const g = toUnit(images[o + hw + p], range);
-      const b = toUnit(images[o + 2 * hw + p], range);
+      const r = toUnit(images[o + p]!, range);
+      const g = toUnit(images[o + hw + p]!, range);
+      const b = toUnit(images[o + 2 * hw + p]!, range);
       rgb += 255 * Math.hypot(r - ref[0], g - ref[1], b - ref[2]);
       lab += deltaE76(srgbToLab(r, g, b), refLab);
     }
-    const s = sums[k];
+    const s = sums[k]!;
     s.count++;
     s.rgb += rgb / hw;
     s.lab += lab / hw;
@@ -80,7 +80,7 @@ export function evalColors(
     labDistanceSE: count > 1 ? Math.sqrt(Math.max(lab2 - (lab * lab) / count, 0) / (count - 1) / count) : NaN,
     accuracy: hits / count,
   });
-  const perClass = sums.map((s, k) => ({ name: COLOR_CLASSES[k], ...stats(s.count, s.rgb, s.lab, s.lab2, s.hits) }));
+  const perClass = sums.map((s, k) => ({ name: COLOR_CLASSES[k]!, ...stats(s.count, s.rgb, s.lab, s.lab2, s.hits) }));
   const total = sums.reduce((a, s) => ({ count: a.count + s.count, rgb: a.rgb + s.rgb, lab: a.lab + s.lab, lab2: a.lab2 + s.lab2, hits: a.hits + s.hits }));
   return { perClass, overall: stats(total.count, total.rgb, total.lab, total.lab2, total.hits), predicted, labPerImage };
 }

@@ -34,23 +34,23 @@ export function nearestNeighbours(
       let d = 0;
       const io = i * dim;
       for (let j = 0; j < dim; j++) {
-        const t = queries[qo + j] - database[io + j];
+        const t = queries[qo + j]! - database[io + j]!;
         d += t * t;
       }
       // Strict < keeps the earlier index first among equal distances (rows come in index order).
-      if (!(d < bestD[k - 1])) continue;
+      if (!(d < bestD[k - 1]!)) continue;
       let s = k - 1;
-      while (s > 0 && d < bestD[s - 1]) {
-        bestD[s] = bestD[s - 1];
-        bestI[s] = bestI[s - 1];
+      while (s > 0 && d < bestD[s - 1]!) {
+        bestD[s] = bestD[s - 1]!;
+        bestI[s] = bestI[s - 1]!;
         s--;
       }
       bestD[s] = d;
       bestI[s] = i;
     }
     for (let s = 0; s < k; s++) {
-      index[q * k + s] = bestI[s];
-      distance[q * k + s] = Math.sqrt(bestD[s]);
+      index[q * k + s] = bestI[s]!;
+      distance[q * k + s] = Math.sqrt(bestD[s]!);
     }
   }
   return { index, distance };

@@ -41,7 +41,7 @@ export function attentionRef(q: Float64Array, k: Float64Array, v: Float64Array, 
     for (let i = 0; i < lq; i++) {
       for (let j = 0; j < lk; j++) {
         const pij = P[(g * lq + i) * lk + j]!;
-        for (let t = 0; t < d; t++) o[(g * lq + i) * d + t] += pij * v[(g * lk + j) * d + t]!;
+        for (let t = 0; t < d; t++) o[(g * lq + i) * d + t]! += pij * v[(g * lk + j) * d + t]!;
       }
     }
   }
@@ -77,9 +77,9 @@ export function attentionVjpRef(
         const ds = pij * (dP[j]! - rs) * scale;
         const kj = (g * lk + j) * d;
         for (let t = 0; t < d; t++) {
-          dv[kj + t] += pij * go[qi + t]!;
-          dq[qi + t] += ds * k[kj + t]!;
-          dk[kj + t] += ds * q[qi + t]!;
+          dv[kj + t]! += pij * go[qi + t]!;
+          dq[qi + t]! += ds * k[kj + t]!;
+          dk[kj + t]! += ds * q[qi + t]!;
         }
       }
     }

@@ -71,8 +71,8 @@ export function codebookGradRef(z: Float64Array, shape: readonly number[], codeb
     for (let c = 0; c < d; c++) {
       const o = vectorOffset(m, c, shape);
       const diff = z[o]! - codebook[j * d + c]!;
-      dz[o] += (gLoss * 2 * beta * diff) / numel;
-      dcb[j * d + c] -= (gLoss * 2 * diff) / numel;
+      dz[o]! += (gLoss * 2 * beta * diff) / numel;
+      dcb[j * d + c]! -= (gLoss * 2 * diff) / numel;
     }
   }
   return { dz, dcb };

@@ -31,7 +31,7 @@ function forEachTap(g: Conv2dGeometry, f: (xi: number, wi: number, yi: number) =
 export function conv2dRef(x: Float64Array, w: Float64Array, b: Float64Array | null, g: Conv2dGeometry): Float64Array {
   const y = new Float64Array(g.batch * g.cout * g.oh * g.ow);
   if (b) for (let i = 0; i < y.length; i++) y[i] = b[Math.floor(i / (g.oh * g.ow)) % g.cout]!;
-  forEachTap(g, (xi, wi, yi) => (y[yi] += x[xi]! * w[wi]!));
+  forEachTap(g, (xi, wi, yi) => (y[yi]! += x[xi]! * w[wi]!));
   return y;
 }
 
@@ -41,9 +41,9 @@ export function conv2dGradRef(x: Float64Array, w: Float64Array, gy: Float64Array
   const dw = new Float64Array(w.length);
   const db = new Float64Array(g.cout);
   forEachTap(g, (xi, wi, yi) => {
-    dx[xi] += w[wi]! * gy[yi]!;
-    dw[wi] += x[xi]! * gy[yi]!;
+    dx[xi]! += w[wi]! * gy[yi]!;
+    dw[wi]! += x[xi]! * gy[yi]!;
   });
-  for (let i = 0; i < gy.length; i++) db[Math.floor(i / (g.oh * g.ow)) % g.cout] += gy[i]!;
+  for (let i = 0; i < gy.length; i++) db[Math.floor(i / (g.oh * g.ow)) % g.cout]! += gy[i]!;
   return { dx, dw, db };
 }

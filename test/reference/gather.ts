@@ -17,7 +17,7 @@ export function segmentSumRef(indices: ArrayLike<number>, g: Float64Array, v: nu
   for (let r = 0; r < indices.length; r++) {
     const k = indices[r]!;
     if (k < 0 || k >= v) continue;
-    for (let c = 0; c < e; c++) out[k * e + c] += g[r * e + c]!;
+    for (let c = 0; c < e; c++) out[k * e + c]! += g[r * e + c]!;
   }
   return out;
 }

@@ -67,10 +67,10 @@ export function groupNormGradRef(
     const dz = gy[k]! * (silu ? s * (1 + z * (1 - s)) : 1);
     xhat[k] = xh;
     dxhat[k] = dz * g;
-    sum1[blk] += dz * g;
-    sum2[blk] += dz * g * xh;
-    dgamma[ch] += dz * xh;
-    dbeta[ch] += dz;
+    sum1[blk]! += dz * g;
+    sum2[blk]! += dz * g * xh;
+    dgamma[ch]! += dz * xh;
+    dbeta[ch]! += dz;
   });
   const dx = new Float64Array(x.length);
   forEachElement(d, (k, blk) => {

@@ -63,8 +63,8 @@ export function matmulVjpRef(a: Float64Array, aShape: readonly number[], b: Floa
       for (let j = 0; j < n; j++) {
         const g = gc[(z * m + i) * n + j]!;
         for (let q = 0; q < k; q++) {
-          ga[ao + i * k + q] += g * b[bo + q * n + j]!;
-          gb[bo + q * n + j] += g * a[ao + i * k + q]!;
+          ga[ao + i * k + q]! += g * b[bo + q * n + j]!;
+          gb[bo + q * n + j]! += g * a[ao + i * k + q]!;
         }
       }
     }
@@ -95,10 +95,10 @@ export function linearVjpRef(x: Float64Array, w: Float64Array, gy: Float64Array,
   for (let r = 0; r < rows; r++) {
     for (let o = 0; o < out; o++) {
       const g = gy[r * out + o]!;
-      gb[o] += g;
+      gb[o]! += g;
       for (let i = 0; i < inF; i++) {
-        gx[r * inF + i] += g * w[o * inF + i]!;
-        gw[o * inF + i] += g * x[r * inF + i]!;
+        gx[r * inF + i]! += g * w[o * inF + i]!;
+        gw[o * inF + i]! += g * x[r * inF + i]!;
       }
     }
   }

@@ -16,7 +16,7 @@ export function upsample2xGradRef(gy: Float64Array, shape: readonly number[]): F
   const out = new Float64Array(n * c * h * w);
   for (let p = 0; p < n * c; p++)
     for (let i = 0; i < 2 * h; i++)
-      for (let j = 0; j < 2 * w; j++) out[(p * h + (i >> 1)) * w + (j >> 1)] += gy[(p * 2 * h + i) * 2 * w + j]!;
+      for (let j = 0; j < 2 * w; j++) out[(p * h + (i >> 1)) * w + (j >> 1)]! += gy[(p * 2 * h + i) * 2 * w + j]!;
   return out;
 }
 
