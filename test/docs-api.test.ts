@@ -74,8 +74,10 @@ describe('documentation examples', () => {
         moduleDetection: 'force', module: 'ESNext', target: 'ES2022', noEmit: true,
         paths: { 'webgpu-diffusion': [rel('src/index.ts')], 'webgpu-diffusion/node': [rel('src/node.ts')] },
       },
-      // src/wgsl.d.ts declares the .wgsl imports that src/ makes.
+      // src/wgsl.d.ts declares the .wgsl imports that src/ makes. `include: []`: the project's own
+      // `include` would otherwise be inherited and bring the whole tree (tests, benches) in.
       files: [...blocks.map((b) => relative(OUT, b.file)), rel('src/wgsl.d.ts')],
+      include: [],
     }, null, 2));
 
     const parsed = ts.getParsedCommandLineOfConfigFile(join(OUT, 'tsconfig.json'), {}, {
