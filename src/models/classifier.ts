@@ -205,7 +205,7 @@ export class ClassifierTrainer implements Trainer {
     return { kind: 'classifier', model: this.net.config, classes: this.data.classes, train: this.opts, step: this.steps, ...this.header };
   }
 
-  /** Weights, AdamW state and step as safetensors (the weights under their own names, as loadClassifier reads them). */
+  /** Weights, AdamW state and step as safetensors (the weights under their own names, as the CLI's classifier loader reads them). */
   state(): Promise<Uint8Array> {
     return encodeCheckpoint({ params: this.params, optimizer: this.opt, config: this.checkpointConfig() });
   }

@@ -63,7 +63,7 @@ export async function decodeLatents(
 }
 
 /**
- * A VQ-GAN for encoding and decoding, from a checkpoint written by VQGANTrainer.checkpoint(): the
+ * A VQ-GAN for encoding and decoding, from a checkpoint written by VQGANTrainer.state(): the
  * weight EMA when the checkpoint has one (and `ema` is not false), else the trained weights; the
  * codebook as trained (in EMA-codebook mode it is stored beside the weights).
  */
