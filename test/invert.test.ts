@@ -20,9 +20,18 @@ import { loadVQGAN, encodeDataset } from '../src/models/vqgan-latents.js';
 import { loadDiffusionModel } from '../src/pipelines/latent.js';
 import { invertImages, reconstructImages } from '../src/pipelines/invert.js';
 import { makeColorsDataset } from '../src/data/colors.js';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+import { main, UsageError } from '../src/cli/main.js';
+import { encodeCheckpoint } from '../src/io/checkpoint.js';
+import { readSafetensorsFile } from '../src/io/file.js';
+import { ParameterSet } from '../src/nn/params.js';
+import { decodePng, encodePng } from '../src/data/png.js';
+import { ksDistanceToNormal, normalCdf } from '../src/metrics/distribution.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const bytes = (p: string) => new Uint8Array(readFileSync(p));
@@ -326,5 +335,135 @@ describe('DDIM inversion of a latent model', () => {
     // VQ-GAN's own round trip (rms 0.29-0.39, within ±0.01 of it): the VQ-GAN is the floor here.
     expect(latentErr, `latent round trip rms (TEST_SEED=${SEED})`).toBeLessThan(0.15);
     expect(Math.abs(rms(back.images, ds.images) - rms(ceiling, ds.images)), `decoded reconstruction vs the VQ-GAN's round trip (TEST_SEED=${SEED})`).toBeLessThan(0.05);
+  }, 300_000);
+});
+
+describe('the normal distribution figures of the report', () => {
+  it('Φ against tabulated values; the KS distance of N(0, 1) quantiles is 1/(2n), of N(0.5, 1) quantiles Φ(0.25) − Φ(−0.25)', () => {
+    // Φ(1), Φ(−2), Φ(0.25) to 16 digits (Abramowitz & Stegun table 26.1); erfcc's error is below 1.2e-7.
+    for (const [x, p] of [[0, 0.5], [1, 0.8413447460685429], [-2, 0.022750131948179195], [0.25, 0.5987063256829237], [-4, 3.167124183311998e-5]]) {
+      expect(Math.abs(normalCdf(x!) - p!), `Φ(${x})`).toBeLessThan(1.2e-7 * Math.max(p!, 1 - p!));
+    }
+    // Quantiles by bisection of Φ itself: the empirical steps straddle Φ by exactly 1/(2n).
+    const quantile = (p: number) => {
+      let lo = -10, hi = 10;
+      for (let k = 0; k < 100; k++) (normalCdf((lo + hi) / 2) < p ? (lo = (lo + hi) / 2) : (hi = (lo + hi) / 2));
+      return (lo + hi) / 2;
+    };
+    const n = 200;
+    const q = Array.from({ length: n }, (_, i) => quantile((i + 0.5) / n));
+    expect(Math.abs(ksDistanceToNormal(q) - 1 / (2 * n))).toBeLessThan(1e-9);
+    // The order of the values does not matter.
+    expect(ksDistanceToNormal([...q].reverse())).toBe(ksDistanceToNormal(q));
+    const shifted = q.map((v) => v + 0.5);
+    expect(Math.abs(ksDistanceToNormal(shifted) - (0.5987063256829237 - (1 - 0.5987063256829237)))).toBeLessThan(1 / n);
+  });
+});
+
+describe('wgd invert', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wgd-invert-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const TINY = { sampleSize: 8, inChannels: 1, outChannels: 1, blockOutChannels: [8, 16], normGroups: 4, attentionHeads: 2, attentionResolutions: [4], conditioning: 'class' as const, numClasses: 3 };
+  const classes = ['a', 'b', 'c'];
+  /** A checkpoint of a small class-conditional U-Net (random weights) on this process. */
+  async function checkpoint(name: string, process: Parameters<typeof makeProcess>[0]): Promise<string> {
+    const net = new UNet(new Init(dev(), SEED), TINY);
+    const path = join(dir, name);
+    writeFileSync(path, await encodeCheckpoint({ params: new ParameterSet(net.namedParameters()), config: { kind: 'diffusion', model: net.config, process: makeProcess(process).config, train: {}, step: 0, classes } }));
+    return path;
+  }
+  /** A PNG of random pixels (RGBA: with random alpha too). */
+  const png = (name: string, w: number, h: number, c: 1 | 3 | 4, seed: number) => {
+    const r = mulberry32(seed);
+    const path = join(dir, name);
+    writeFileSync(path, encodePng(Uint8Array.from({ length: w * h * c }, () => Math.floor(r() * 256)), w, h, c));
+    return path;
+  };
+  const failure = async (args: string[]): Promise<Error> => {
+    try {
+      await main(args);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error(`wgd ${args.join(' ')} did not fail`);
+  };
+
+  it('inverts PNGs end to end: the grid, the JSON\'s figures and the x_T file, as the library gives them', async () => {
+    const ck = await checkpoint('tiny.safetensors', 'ddpm');
+    const images = [png('i0.png', 8, 8, 1, 1), png('i1.png', 8, 8, 1, 2)];
+    const out = join(dir, 'inv', 'out.png');
+    const args = ['invert', '--ckpt', ck, '--image', images.join(','), '--label', 'b,0', '--steps', '3', '--guidance', '2', '--out', out];
+    expect(await main(args)).toBe(0);
+    const grid = decodePng(new Uint8Array(readFileSync(out)));
+    // A row per image, three tiles of 8 px at 8x (viewScale) with 2 px gaps.
+    expect([grid.width, grid.height, grid.channels]).toEqual([3 * 66 + 2, 2 * 66 + 2, 1]);
+    const rec = JSON.parse(readFileSync(join(dir, 'inv', 'out.json'), 'utf8'));
+    expect(rec).toMatchObject({ kind: 'ddim-inversion', steps: 3, guidance: 2, space: 'pixel', xTShape: [2, 1, 8, 8] });
+    expect(rec.images.map((i: { label: string }) => i.label)).toEqual(['b', 'a']);
+    const st = await readSafetensorsFile(join(dir, 'inv', 'out.safetensors'));
+    const xT = st.tensors.get('xT')!;
+    expect(xT.shape).toEqual([2, 1, 8, 8]);
+    expect(JSON.parse(st.metadata.labels!)).toEqual([1, 0]);
+    // The same by the library: the images' values, inverted and sampled back on their own.
+    const d = dev();
+    const { net, process } = (await import('../src/diffusion/train.js')).modelFromCheckpoint(d, decodeCheckpoint(bytes(ck)));
+    const x0 = new Float32Array(128);
+    images.forEach((f, i) => {
+      const p = decodePng(bytes(f));
+      for (let k = 0; k < 64; k++) x0[i * 64 + k] = (p.data[k * p.channels]! / 255) * 2 - 1;
+    });
+    const inv = await invertDDIM(d, net, process, x0, { steps: 3, labels: [1, 0], guidance: 2 });
+    expect(Array.from(xT.data)).toEqual(Array.from(inv.xT));
+    const back = await generate(d, net, process, { sampler: 'ddim', steps: 3, labels: [1, 0], guidance: 2, xT: inv.xT });
+    rec.images.forEach((r: { mse: number; psnr: number; xT: { mean: number; std: number; ks: number } }, i: number) => {
+      const e = rms(back.images.subarray(i * 64, (i + 1) * 64), x0.subarray(i * 64, (i + 1) * 64)) ** 2;
+      expect(Math.abs(r.mse - e), `image ${i} MSE`).toBeLessThan(1e-6); // rounded to 6 digits in the JSON
+      expect(Math.abs(r.psnr - 10 * Math.log10(4 / e))).toBeLessThan(0.01);
+      const z = Array.from(inv.xT.subarray(i * 64, (i + 1) * 64));
+      const mean = z.reduce((a, v) => a + v, 0) / 64;
+      expect(Math.abs(r.xT.mean - mean)).toBeLessThan(1e-4);
+      expect(Math.abs(r.xT.std - Math.sqrt(z.reduce((a, v) => a + (v - mean) ** 2, 0) / 64))).toBeLessThan(1e-4);
+      expect(Math.abs(r.xT.ks - ksDistanceToNormal(z))).toBeLessThan(1e-4);
+    });
+    // Outputs are checked before any work: existing ones need --force, and an input is never written.
+    expect((await failure(args)).message).toMatch(/out\.png, .*out\.json, .*out\.safetensors exist; pass --force/);
+    expect((await failure([...args.slice(0, -1), images[0]!, '--force'])).message).toMatch(/i0\.png is this command's own input .*never overwritten, not even with --force/);
+    expect((await failure([...args.slice(0, -1), join(dir, 'out.jpg')])).message).toMatch(/^--out .*out\.jpg: expected a \.png file name/);
+  }, 300_000);
+
+  it('bad input, each a one-line error naming the limit: image size and channels, checkpoint kind, process, eta, labels', async () => {
+    const ck = await checkpoint('tiny2.safetensors', 'ddpm');
+    const ok = png('ok.png', 8, 8, 1, 3);
+    const run = (over: Record<string, string>) => failure(['invert', ...Object.entries({ '--ckpt': ck, '--image': ok, '--label': 'a', '--steps': '2', '--out': join(dir, `bad-${Math.random().toString(36).slice(2)}.png`), ...over }).flat()]);
+    const cases: [Record<string, string>, RegExp, boolean][] = [
+      [{ '--image': png('big.png', 16, 16, 1, 4) }, /^--image .*big\.png is 16x16; this model takes 8x8 images$/, false],
+      [{ '--image': png('rgb.png', 8, 8, 3, 5) }, /^--image .*rgb\.png has 3 channels \(RGB\); this model takes 1-channel \(grey\) images$/, false],
+      [{ '--image': png('rgba.png', 8, 8, 4, 6) }, /^--image .*rgba\.png has transparent pixels; this model takes opaque 1-channel \(grey\) images$/, false],
+      [{ '--ckpt': join(ROOT, 'examples', 'checkpoints', 'colors', 'vqgan.safetensors') }, /^--ckpt .*vqgan\.safetensors: load: this checkpoint is not a diffusion model \(its config has kind 'vqgan'\)/, false],
+      [{ '--ckpt': join(ROOT, 'examples', 'checkpoints', 'letters', 'classifier.safetensors') }, /^--ckpt .*classifier\.safetensors: load: this checkpoint is not a diffusion model \(its config has kind 'classifier'\)/, false],
+      [{ '--ckpt': await checkpoint('ncsn.safetensors', { kind: 'ncsn' }) }, /^--ckpt .*ncsn\.safetensors: DDIM inversion needs a variance-preserving process \(ddpm or vp-sde\); this model's process is 'ncsn'$/, false],
+      [{ '--ckpt': await checkpoint('ve.safetensors', { kind: 've-sde' }) }, /this model's process is 've-sde'$/, false],
+      [{ '--eta': '0.5' }, /^--eta = '0\.5': DDIM inversion runs the deterministic update \(eta 0\) backwards/, true],
+      [{ '--label': 'a,b' }, /^--label: 2 labels for 1 images; give one for all, or one per image$/, false],
+      [{ '--label': 'z' }, /^label 'z' is not a class of this model; allowed values: a, b, c/, false],
+      [{ '--image': join(dir, 'missing.png') }, /^--image .*missing\.png: no such file$/, false],
+      [{ '--steps': '0' }, /^--steps = '0': expected an integer >= 1$/, true],
+    ];
+    for (const [over, message, usage] of cases) {
+      const e = await run(over);
+      expect(e.message, JSON.stringify(over)).toMatch(message);
+      expect(e.message.includes('\n'), 'one line').toBe(false);
+      expect(e instanceof UsageError, `${JSON.stringify(over)}: a usage error (exit 2) or not (exit 1)`).toBe(usage);
+    }
+    const noLabel = await failure(['invert', '--ckpt', ck, '--image', ok, '--out', join(dir, 'nl.png')]);
+    expect(noLabel.message).toMatch(/^--label: .*tiny2\.safetensors is class-conditional; give the images' class \(one for all, or one per image\): a, b, c$/);
+    // As a user meets them: one line on stderr, exit 1 for bad input, 2 for a mistake in the command line.
+    const wgd = (args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'wgd.mjs'), 'invert', ...args], { cwd: dir, encoding: 'utf8', env: process.env, timeout: 240_000 });
+    const big = wgd(['--ckpt', ck, '--image', join(dir, 'big.png'), '--label', 'a', '--out', join(dir, 'x.png')]);
+    expect(big.status, big.stderr).toBe(1);
+    expect(big.stderr.split('\n').filter((l) => l.startsWith('wgd: '))).toEqual([`wgd: --image ${join(dir, 'big.png')} is 16x16; this model takes 8x8 images`]);
+    const eta = wgd(['--ckpt', ck, '--image', ok, '--eta', '1', '--out', join(dir, 'x.png')]);
+    expect(eta.status, eta.stderr).toBe(2);
+    expect(existsSync(join(dir, 'x.png'))).toBe(false);
   }, 300_000);
 });

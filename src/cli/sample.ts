@@ -46,6 +46,28 @@ export interface SampleCommand {
   processFlags?: ProcessFlags;
 }
 
+/**
+ * The model behind --ckpt, ready to sample: a checkpoint file (a latent model with its VQ-GAN, found
+ * where its header says unless `vqgan` is given) or a diffusers folder (its process from its scheduler
+ * config or the flags). `sampler` is the one the model names (a folder's scheduler, a checkpoint
+ * imported from diffusers), `folder` what a folder turned out to hold, for the log.
+ */
+export async function loadSamplingModel(dev: Device, checkpoint: string, opts: { vqgan?: string; processFlags?: ProcessFlags } = {}): Promise<{ model: DiffusionModel; sampler?: string; folder?: string }> {
+  if (isFolder(checkpoint)) {
+    const f = await loadFolderForSampling(dev, checkpoint, opts.processFlags);
+    const firstStage = await firstStageFor(dev, checkpoint, f.config, opts.vqgan);
+    const model: DiffusionModel = {
+      net: f.net, process: f.process, config: f.config, classes: f.config.classes ?? [],
+      samplerDefaults: { ...samplerDefaults(f.config), ...f.scheduler?.samplerOptions },
+      firstStage, decode: firstStage?.decode ?? (async (images, shape) => ({ images, shape })),
+    };
+    return { model, sampler: f.scheduler?.sampler, folder: `${f.model.className}, process from ${f.from}` };
+  }
+  // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
+  const model = await withVQGANFlag(loadDiffusionModelFile(dev, checkpoint, { vqgan: opts.vqgan }));
+  return { model, sampler: model.config.sampler?.name };
+}
+
 /** The strip's file beside the grid: OUT-strip.png. */
 const stripPath = (out: string) => out.replace(/\.png$/i, '') + '-strip.png';
 
@@ -57,26 +79,12 @@ export function checkSampleOutputs(cmd: SampleCommand): void {
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
   checkSampleOutputs(cmd);
-  let sampler = cmd.sampler;
   let guidance = cmd.guidance;
-  let model: DiffusionModel;
-  if (isFolder(cmd.checkpoint)) {
-    // A diffusers folder: its scheduler's sampler and options apply unless given on the command line.
-    const f = await loadFolderForSampling(dev, cmd.checkpoint, cmd.processFlags);
-    if (f.scheduler && !cmd.samplerGiven) sampler = f.scheduler.sampler;
-    const firstStage = await firstStageFor(dev, cmd.checkpoint, f.config, cmd.vqgan);
-    model = {
-      net: f.net, process: f.process, config: f.config, classes: f.config.classes ?? [],
-      samplerDefaults: { ...samplerDefaults(f.config), ...f.scheduler?.samplerOptions },
-      firstStage, decode: firstStage?.decode ?? (async (images, shape) => ({ images, shape })),
-    };
-    console.log(`${cmd.checkpoint}: ${f.model.className}, process from ${f.from}; sampler ${sampler}`);
-  } else {
-    // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
-    model = await withVQGANFlag(loadDiffusionModelFile(dev, cmd.checkpoint, { vqgan: cmd.vqgan }));
-    // A checkpoint imported from diffusers names its scheduler's sampler (its options are in samplerDefaults).
-    if (model.config.sampler && !cmd.samplerGiven) sampler = model.config.sampler.name;
-  }
+  const loaded = await loadSamplingModel(dev, cmd.checkpoint, { vqgan: cmd.vqgan, processFlags: cmd.processFlags });
+  const model = loaded.model;
+  // A diffusers folder's scheduler, or a checkpoint imported from diffusers, names its sampler (its options are in samplerDefaults).
+  const sampler = loaded.sampler && !cmd.samplerGiven ? loaded.sampler : cmd.sampler;
+  if (loaded.folder) console.log(`${cmd.checkpoint}: ${loaded.folder}; sampler ${sampler}`);
   const { net, classes } = model;
   // A class model without a null class cannot be guided: it samples at guidance 1 unless told otherwise.
   if (!net.config.nullClass && net.config.conditioning !== 'none' && !cmd.guidanceGiven) guidance = 1;
