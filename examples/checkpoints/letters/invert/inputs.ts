@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../../../../src/cli/datasets.js';
 import { encodePng } from '../../../../src/data/png.js';
 
-const here = dirname(fileURLToPath(import.meta.url)).replace(/\.cache$/, join('examples', 'checkpoints', 'letters', 'invert'));
+// scripts/run.mjs runs this bundled in the project's .cache/: the project root is its parent.
+const here = join(dirname(fileURLToPath(import.meta.url)), '..', 'examples', 'checkpoints', 'letters', 'invert');
 for (const split of ['heldout', 'train'] as const) {
   const ds = loadDataset({ name: 'letters', size: 16, split, count: 1, seed: 0 });
   const n = ds.shape[0];
