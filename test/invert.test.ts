@@ -425,6 +425,17 @@ describe('wgd invert', () => {
       expect(Math.abs(r.xT.std - Math.sqrt(z.reduce((a, v) => a + (v - mean) ** 2, 0) / 64))).toBeLessThan(1e-4);
       expect(Math.abs(r.xT.ks - ksDistanceToNormal(z))).toBeLessThan(1e-4);
     });
+    // The PNG's reconstruction column is those images; wgd sample --start reproduces them from the file.
+    const tile = (g: ReturnType<typeof decodePng>, col: number, row: number) => Array.from({ length: 64 }, (_, k) => g.data[(2 + row * 66 + 8 * Math.floor(k / 8)) * g.width + 2 + col * 66 + 8 * (k % 8)]!);
+    const px = (v: number) => Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255);
+    const want = (i: number) => Array.from(back.images.subarray(i * 64, (i + 1) * 64), px);
+    for (const i of [0, 1]) expect(tile(grid, 2, i), `reconstruction ${i} in the grid`).toEqual(want(i));
+    const again = join(dir, 'inv', 'again.png');
+    expect(await main(['sample', '--ckpt', ck, '--start', join(dir, 'inv', 'out.safetensors'), '--steps', '3', '--guidance', '2', '--clip', 'off', '--out', again])).toBe(0);
+    const g2 = decodePng(bytes(again));
+    for (const i of [0, 1]) expect(tile(g2, i, 0), `wgd sample --start, image ${i}`).toEqual(want(i));
+    await expect(main(['sample', '--ckpt', ck, '--start', join(dir, 'inv', 'out.safetensors'), '--label', 'a,b,c', '--out', join(dir, 'x3.png')])).rejects.toThrow(/^--label: 3 labels for the 2 images of .*out\.safetensors; give one for all, or one per image$/);
+    await expect(main(['sample', '--ckpt', join(ROOT, 'examples', 'checkpoints', 'letters', 'letters.safetensors'), '--start', join(dir, 'inv', 'out.safetensors'), '--out', join(dir, 'x4.png')])).rejects.toThrow(/^--start .*out\.safetensors: x_T is \[2, 1, 8, 8\]; this model samples \[N, 1, 16, 16\]$/);
     // Outputs are checked before any work: existing ones need --force, and an input is never written.
     expect((await failure(args)).message).toMatch(/out\.png, .*out\.json, .*out\.safetensors exist; pass --force/);
     expect((await failure([...args.slice(0, -1), images[0]!, '--force'])).message).toMatch(/i0\.png is this command's own input .*never overwritten, not even with --force/);

@@ -262,6 +262,7 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceVariants: parseGuidanceVariants(v),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: samplerOptionsOf(v), force, samplerGiven: given.has('sampler'), guidanceGiven: given.has('guidance'), processFlags: processFlagsOf(v),
+      start: v.start as string | undefined, labelGiven: given.has('label'),
     };
     checkSampleOutputs(args);
     const r = await sampleCommand(await device(), args);

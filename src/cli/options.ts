@@ -148,6 +148,7 @@ export const SAMPLE: Spec = {
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   strip: { type: 'boolean', default: false, help: 'also write OUT-strip.png with x̂0 every steps/10 steps' },
+  start: { type: 'string', help: "start from this x_T instead of noise: a .safetensors with tensor 'xT' (wgd invert's OUT.safetensors), an image per row, with the labels it records unless --label is given (one for all, or one per row; --count is not used); wgd invert's reconstruction is --sampler ddim with its --steps and --guidance and --clip off" },
   ...SCHEDULER_FLAGS,
   ...FORCE,
 };
