@@ -46,8 +46,10 @@ export { SamplingLoop, sample } from './diffusion/sample.js';
 export type { SampleRunOptions, SampleResult } from './diffusion/sample.js';
 export { NetworkDenoiser, parseGuidanceInterval, guidanceRecord } from './diffusion/denoiser.js';
 export type { Denoiser, GuidanceVariants } from './diffusion/denoiser.js';
-export { generate, parseLabel, readSnapshots } from './diffusion/generate.js';
-export type { GenerateOptions } from './diffusion/generate.js';
+export { generate, parseLabel, readSnapshots, conditionedDenoiser } from './diffusion/generate.js';
+export type { GenerateOptions, ConditioningOptions } from './diffusion/generate.js';
+export { DDIMInverseSampler, ddimInversion, invertDDIM, ddimGridOptions, checkInvertible } from './diffusion/invert.js';
+export type { InvertOptions, InversionResult, DDIMGridOptions } from './diffusion/invert.js';
 export { DiffusionTrainer, modelFromCheckpoint, samplerDefaults } from './diffusion/train.js';
 export type { ImageDataset, TrainOptions, DiffusionCheckpointConfig, DiffusionProgress } from './diffusion/train.js';
 
@@ -59,6 +61,7 @@ export {
   FirstStageMismatchError, MissingVQGANError,
 } from './pipelines/latent.js';
 export type { LatentDataset, LatentDecoder, FirstStage, DiffusionModel, Shape4 } from './pipelines/latent.js';
+export { invertImages, reconstructImages, modelImageShape } from './pipelines/invert.js';
 export { encodeDataset, decodeLatents, loadVQGAN } from './models/vqgan-latents.js';
 export type { LatentInfo } from './diffusion/train.js';
 

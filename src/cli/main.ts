@@ -7,9 +7,10 @@ import { createDevice, Device } from '../graph/device.js';
 import { ADAPTER_MODES, AdapterMode } from '../runtime/device.js';
 import { autotuneFileStore } from '../io/autotune-file.js';
 import { PROCESS_KINDS, ProcessKind } from '../diffusion/process.js';
-import { SAMPLER_NAMES } from '../diffusion/samplers/index.js';
+import { SAMPLER_NAMES, SamplerOptions, TIMESTEP_SPACINGS } from '../diffusion/samplers/index.js';
 import { checkTrainOutputs, trainCommand } from './train.js';
 import { checkSampleOutputs, sampleCommand } from './sample.js';
+import { checkInvertOutputs, invertCommand } from './invert.js';
 import { checkClassifierOutputs, checkEvalSamplesOutputs, trainClassifierCommand, evalSamplesCommand } from './classifier.js';
 import { checkVQGANOutputs, trainVQGANCommand } from './vqgan.js';
 import { checkEvalColorsOutputs, evalColorsCommand } from './colors.js';
@@ -261,10 +262,28 @@ async function run(cmd: string, parsed: OptionValues, given: Set<string>, device
       guidance: num('guidance', s('guidance'), { min: 0 }), labels: s('label').split(',').filter(Boolean), guidanceVariants: parseGuidanceVariants(v),
       count: num('count', s('count'), { int: true, min: 1 }), seed: num('seed', s('seed'), { int: true }), out: s('out'), strip: v.strip as boolean, vqgan: v.vqgan as string | undefined,
       samplerOptions: samplerOptionsOf(v), force, samplerGiven: given.has('sampler'), guidanceGiven: given.has('guidance'), processFlags: processFlagsOf(v),
+      start: v.start as string | undefined, labelGiven: given.has('label'),
     };
     checkSampleOutputs(args);
     const r = await sampleCommand(await device(), args);
     console.log(`wrote ${r.out}${r.strip ? ` and ${r.strip}` : ''} (${r.shape[0]} images in ${r.seconds.toFixed(1)} s)`);
+    return 0;
+  }
+  if (cmd === 'invert') {
+    if (!v.ckpt) throw new UsageError('invert: give --ckpt (the diffusion model) and --image');
+    if (!v.image) throw new UsageError('invert: give --image A.png[,B.png...] or a folder of PNGs');
+    if (num('eta', s('eta'), { min: 0, max: 1 }) !== 0) throw new UsageError(`--eta = '${s('eta')}': DDIM inversion runs the deterministic update (eta 0) backwards; the noise eta > 0 adds cannot be undone`);
+    const grid: SamplerOptions = {};
+    if (v['timestep-spacing'] !== undefined) grid.timestepSpacing = oneOf('timestep-spacing', s('timestep-spacing'), TIMESTEP_SPACINGS);
+    if (v['steps-offset'] !== undefined) grid.stepsOffset = num('steps-offset', s('steps-offset'), { int: true, min: 0 });
+    const args = {
+      checkpoint: s('ckpt'), images: s('image').split(',').filter(Boolean), steps: num('steps', s('steps'), { int: true, min: 1 }),
+      labels: v.label ? s('label').split(',').filter(Boolean) : [], guidance: num('guidance', s('guidance'), { min: 0 }), samplerOptions: grid,
+      out: s('out'), vqgan: v.vqgan as string | undefined, force, processFlags: processFlagsOf(v),
+    };
+    checkInvertOutputs(args);
+    const r = await invertCommand(await device(), args);
+    console.log(`wrote ${r.png}, ${r.json} and ${r.xT}: ${r.summary.images} images, reconstruction PSNR ${r.summary.psnr.toFixed(2)} dB, x_T std ${r.summary.xT.std.toFixed(3)} (${r.summary.secondsPerImage.toFixed(2)} s an image)`);
     return 0;
   }
   return 2;

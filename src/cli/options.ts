@@ -148,6 +148,22 @@ export const SAMPLE: Spec = {
   out: { type: 'string', default: 'samples.png', help: 'output PNG grid' },
   vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   strip: { type: 'boolean', default: false, help: 'also write OUT-strip.png with x̂0 every steps/10 steps' },
+  start: { type: 'string', help: "start from this x_T instead of noise: a .safetensors with tensor 'xT' (wgd invert's OUT.safetensors), an image per row, with the labels it records unless --label is given (one for all, or one per row; --count is not used); wgd invert's reconstruction is --sampler ddim with its --steps and --guidance and --clip off" },
+  ...SCHEDULER_FLAGS,
+  ...FORCE,
+};
+
+export const INVERT: Spec = {
+  ckpt: { type: 'string', help: 'diffusion checkpoint (.safetensors, pixel or latent) or a diffusers model folder, on a ddpm or vp-sde process' },
+  image: { type: 'string', help: "PNG images, comma-separated, or a folder of them (its PNGs sorted by name), each of the model's image size and channels" },
+  steps: { type: 'string', default: '50', help: 'DDIM steps, the same for the inversion and the reconstruction' },
+  label: { type: 'string', help: "class-conditional models: the images' class, one for all or one per image (names or indices, comma-separated)" },
+  guidance: { type: 'string', default: '1', help: 'classifier-free guidance scale s of both directions (1: the conditional model alone; larger scales reconstruct worse)' },
+  eta: { type: 'string', default: '0', help: 'only 0: the deterministic DDIM update is the one that can be run backwards' },
+  'timestep-spacing': { type: 'string', help: "diffusers' timestep grid, leading, trailing or linspace, for both directions; default: the model's (a diffusers scheduler's), else the engine's own" },
+  'steps-offset': { type: 'string', help: "with --timestep-spacing leading: added to every timestep (diffusers' steps_offset)" },
+  out: { type: 'string', default: 'invert.png', help: "OUT.png: a row per image, original | x_T (values in [-3, 3] as black..white; a latent model's x_T enlarged, its channels in turn) | reconstruction (DDIM from x_T, x̂0 not clipped); beside it OUT.json (per image the reconstruction's MSE and PSNR, x_T's mean, std and Kolmogorov-Smirnov distance to N(0, 1)) and OUT.safetensors (x_T, tensor 'xT')" },
+  vqgan: { type: 'string', help: "latent models: the VQ-GAN, if not where the checkpoint's header says" },
   ...SCHEDULER_FLAGS,
   ...FORCE,
 };
@@ -198,6 +214,7 @@ export const IMPORT: Spec = {
 export const COMMANDS: Record<string, { spec: Spec; help: string; args?: string }> = {
   train: { spec: TRAIN, help: 'train a diffusion model into a run folder' },
   sample: { spec: SAMPLE, help: 'sample a PNG grid from a checkpoint' },
+  invert: { spec: INVERT, help: 'DDIM inversion: images to the x_T that DDIM sampling takes back to them, with the reconstructions and their error' },
   'train-vqgan': { spec: VQGAN_TRAIN, help: 'train a VQ-GAN (the first stage of latent diffusion)' },
   'eval-colors': { spec: EVAL_COLORS, help: 'colour accuracy and distances over a guidance sweep, Fréchet distance, nearest training images' },
   'train-classifier': { spec: CLASSIFIER, help: 'train a classifier and evaluate it on held-out data' },

@@ -12,7 +12,7 @@ import { samplerDefaults } from '../diffusion/train.js';
 import { firstStageFor, loadDiffusionModelFile } from '../pipelines/latent-node.js';
 import { sampleImages, type DiffusionModel } from '../pipelines/latent.js';
 import { withVQGANFlag } from './vqgan.js';
-import { writeFileAtomic } from '../io/file.js';
+import { readSafetensorsFile, writeFileAtomic } from '../io/file.js';
 import { checkExtension, checkOutputs } from './outputs.js';
 import { ProcessFlags, isFolder, loadFolderForSampling } from './diffusers.js';
 
@@ -44,6 +44,60 @@ export interface SampleCommand {
   samplerGiven?: boolean;
   guidanceGiven?: boolean;
   processFlags?: ProcessFlags;
+  /** Start from this x_T (a .safetensors with tensor 'xT' [N, ...], as wgd invert writes) instead of noise. */
+  start?: string;
+  /** --label was given (with --start, the file's labels apply otherwise). */
+  labelGiven?: boolean;
+}
+
+/**
+ * The x_T of --start: tensor 'xT' [N, ...] of the model's sample shape (latents for a latent model),
+ * and the labels its metadata records (wgd invert's), if any.
+ */
+async function readStart(path: string, model: DiffusionModel): Promise<{ xT: Float32Array; shape: number[]; labels: number[] | null }> {
+  let st;
+  try {
+    st = await readSafetensorsFile(path);
+  } catch (e) {
+    throw new Error(`--start ${path}: ${(e as Error).message}`);
+  }
+  const t = st.tensors.get('xT');
+  if (!t || !(t.data instanceof Float32Array) || t.shape.length < 2) throw new Error(`--start ${path}: no float32 tensor 'xT' [N, C, H, W] (wgd invert writes one)`);
+  const c = model.net.config;
+  const want = [c.inChannels, c.sampleSize, c.sampleSize];
+  if (t.shape.length !== 4 || t.shape.slice(1).some((d, i) => d !== want[i])) {
+    throw new Error(`--start ${path}: x_T is [${t.shape.join(', ')}]; this model samples [N, ${want.join(', ')}]`);
+  }
+  let labels: number[] | null = null;
+  try {
+    const l = JSON.parse(st.metadata.labels ?? 'null') as unknown;
+    if (Array.isArray(l) && l.every((v) => Number.isInteger(v))) labels = l as number[];
+  } catch {
+    /* no labels recorded */
+  }
+  return { xT: t.data, shape: [...t.shape], labels };
+}
+
+/**
+ * The model behind --ckpt, ready to sample: a checkpoint file (a latent model with its VQ-GAN, found
+ * where its header says unless `vqgan` is given) or a diffusers folder (its process from its scheduler
+ * config or the flags). `sampler` is the one the model names (a folder's scheduler, a checkpoint
+ * imported from diffusers), `folder` what a folder turned out to hold, for the log.
+ */
+export async function loadSamplingModel(dev: Device, checkpoint: string, opts: { vqgan?: string; processFlags?: ProcessFlags } = {}): Promise<{ model: DiffusionModel; sampler?: string; folder?: string }> {
+  if (isFolder(checkpoint)) {
+    const f = await loadFolderForSampling(dev, checkpoint, opts.processFlags);
+    const firstStage = await firstStageFor(dev, checkpoint, f.config, opts.vqgan);
+    const model: DiffusionModel = {
+      net: f.net, process: f.process, config: f.config, classes: f.config.classes ?? [],
+      samplerDefaults: { ...samplerDefaults(f.config), ...f.scheduler?.samplerOptions },
+      firstStage, decode: firstStage?.decode ?? (async (images, shape) => ({ images, shape })),
+    };
+    return { model, sampler: f.scheduler?.sampler, folder: `${f.model.className}, process from ${f.from}` };
+  }
+  // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
+  const model = await withVQGANFlag(loadDiffusionModelFile(dev, checkpoint, { vqgan: opts.vqgan }));
+  return { model, sampler: model.config.sampler?.name };
 }
 
 /** The strip's file beside the grid: OUT-strip.png. */
@@ -52,36 +106,36 @@ const stripPath = (out: string) => out.replace(/\.png$/i, '') + '-strip.png';
 /** The outputs, checked before anything is loaded or sampled (main calls this before making the device). */
 export function checkSampleOutputs(cmd: SampleCommand): void {
   checkExtension('--out', cmd.out, '.png');
-  checkOutputs({ files: [cmd.out, ...(cmd.strip ? [stripPath(cmd.out)] : [])], inputs: [cmd.checkpoint, cmd.vqgan], force: Boolean(cmd.force) });
+  checkOutputs({ files: [cmd.out, ...(cmd.strip ? [stripPath(cmd.out)] : [])], inputs: [cmd.checkpoint, cmd.vqgan, cmd.start], force: Boolean(cmd.force) });
 }
 
 export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ out: string; strip?: string; images: Float32Array; shape: [number, number, number, number]; labels: number[] | null; seconds: number }> {
   checkSampleOutputs(cmd);
-  let sampler = cmd.sampler;
   let guidance = cmd.guidance;
-  let model: DiffusionModel;
-  if (isFolder(cmd.checkpoint)) {
-    // A diffusers folder: its scheduler's sampler and options apply unless given on the command line.
-    const f = await loadFolderForSampling(dev, cmd.checkpoint, cmd.processFlags);
-    if (f.scheduler && !cmd.samplerGiven) sampler = f.scheduler.sampler;
-    const firstStage = await firstStageFor(dev, cmd.checkpoint, f.config, cmd.vqgan);
-    model = {
-      net: f.net, process: f.process, config: f.config, classes: f.config.classes ?? [],
-      samplerDefaults: { ...samplerDefaults(f.config), ...f.scheduler?.samplerOptions },
-      firstStage, decode: firstStage?.decode ?? (async (images, shape) => ({ images, shape })),
-    };
-    console.log(`${cmd.checkpoint}: ${f.model.className}, process from ${f.from}; sampler ${sampler}`);
-  } else {
-    // A latent model comes with its VQ-GAN (loaded now: a missing one is found out before sampling).
-    model = await withVQGANFlag(loadDiffusionModelFile(dev, cmd.checkpoint, { vqgan: cmd.vqgan }));
-    // A checkpoint imported from diffusers names its scheduler's sampler (its options are in samplerDefaults).
-    if (model.config.sampler && !cmd.samplerGiven) sampler = model.config.sampler.name;
-  }
+  const loaded = await loadSamplingModel(dev, cmd.checkpoint, { vqgan: cmd.vqgan, processFlags: cmd.processFlags });
+  const model = loaded.model;
+  // A diffusers folder's scheduler, or a checkpoint imported from diffusers, names its sampler (its options are in samplerDefaults).
+  const sampler = loaded.sampler && !cmd.samplerGiven ? loaded.sampler : cmd.sampler;
+  if (loaded.folder) console.log(`${cmd.checkpoint}: ${loaded.folder}; sampler ${sampler}`);
   const { net, classes } = model;
   // A class model without a null class cannot be guided: it samples at guidance 1 unless told otherwise.
   if (!net.config.nullClass && net.config.conditioning !== 'none' && !cmd.guidanceGiven) guidance = 1;
   let labels: number[] | null = null;
-  if (net.config.conditioning !== 'none') {
+  let count = cmd.count;
+  const start = cmd.start ? await readStart(cmd.start, model) : undefined;
+  if (start) {
+    // One image per row of x_T: the labels given (one for all, or one per row), else the file's own.
+    const n = start.shape[0]!;
+    count = n;
+    if (net.config.conditioning !== 'none') {
+      const given = cmd.labelGiven ? cmd.labels.map((l) => parseLabel(l, classes)) : start.labels;
+      if (!given) throw new Error(`--label: ${cmd.start} records no labels and ${cmd.checkpoint} is class-conditional; give one for all, or one per image`);
+      if (given.length !== 1 && given.length !== n) throw new Error(`--label: ${given.length} labels for the ${n} images of ${cmd.start}; give one for all, or one per image`);
+      labels = given.length === 1 ? new Array<number>(n).fill(given[0]!) : given;
+    } else if (cmd.labelGiven) {
+      throw new Error(`--label: ${cmd.checkpoint} is an unconditional model and takes no labels`);
+    }
+  } else if (net.config.conditioning !== 'none') {
     const names = cmd.labels.length === 0 || cmd.labels.includes('all') ? classes.map((_, i) => String(i)) : cmd.labels;
     labels = names.map((l) => parseLabel(l, classes)).flatMap((l) => Array<number>(cmd.count).fill(l));
   } else if (cmd.labels.length) {
@@ -92,19 +146,20 @@ export async function sampleCommand(dev: Device, cmd: SampleCommand): Promise<{ 
   const every = cmd.strip ? Math.max(1, Math.round(cmd.steps / 10)) : 0;
   // Sampled, then (a latent model) decoded by its VQ-GAN: the time is to the images, decode included.
   const r = await sampleImages(dev, model, {
-    sampler, steps: cmd.steps, labels, count: cmd.count, guidance, ...cmd.guidanceVariants, seed: cmd.seed,
+    sampler, steps: cmd.steps, labels, count, guidance, ...cmd.guidanceVariants, seed: cmd.seed, xT: start?.xT,
     samplerOptions: cmd.samplerOptions, snapshotEvery: every, onStep: (i, n) => bar.update(Math.round(((i + 1) * cmd.steps) / n)),
   });
   bar.finish(cmd.steps);
   const seconds = (performance.now() - t0) / 1000;
   const { images, shape } = r;
   mkdirSync(dirname(cmd.out) || '.', { recursive: true });
-  await writeFileAtomic(cmd.out, gridPng(images, shape, { cols: labels ? cmd.count : Math.ceil(Math.sqrt(shape[0])), scale: viewScale(shape[2]) }));
+  const cols = start ? Math.min(8, shape[0]) : labels ? cmd.count : Math.ceil(Math.sqrt(shape[0]));
+  await writeFileAtomic(cmd.out, gridPng(images, shape, { cols, scale: viewScale(shape[2]) }));
   let strip: string | undefined;
   if (cmd.strip && r.snapshots.length) {
     // Rows: the first sample of each label (or the first 8), columns: snapshots in time order.
     const B = shape[0];
-    const firsts = labels ? labels.map((_, i) => i).filter((i) => i % cmd.count === 0) : Array.from({ length: Math.min(8, B) }, (_, i) => i);
+    const firsts = labels && !start ? labels.map((_, i) => i).filter((i) => i % cmd.count === 0) : Array.from({ length: Math.min(8, B) }, (_, i) => i);
     let snaps = await readSnapshots(r.snapshots);
     let sshape: [number, number, number, number] = [r.snapshots.length * r.samples.shape[0], ...(r.samples.shape.slice(1) as [number, number, number])];
     if (model.firstStage) ({ images: snaps, shape: sshape } = await model.decode(snaps, sshape));
