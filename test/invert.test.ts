@@ -15,6 +15,7 @@ import { Init } from '../src/nn/module.js';
 import { UNet } from '../src/models/unet.js';
 import { noGrad } from '../src/graph/tensor.js';
 import { mulberry32 } from '../src/data/rng.js';
+import { exactGaussianNetwork } from './gaussian-network.js';
 import { decodeCheckpoint } from '../src/io/checkpoint.js';
 import { loadVQGAN, encodeDataset } from '../src/models/vqgan-latents.js';
 import { loadDiffusionModel } from '../src/pipelines/latent.js';
@@ -203,22 +204,7 @@ describe('DDIM inversion on Gaussian data with the exact ε̂', () => {
     const d = dev();
     const { mu, s2, x0 } = gaussianData(SEED + 3);
     const proc = makeProcess(DDPM) as DiscreteVP;
-    const muT = d.tensor(Float32Array.from(mu), [1, 1, 4, 4]), s2T = d.tensor(Float32Array.from(s2), [1, 1, 4, 4]);
-    // The exact network in each parameterisation: it knows ᾱ_t from the (whole) timestep through a
-    // one-hot row of a table, so it sees only what a network sees (x_VP and t).
-    const tab = d.tensor(Float32Array.from({ length: 2 * proc.T }, (_, i) => (i % 2 ? Math.sqrt(1 - proc.alphasCumprod[i >> 1]!) : Math.sqrt(proc.alphasCumprod[i >> 1]!))), [proc.T, 2]);
-    const idx = d.tensor(Float32Array.from({ length: proc.T }, (_, i) => i), [1, proc.T]);
-    const netFor = (pred: PredictionType) => ({
-      forward(x: Tensor, t: Tensor) {
-        const hot = ops.step(ops.affine(ops.abs(ops.sub(t.reshape([t.shape[0]!, 1]), idx)), -1, 0.5));
-        const ab = ops.matmul(hot, tab);
-        const a = perSample(ops.slice(ab, 0, 1, 1).reshape([t.shape[0]!]), x), b = perSample(ops.slice(ab, 1, 1, 1).reshape([t.shape[0]!]), x);
-        const e = ops.div(ops.mul(b, ops.sub(x, ops.mul(a, muT))), ops.add(ops.mul(ops.square(a), s2T), ops.square(b)));
-        if (pred === 'epsilon') return e;
-        const xh = ops.div(ops.sub(x, ops.mul(b, e)), a);
-        return pred === 'sample' ? xh : ops.sub(ops.mul(a, e), ops.mul(b, xh));
-      },
-    });
+    const netFor = exactGaussianNetwork(d, proc, mu, s2);
     const run = async (pred: PredictionType) => invert(proc, new NetworkDenoiser(d, netFor(pred), B, { prediction: pred }).denoise, x0, 10);
     const ref = await run('epsilon');
     expectClose('ε network vs float64', ref, Array.from(x0, (v, i) => invertRef(v, mu[i % D]!, s2[i % D]!, ddimGrid(proc, 10))), 1e-5, 1e-5);

@@ -13,6 +13,7 @@ import { sigmaGrid } from '../src/diffusion/samplers/sigma.js';
 import { spacedTimesteps } from '../src/diffusion/samplers/timesteps.js';
 import { SamplingLoop } from '../src/diffusion/sample.js';
 import { mulberry32 } from '../src/data/rng.js';
+import { exactGaussianNetwork } from './gaussian-network.js';
 import { referenceMoments, pcTrajectoryRef } from './sampler-reference.js';
 
 const dev = useDevice();
@@ -301,22 +302,7 @@ describe('prediction types: every sampler takes ε, v and x0 networks', () => {
     const d = dev();
     const { mu, s2 } = gaussianData(SEED + 3);
     const proc = makeProcess(DDPM) as DiscreteVP;
-    const muT = d.tensor(mu, [1, 1, 4, 4]), s2T = d.tensor(s2, [1, 1, 4, 4]);
-    // The optimal network in each parameterisation: it knows ᾱ_t from the (whole) timestep through a
-    // one-hot row of a table, so it sees only what a network sees (x_VP and t).
-    const tab = d.tensor(Float32Array.from({ length: 2 * proc.T }, (_, i) => (i % 2 ? Math.sqrt(1 - proc.alphasCumprod[i >> 1]!) : Math.sqrt(proc.alphasCumprod[i >> 1]!))), [proc.T, 2]);
-    const idx = d.tensor(Float32Array.from({ length: proc.T }, (_, i) => i), [1, proc.T]);
-    const netFor = (pred: PredictionType) => ({
-      forward(x: Tensor, t: Tensor) {
-        const hot = ops.step(ops.affine(ops.abs(ops.sub(t.reshape([t.shape[0]!, 1]), idx)), -1, 0.5));
-        const ab = ops.matmul(hot, tab);
-        const a = perSample(ops.slice(ab, 0, 1, 1).reshape([t.shape[0]!]), x), b = perSample(ops.slice(ab, 1, 1, 1).reshape([t.shape[0]!]), x);
-        const e = ops.div(ops.mul(b, ops.sub(x, ops.mul(a, muT))), ops.add(ops.mul(ops.square(a), s2T), ops.square(b)));
-        if (pred === 'epsilon') return e;
-        const x0 = ops.div(ops.sub(x, ops.mul(b, e)), a);
-        return pred === 'sample' ? x0 : ops.sub(ops.mul(a, e), ops.mul(b, x0));
-      },
-    });
+    const netFor = exactGaussianNetwork(d, proc, mu, s2);
     const run = async (pred: PredictionType) => {
       const den = new NetworkDenoiser(d, netFor(pred), 32, { prediction: pred });
       const loop = new SamplingLoop(d, makeSampler('ddim', proc), den.denoise, [32, 1, 4, 4]);
