@@ -68,7 +68,11 @@ abstract class SigmaSampler implements Sampler {
     checkSteps(this.name, n, this.chain.T);
     return sigmaGrid(this.chain, n, this.opts, family);
   }
-  abstract initialStd(steps: number): number;
+  /** Samplers in σ start from x_T = x0 + σmax·ε, of variance σmax² + Var(x0) ≈ σmax² + 1. */
+  initialStd(steps: number): number {
+    const s = this.grid(steps, 'sigma')[0]!.sigma;
+    return Math.sqrt(s * s + 1);
+  }
   abstract plan(steps: number): StepPlan[];
   abstract step(kind: string, ctx: StepContext): StepResult;
 }
@@ -97,11 +101,6 @@ export class EulerSampler extends SigmaSampler {
   constructor(process: NoiseProcess, opts: SigmaSamplerOptions = {}) {
     super(process, opts, 'euler');
   }
-  initialStd(steps: number): number {
-    // x_T = x0 + σmax·ε has variance σmax² + Var(x0) ≈ σmax² + 1.
-    const s = this.grid(steps, 'sigma')[0]!.sigma;
-    return Math.sqrt(s * s + 1);
-  }
   plan(n: number): StepPlan[] {
     const g = this.grid(n, 'sigma');
     return g.slice(0, n).map((l, i) => ({ kind: 'euler', levels: [veLevel(l)], coef: [l.sigma, 1 / l.sigma, g[i + 1]!.sigma - l.sigma] }));
@@ -122,10 +121,6 @@ export class HeunSampler extends SigmaSampler {
   readonly stateSize = 0;
   constructor(process: NoiseProcess, opts: SigmaSamplerOptions = {}) {
     super(process, opts, 'heun');
-  }
-  initialStd(steps: number): number {
-    const s = this.grid(steps, 'sigma')[0]!.sigma;
-    return Math.sqrt(s * s + 1);
   }
   plan(n: number): StepPlan[] {
     const g = this.grid(n, 'sigma');
@@ -160,7 +155,7 @@ export class DPMSolverPP2MSampler extends SigmaSampler {
   constructor(process: NoiseProcess, opts: SigmaSamplerOptions = {}) {
     super(process, opts, 'dpm++2m');
   }
-  initialStd(): number {
+  override initialStd(): number {
     return 1;
   }
   plan(n: number): StepPlan[] {
