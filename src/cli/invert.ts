@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node
 import { dirname, join } from 'node:path';
 import type { Device } from '../graph/device.js';
 import { decodePng, gridPng, viewScale } from '../data/png.js';
-import { parseLabel } from '../diffusion/generate.js';
+import { concatFloat32, parseLabel } from '../diffusion/generate.js';
 import { checkInvertible } from '../diffusion/invert.js';
 import type { SamplerOptions } from '../diffusion/samplers/index.js';
 import { invertImages, modelImageShape, reconstructImages } from '../pipelines/invert.js';
@@ -172,17 +172,8 @@ export async function invertCommand(dev: Device, cmd: InvertCommand) {
     xTShape = inv.shape.slice(1);
   }
   bar.finish(2 * cmd.steps * batches);
-  const join32 = (parts: Float32Array[]) => {
-    const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return all;
-  };
-  const xT = join32(xTParts);
-  const rec = join32(recParts);
+  const xT = concatFloat32(xTParts);
+  const rec = concatFloat32(recParts);
   const zPer = xTShape.reduce((a, b) => a * b, 1);
 
   const rows = files.map((file, i) => {

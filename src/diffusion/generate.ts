@@ -109,7 +109,11 @@ export async function generate(dev: Device, net: UNet, process: NoiseProcess, op
 
 /** Reads snapshots back as one array [snapshots·B, C, H, W] (row k = the batch after snapshot k). */
 export async function readSnapshots(snaps: { x0: Tensor }[]): Promise<Float32Array> {
-  const parts = await Promise.all(snaps.map((s) => s.x0.read()));
+  return concatFloat32(await Promise.all(snaps.map((s) => s.x0.read())));
+}
+
+/** Host arrays end to end, as float32 in one new array. */
+export function concatFloat32(parts: readonly ArrayLike<number>[]): Float32Array {
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
